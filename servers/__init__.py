@@ -1,0 +1,53 @@
+"""Server models: one concurrency model per module, all speaking ../shared/PROTOCOL.md.
+
+A model module defines:
+
+- ``DESCRIPTION``: one line for ``--list -v`` and reports;
+- ``serve(listener, options)``: serve on the already-listening socket until ``Shutdown``
+  (raised by the launcher's SIGTERM/SIGINT handler) or until it returns;
+- optionally ``add_arguments(parser)`` for model options, ``check(options)`` that raises
+  ``SystemExit`` with a message for an impossible setting, ``unavailable()`` returning why
+  the model cannot run here (or None), and ``listener_options(options)`` returning keyword
+  arguments for ``servers._base.make_listener``.
+
+Adding a model is one module plus one line in ``MODELS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# model name -> module (imported lazily, so an optional dependency only matters when used)
+MODELS: dict[str, str] = {
+    "threaded": "servers.threaded",
+    "select": "servers.select_",
+    "poll": "servers.poll",
+    "epoll": "servers.epoll",
+    "asyncio": "servers.asyncio_",
+    "nonblocking": "servers.nonblocking",
+}
+
+
+def load(name: str) -> ModuleType:
+    """Import a model's module by model name."""
+    try:
+        module_name = MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
+    return importlib.import_module(module_name)
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why model ``name`` cannot run on this machine, or None if it can."""
+    try:
+        module = load(name)
+    except ImportError as error:
+        return f"cannot import: {error}"
+    check = getattr(module, "unavailable", None)
+    return check() if check else None
+
+
+def available_models() -> list[str]:
+    """Names of the models that can run here, in registry order."""
+    return [name for name in MODELS if unavailable_reason(name) is None]

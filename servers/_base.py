@@ -1,0 +1,57 @@
+"""What every model shares: the listening socket, the READY line, shutdown, sockets' options."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+
+BACKLOG = 8192  # the kernel caps this at net.core.somaxconn
+RECV_SIZE = 256 * 1024
+
+
+class Shutdown(BaseException):
+    """Raised in the main thread by SIGTERM/SIGINT: stop accepting, close, exit 0."""
+
+
+def _raise_shutdown(signum: int, frame: object) -> None:
+    raise Shutdown(signal.Signals(signum).name)
+
+
+def install_shutdown_handlers() -> None:
+    """Turn SIGTERM and SIGINT into ``Shutdown`` in the main thread."""
+    signal.signal(signal.SIGTERM, _raise_shutdown)
+    signal.signal(signal.SIGINT, _raise_shutdown)
+
+
+def make_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on host:port (IPv4 or IPv6, by the host's form)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind((host, port))
+        listener.listen(BACKLOG)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+def announce(listener: socket.socket) -> None:
+    """Print the launch contract's one READY line to standard output."""
+    host, port = listener.getsockname()[:2]
+    sys.stdout.write(f"READY {host} {port}\n")
+    sys.stdout.flush()
+
+
+def tune(sock: socket.socket) -> None:
+    """Options every accepted connection gets: no Nagle delay on small responses."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def log(message: str) -> None:
+    """Diagnostics go to standard error; standard output carries only READY."""
+    print(message, file=sys.stderr, flush=True)

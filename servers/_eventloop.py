@@ -1,0 +1,231 @@
+"""The readiness event loop shared by the select, poll and epoll models.
+
+As in CPython's ``selectors``, a model differs only in its ``Poller``: how it registers
+interest and waits. Everything else (accepting, reading with ``recv_into``, buffered writes
+that wait for writability, SLEEP timers on a heap, the 1 MiB output bound) lives here once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import socket
+import time
+from typing import Protocol
+
+from bench.protocol import OVER_CAPACITY_FRAME, ServerSession
+from servers._base import BACKLOG, RECV_SIZE, tune
+
+ACCEPTS_PER_WAKE = 64  # bound on accepts per readiness event, so a connect storm cannot starve I/O
+
+
+class Poller(Protocol):
+    """The one thing a readiness model chooses: how to wait for sockets."""
+
+    edge_triggered: bool  # True: readiness is reported once per change, so reads drain to EAGAIN
+    max_fd: int | None  # file descriptors at or above this cannot be watched (select's FD_SETSIZE)
+
+    def register(self, fd: int, read: bool, write: bool) -> None: ...
+    def modify(self, fd: int, read: bool, write: bool) -> None: ...
+    def unregister(self, fd: int) -> None: ...
+    def poll(self, timeout: float | None) -> list[tuple[int, bool, bool, bool]]:
+        """Wait up to ``timeout`` seconds (None: forever).
+
+        Returns (fd, readable, writable, failed): ``failed`` is a hang-up or error condition
+        (the peer is gone both ways), reported whatever the interest.
+        """
+        ...
+
+
+class Connection:
+    """One client socket and its protocol session, for non-blocking models."""
+
+    __slots__ = ("sock", "fd", "session", "eof", "failed", "drained", "interest", "timer_due")
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        tune(sock)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.session = ServerSession()
+        self.eof = False  # the peer finished sending
+        self.failed = False  # reset or hang-up: close at once, nothing more can be delivered
+        self.drained = False  # the last recv found nothing more to read
+        self.interest = (True, False)  # (read, write) as registered with the poller
+        self.timer_due: float | None = None
+
+    def read(self, view: memoryview, now: float) -> bool:
+        """One ``recv_into``; feed what came to the session. False when nothing was read."""
+        try:
+            count = self.sock.recv_into(view)
+        except (BlockingIOError, InterruptedError):
+            self.drained = True
+            return False
+        except OSError:  # reset: close quietly (rule 5)
+            self.failed = True
+            return False
+        if count == 0:
+            self.eof = True
+            return False
+        self.session.receive(view[:count], now)
+        return True
+
+    def flush(self) -> None:
+        """Send as much buffered output as the socket takes; then answer any backlog."""
+        session = self.session
+        while session.output:
+            try:
+                sent = self.sock.send(session.output)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.failed = True
+                return
+            del session.output[:sent]
+            if session.backlog and session.deadline is None:
+                session.advance(time.monotonic())
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will be sent or received: close it."""
+        session = self.session
+        if self.failed:
+            return True
+        if session.closing:
+            return not session.output
+        return self.eof and not session.output and session.deadline is None
+
+    def wants(self) -> tuple[bool, bool]:
+        """The readiness to wait for: (read, write)."""
+        session = self.session
+        return (session.wants_read and not self.eof, bool(session.output))
+
+
+def refuse(sock: socket.socket) -> None:
+    """Turn a connection away with one unprompted ERROR 4 frame (launch contract)."""
+    try:
+        sock.setblocking(False)
+        sock.send(OVER_CAPACITY_FRAME)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+class EventLoop:
+    """Accept, read, answer, write and fire SLEEP timers, waiting with a ``Poller``."""
+
+    def __init__(self, listener: socket.socket, poller: Poller) -> None:
+        self.listener = listener
+        self.poller = poller
+        self.connections: dict[int, Connection] = {}
+        self.timers: list[tuple[float, int, Connection]] = []
+        self._sequence = itertools.count()
+        self._buffer = memoryview(bytearray(RECV_SIZE))
+
+    def run(self) -> None:
+        listener = self.listener
+        listener.setblocking(False)
+        listen_fd = listener.fileno()
+        self.poller.register(listen_fd, True, False)
+        try:
+            while True:
+                for fd, readable, writable, failed in self.poller.poll(self._timeout()):
+                    if fd == listen_fd:
+                        self._accept()
+                    elif (connection := self.connections.get(fd)) is not None:
+                        if failed:
+                            self._close(connection)
+                        else:
+                            self._service(connection, readable, writable)
+                if self.timers:
+                    self._fire_timers()
+        finally:
+            self.close_all()
+
+    def _timeout(self) -> float | None:
+        if not self.timers:
+            return None
+        return max(0.0, self.timers[0][0] - time.monotonic())
+
+    def _accept(self) -> None:
+        max_fd = self.poller.max_fd
+        # edge-triggered readiness is not reported again for connections left in the backlog
+        for _ in range(BACKLOG if self.poller.edge_triggered else ACCEPTS_PER_WAKE):
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. EMFILE: leave it in the backlog, try again on the next wake
+                return
+            if max_fd is not None and sock.fileno() >= max_fd:
+                refuse(sock)
+                continue
+            connection = Connection(sock)
+            self.connections[connection.fd] = connection
+            self.poller.register(connection.fd, True, False)
+
+    def _service(self, connection: Connection, readable: bool, writable: bool) -> None:
+        now = time.monotonic()
+        if readable:
+            connection.drained = False
+            self._read(connection, now)
+        if writable or connection.session.output:
+            connection.flush()
+            if self.poller.edge_triggered and not connection.drained:
+                self._read(connection, time.monotonic())  # output drained: reads may resume
+        self._settle(connection)
+
+    def _read(self, connection: Connection, now: float) -> None:
+        """Read once (level-triggered) or until EAGAIN (edge-triggered), while wanted."""
+        drain = self.poller.edge_triggered
+        session = connection.session
+        view = self._buffer
+        while session.wants_read and not connection.eof:
+            if not connection.read(view, now):
+                break
+            if session.output:
+                connection.flush()
+            if not drain:
+                break
+
+    def _settle(self, connection: Connection) -> None:
+        """Close a finished connection, or bring its timer and poller interest up to date."""
+        if connection.finished:
+            self._close(connection)
+            return
+        deadline = connection.session.deadline
+        if deadline is not None and connection.timer_due != deadline:
+            connection.timer_due = deadline
+            heapq.heappush(self.timers, (deadline, next(self._sequence), connection))
+        if self.poller.edge_triggered:
+            return  # registered once for both directions
+        wants = connection.wants()
+        if wants != connection.interest:
+            connection.interest = wants
+            self.poller.modify(connection.fd, *wants)
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            deadline, _, connection = heapq.heappop(timers)
+            if connection.timer_due != deadline or connection.fd not in self.connections:
+                continue  # stale: the connection closed or moved on
+            connection.timer_due = None
+            connection.session.advance(now)
+            connection.flush()
+            if self.poller.edge_triggered and not connection.drained:
+                self._read(connection, now)
+            self._settle(connection)
+
+    def _close(self, connection: Connection) -> None:
+        del self.connections[connection.fd]
+        self.poller.unregister(connection.fd)
+        connection.timer_due = None
+        connection.sock.close()
+
+    def close_all(self) -> None:
+        for connection in list(self.connections.values()):
+            self._close(connection)
+        self.timers.clear()

@@ -1,0 +1,140 @@
+"""`asyncio`: the standard library's event loop.
+
+``--api protocol`` (default) uses the low-level Protocol/Transport callbacks, the fast
+idiomatic way; ``--api streams`` uses StreamReader/StreamWriter coroutines, the style most
+tutorials teach. SLEEP is a loop timer (``call_at``) or ``asyncio.sleep``; output waits in the
+transport's buffer, and reading pauses while it holds more than 1 MiB (rule 7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+
+from bench.protocol import OUTPUT_LIMIT, ServerSession
+from servers._base import RECV_SIZE
+
+DESCRIPTION = "asyncio event loop (--api protocol|streams)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api", choices=("protocol", "streams"), default="protocol",
+                        help="asyncio API style (default: protocol)")
+
+
+class SessionProtocol(asyncio.Protocol):
+    """One connection over Protocol/Transport callbacks."""
+
+    def __init__(self) -> None:
+        self.session = ServerSession()
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = None
+        self.write_paused = False
+        self.read_paused = False
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=OUTPUT_LIMIT)  # asyncio sets TCP_NODELAY itself
+
+    def data_received(self, data: bytes) -> None:
+        self.session.receive(data, self.loop.time())
+        self._step()
+
+    def _step(self) -> None:
+        """Hand answers to the transport; keep the timer and reading in line with the session."""
+        session = self.session
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        while session.output:
+            transport.write(session.output)  # hand the bytearray over without a copy
+            session.output = bytearray()
+            if self.write_paused or session.deadline is not None or not session.backlog:
+                break
+            session.advance(self.loop.time())
+        if session.closing or (self.eof and session.deadline is None and not self.write_paused):
+            transport.close()  # flushes what was written first
+            return
+        if session.deadline is not None and self.timer is None:
+            self.timer = self.loop.call_at(session.deadline, self._timer_fired)
+        should_read = session.deadline is None and not self.write_paused
+        if should_read == self.read_paused:
+            self.read_paused = not should_read
+            (transport.resume_reading if should_read else transport.pause_reading)()
+
+    def _timer_fired(self) -> None:
+        self.timer = None
+        self.session.advance(self.loop.time())
+        self._step()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._step()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.session.advance(self.loop.time())
+        self._step()
+
+    def eof_received(self) -> bool:
+        """The peer finished sending: answer what it asked (SLEEPs included), then close."""
+        self.eof = True
+        self._step()
+        return True  # keep the transport; _step closes it once everything is answered
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.transport = None
+
+
+async def handle_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One connection in the tutorial style: read, answer, ``await drain()``."""
+    loop = asyncio.get_running_loop()
+    session = ServerSession()
+    writer.transport.set_write_buffer_limits(high=OUTPUT_LIMIT)
+    try:
+        while not session.closing:
+            data = await reader.read(RECV_SIZE)
+            if not data:
+                break
+            deadline = session.receive(data, loop.time())
+            while session.output or deadline is not None:
+                if session.output:
+                    writer.write(session.output)
+                    session.output = bytearray()
+                    await writer.drain()
+                if deadline is not None:
+                    await asyncio.sleep(deadline - loop.time())
+                deadline = session.advance(loop.time())
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(listener: socket.socket, api: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.cancel)
+    if api == "streams":
+        server = await asyncio.start_server(handle_stream, sock=listener, limit=RECV_SIZE)
+    else:
+        server = await loop.create_server(SessionProtocol, sock=listener)
+    with contextlib.suppress(asyncio.CancelledError):
+        await stop
+    server.close()
+    if hasattr(server, "close_clients"):
+        server.close_clients()  # Python 3.13+: close live connections now
+
+
+def serve(listener: socket.socket, options: argparse.Namespace) -> None:
+    asyncio.run(main(listener, options.api))

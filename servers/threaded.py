@@ -1,0 +1,89 @@
+"""`threaded`: one OS thread per client, blocking sockets (the lesson's second step).
+
+The simplest concurrent design: each thread reads, answers and writes in a straight line,
+and SLEEP is a plain ``time.sleep``. The cost is a thread (stack, scheduling, GIL hand-offs)
+per connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import threading
+import time
+
+from bench.protocol import ServerSession
+from servers._base import RECV_SIZE, tune
+
+DESCRIPTION = "one thread per client, blocking sockets"
+THREAD_STACK = 256 * 1024  # plenty for this handler; keeps 10,000 threads' address space sane
+
+
+class ClientSockets:
+    """The live client sockets, so shutdown can unblock every thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+
+    def discard(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def shutdown_all(self) -> None:
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def answer(sock: socket.socket, session: ServerSession, deadline: float | None) -> None:
+    """Write every answer the session has, sleeping through SLEEP deadlines in order."""
+    while session.output or deadline is not None:
+        if session.output:
+            sock.sendall(session.output)
+            session.output.clear()
+        if deadline is not None:
+            time.sleep(max(0.0, deadline - time.monotonic()))
+        deadline = session.advance(time.monotonic())
+
+
+def handle(sock: socket.socket, live: ClientSockets) -> None:
+    """Serve one client until it leaves, says BYE, or breaks the framing."""
+    session = ServerSession()
+    view = memoryview(bytearray(RECV_SIZE))
+    try:
+        tune(sock)
+        while not session.closing:
+            count = sock.recv_into(view)
+            if count == 0:
+                break
+            answer(sock, session, session.receive(view[:count], time.monotonic()))
+    except OSError:
+        pass  # reset or shutdown: close quietly
+    finally:
+        live.discard(sock)
+        sock.close()
+
+
+def serve(listener: socket.socket, options: argparse.Namespace) -> None:
+    threading.stack_size(THREAD_STACK)
+    live = ClientSockets()
+    try:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError as error:  # e.g. EMFILE: back off briefly rather than spin
+                if error.errno is None:
+                    raise
+                time.sleep(0.01)
+                continue
+            live.add(sock)
+            threading.Thread(target=handle, args=(sock, live), daemon=True).start()
+    finally:
+        live.shutdown_all()
