@@ -178,7 +178,8 @@ class ServerSession:
     (or ``receive``) returns a deadline, calls ``advance(now)`` again once the clock
     reaches it. After sending, call ``advance`` again while there is a ``backlog``: answering
     pauses when ``output`` passes ``OUTPUT_LIMIT``. ``now`` and deadlines are seconds on one
-    monotonic clock of the caller's choosing. Once ``closing`` is set and ``output`` is empty, close the connection.
+    monotonic clock of the caller's choosing. Once ``closing`` is set and ``output`` is
+    empty, close the connection.
     """
 
     __slots__ = ("output", "closing", "deadline", "_delayed", "_input", "_input_start")
