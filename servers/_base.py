@@ -6,6 +6,8 @@ import signal
 import socket
 import sys
 
+from bench.protocol import OVER_CAPACITY_FRAME
+
 BACKLOG = 8192  # the kernel caps this at net.core.somaxconn
 RECV_SIZE = 256 * 1024
 
@@ -55,3 +57,14 @@ def tune(sock: socket.socket) -> None:
 def log(message: str) -> None:
     """Diagnostics go to standard error; standard output carries only READY."""
     print(message, file=sys.stderr, flush=True)
+
+
+def refuse(sock: socket.socket) -> None:
+    """Turn a connection away with one unprompted ERROR 4 frame (launch contract)."""
+    try:
+        sock.setblocking(False)
+        sock.send(OVER_CAPACITY_FRAME)
+    except OSError:
+        pass
+    finally:
+        sock.close()

@@ -13,8 +13,8 @@ import socket
 import time
 from typing import Protocol
 
-from bench.protocol import OVER_CAPACITY_FRAME, ServerSession
-from servers._base import BACKLOG, RECV_SIZE, tune
+from bench.protocol import ServerSession
+from servers._base import BACKLOG, RECV_SIZE, refuse, tune
 
 ACCEPTS_PER_WAKE = 64  # bound on accepts per readiness event, so a connect storm cannot starve I/O
 
@@ -99,17 +99,6 @@ class Connection:
         """The readiness to wait for: (read, write)."""
         session = self.session
         return (session.wants_read and not self.eof, bool(session.output))
-
-
-def refuse(sock: socket.socket) -> None:
-    """Turn a connection away with one unprompted ERROR 4 frame (launch contract)."""
-    try:
-        sock.setblocking(False)
-        sock.send(OVER_CAPACITY_FRAME)
-    except OSError:
-        pass
-    finally:
-        sock.close()
 
 
 class EventLoop:

@@ -14,7 +14,7 @@ import threading
 import time
 
 from bench.protocol import ServerSession
-from servers._base import RECV_SIZE, tune
+from servers._base import RECV_SIZE, refuse, tune
 
 DESCRIPTION = "one thread per client, blocking sockets"
 THREAD_STACK = 256 * 1024  # plenty for this handler; keeps 10,000 threads' address space sane
@@ -84,6 +84,10 @@ def serve(listener: socket.socket, options: argparse.Namespace) -> None:
                 time.sleep(0.01)
                 continue
             live.add(sock)
-            threading.Thread(target=handle, args=(sock, live), daemon=True).start()
+            try:
+                threading.Thread(target=handle, args=(sock, live), daemon=True).start()
+            except RuntimeError:  # the OS will not give another thread: over capacity
+                live.discard(sock)
+                refuse(sock)
     finally:
         live.shutdown_all()
