@@ -26,6 +26,7 @@ MODELS: dict[str, str] = {
     "epoll": "servers.epoll",
     "asyncio": "servers.asyncio_",
     "nonblocking": "servers.nonblocking",
+    "native": "servers.native",
 }
 
 
