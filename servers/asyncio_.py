@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+from typing import cast
 
 from bench.protocol import OUTPUT_LIMIT, ServerSession
 from servers._base import RECV_SIZE
@@ -38,9 +39,9 @@ class SessionProtocol(asyncio.Protocol):
         self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=OUTPUT_LIMIT)  # asyncio sets TCP_NODELAY itself
+        # a stream transport (uvloop's does not subclass asyncio.Transport, hence no isinstance)
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=OUTPUT_LIMIT)  # asyncio sets TCP_NODELAY itself
 
     def data_received(self, data: bytes) -> None:
         self.session.receive(data, self.loop.time())

@@ -1,0 +1,90 @@
+"""`threadpool`: a fixed pool of ``--threads N`` workers, each serving whole connections.
+
+What most Java-era servers do: the main thread accepts and queues each connection; a free
+worker takes the next one and serves it with the threaded model's straight-line handler
+(blocking sockets, ``time.sleep`` for SLEEP) until the client leaves. Connections beyond N
+are accepted at once (so a client's connect succeeds) but sit unanswered in the queue until
+a worker frees up: with long-lived or idle connections, client N+1 waits for client 1 to
+leave. That is the cost the report shows; in exchange, threads and memory stay bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import socket
+import threading
+import time
+
+from servers._base import log
+from servers.threaded import THREAD_STACK, ClientSockets, handle
+
+DESCRIPTION = "fixed pool of --threads workers serving whole connections; extra ones queue"
+DEFAULT_THREADS = 16
+MAX_THREADS = 10_000
+JOIN_BUDGET = 0.5  # seconds shutdown waits for workers to finish before leaving them behind
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
+                        help=f"worker threads, each serving one connection at a time "
+                             f"(default {DEFAULT_THREADS})")
+
+
+def check(options: argparse.Namespace) -> None:
+    if not 1 <= options.threads <= MAX_THREADS:
+        raise SystemExit(f"--threads must be between 1 and {MAX_THREADS}")
+
+
+Waiting = queue.SimpleQueue  # accepted sockets (None: stop) in arrival order
+
+
+def worker(waiting: Waiting, live: ClientSockets) -> None:
+    """Serve queued connections one after another until told to stop."""
+    while (sock := waiting.get()) is not None:
+        try:
+            handle(sock, live)
+        except Exception as error:  # a bug must not silently shrink the pool
+            log(f"threadpool: connection handler failed: {error!r}")
+
+
+def start_workers(count: int, waiting: Waiting, live: ClientSockets) -> list[threading.Thread]:
+    threading.stack_size(THREAD_STACK)
+    workers = [threading.Thread(target=worker, args=(waiting, live), daemon=True,
+                                name=f"threadpool-{index}") for index in range(count)]
+    for thread in workers:
+        thread.start()
+    return workers
+
+
+def stop_workers(workers: list[threading.Thread], waiting: Waiting, live: ClientSockets) -> None:
+    """Unblock every connection (served or queued), then give the workers a moment to exit.
+
+    A worker asleep in a SLEEP cannot be woken; it is a daemon thread, so it is left behind
+    rather than holding up the exit.
+    """
+    live.shutdown_all()
+    for _ in workers:
+        waiting.put(None)  # after the queued sockets, which now close at once
+    deadline = time.monotonic() + JOIN_BUDGET
+    for thread in workers:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def serve(listener: socket.socket, options: argparse.Namespace) -> None:
+    live = ClientSockets()
+    waiting: Waiting = queue.SimpleQueue()
+    workers = start_workers(options.threads, waiting, live)
+    try:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError as error:  # e.g. EMFILE: back off briefly rather than spin
+                if error.errno is None:
+                    raise
+                time.sleep(0.01)
+                continue
+            live.add(sock)  # queued sockets are shut down at exit too
+            waiting.put(sock)
+    finally:
+        stop_workers(workers, waiting, live)
