@@ -1,0 +1,172 @@
+"""Test helpers: a small blocking protocol client with a timeout on everything, and polling.
+
+Built on ``bench.protocol`` (``FrameDecoder``, ``encode_request``): the tests never restate the
+wire format.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from bench.protocol import Frame, FrameDecoder, Op, encode_request
+
+DEFAULT_TIMEOUT = 5.0  # seconds any single client operation may take before the test fails
+RECV_CHUNK = 256 * 1024
+
+T = TypeVar("T")
+
+
+class ConnectionClosed(Exception):
+    """The server closed the connection (end of stream or reset) where a frame was expected."""
+
+
+class Client:
+    """One blocking connection to a server under test; every call is bounded in time."""
+
+    def __init__(self, host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.decoder = FrameDecoder()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data`` (bounded by the socket timeout)."""
+        self.sock.sendall(data)
+
+    def send_request(self, op: int, value: int = 0, payload: bytes = b"") -> None:
+        self.send(encode_request(op, value, payload))
+
+    def request(self, op: int, value: int = 0, payload: bytes = b"") -> Frame:
+        """One round trip."""
+        self.send_request(op, value, payload)
+        return self.recv_frame()
+
+    def echo(self, payload: bytes) -> Frame:
+        return self.request(Op.ECHO, 0, payload)
+
+    def recv_frame(self, timeout: float | None = None) -> Frame:
+        """The next response frame; ``ConnectionClosed`` if the stream ends first."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while (frame := self.decoder.next_frame()) is None:
+            if not self._recv_some(deadline):
+                raise ConnectionClosed(f"closed with {self.decoder.buffered} bytes of a frame")
+        return frame
+
+    def recv_frames(self, count: int, timeout: float | None = None) -> list[Frame]:
+        """The next ``count`` frames, all within one deadline."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        return [self.recv_frame(max(0.0, deadline - time.monotonic())) for _ in range(count)]
+
+    def expect_closed(self, timeout: float | None = None) -> list[Frame]:
+        """Read to the end of the stream; return the whole frames that came before it.
+
+        Raises ``AssertionError`` if trailing bytes do not form whole frames, ``TimeoutError``
+        if the server keeps the connection open.
+        """
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        frames = []
+        while True:
+            frames += self.decoder.frames()
+            if not self._recv_some(deadline):
+                break
+        frames += self.decoder.frames()
+        assert self.decoder.buffered == 0, f"{self.decoder.buffered} bytes of a partial frame"
+        return frames
+
+    def nothing_pending(self) -> bool:
+        """True if nothing (no byte, no end of stream) has arrived yet, without waiting."""
+        if self.decoder.buffered:
+            return False
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        return False
+
+    def _recv_some(self, deadline: float) -> bool:
+        """Read one chunk into the decoder; False at end of stream or reset."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no response from the server in time")
+        self.sock.settimeout(min(remaining, self.timeout))
+        try:
+            data = self.sock.recv(RECV_CHUNK)
+        except ConnectionResetError:
+            return False
+        finally:
+            self.sock.settimeout(self.timeout)
+        if not data:
+            return False
+        self.decoder.feed(data)
+        return True
+
+    def reset(self) -> None:
+        """Abort the connection: close with SO_LINGER 0, so the server sees a reset."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def exchange(client: Client, data: bytes, count: int, timeout: float | None = None) -> list[Frame]:
+    """Send ``data`` from a helper thread while reading ``count`` frames, so neither side of a
+    large pipelined exchange can block the other."""
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            client.sock.sendall(data)
+        except BaseException as error:  # reported in the calling thread
+            errors.append(error)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        frames = client.recv_frames(count, timeout)
+    finally:
+        sender.join(client.timeout)
+    if errors:
+        raise errors[0]
+    assert not sender.is_alive(), "the sender did not finish"
+    return frames
+
+
+def connect_many(host: str, port: int, count: int,
+                 timeout: float = DEFAULT_TIMEOUT) -> list[Client]:
+    """Open ``count`` connections (all closed again if one fails)."""
+    clients: list[Client] = []
+    try:
+        for _ in range(count):
+            clients.append(Client(host, port, timeout))
+    except BaseException:
+        close_all(clients)
+        raise
+    return clients
+
+
+def close_all(clients: Iterable[Client]) -> None:
+    for client in clients:
+        client.close()
+
+
+def wait_until(probe: Callable[[], T], accept: Callable[[T], bool], timeout: float,
+               interval: float = 0.05) -> T:
+    """Poll ``probe`` until ``accept`` holds for its value or ``timeout`` passes; the last value."""
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while not accept(value) and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = probe()
+    return value
