@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint bench bench-quick report clean
+.PHONY: venv test lint bench bench-quick report clean freethreaded
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check bench servers clients tests
+
+# free-threaded CPython 3.13 (--disable-gil) from Debian's python3.13 source, into .cache/python3.13t
+freethreaded:
+	bash scripts/build_freethreaded.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache servers/native/build
