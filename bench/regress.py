@@ -1,0 +1,632 @@
+"""``python -m bench regress --base REV``: is the head slower than REV? Measured side by side.
+
+REV is checked out into a temporary git worktree. The head's harness and swarm drive both sides;
+only the servers come from the base worktree (``python -m servers MODEL`` run with cwd and
+PYTHONPATH = that worktree), so a change to the measuring code cannot look like a server change.
+Per model, fixed-duration samples alternate base and head in A B B A order (each a fresh server,
+warm-up excluded), and bench/regress_stats.py compares them. A model flagged in the first pass is
+measured again; only a second flag confirms a regression. A ``perf-accept: MODEL`` (or ``*``) line
+in a commit message of base..HEAD accepts an intended slowdown.
+
+Exit status: 0 pass or inconclusive, 1 confirmed regression, 2 the check could not run or the
+revisions are not comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from bench import regress_stats as rs
+
+ROOT = Path(__file__).resolve().parents[1]
+EXIT_PASS, EXIT_REGRESSION, EXIT_CANNOT_RUN = 0, 1, 2
+GIT_TIMEOUT_S = 60
+PROBE_TIMEOUT_S = 30
+
+
+class CannotRun(Exception):
+    """The check cannot run, or the two revisions cannot be compared (exit status 2)."""
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class Case:
+    """One load point every model is measured at (closed loop)."""
+
+    name: str
+    mix: str
+    connections: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a check measures: models (None = every model both sides have), cases, sample plan."""
+
+    name: str
+    models: tuple[str, ...] | None
+    cases: tuple[Case, ...]
+    samples: int  # per side and pass
+    duration_s: float  # measured part of one sample
+    warmup_s: float  # excluded from every figure
+    workers: int = 1
+
+
+ECHO = Case("echo64-c16", "echo:64", 16)
+WORK = Case("work2k-c16", "work:2000", 16)
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", ("threaded", "epoll", "asyncio"), (ECHO,), samples=8,
+                     duration_s=1.0, warmup_s=0.3),
+    "default": Profile("default", None, (ECHO, WORK), samples=10, duration_s=2.0, warmup_s=0.5),
+}
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True)
+class ServerSource:
+    """Where one side's servers come from."""
+
+    side: str  # "base" or "head"
+    root: Path  # the tree whose ``servers`` package is run
+    revision: str
+
+
+@dataclass
+class Sample:
+    """One fixed-work measurement of one side's server."""
+
+    side: str
+    model: str
+    case: str
+    index: int  # position in the pass's A B B A schedule
+    ok: bool
+    throughput_rps: float | None = None
+    cpu_us_per_request: float | None = None
+    client_saturated: bool = False
+    failure: str | None = None
+    wall_s: float = 0.0
+
+
+class Sampler(Protocol):
+    """Measures one sample: start ``source``'s server for ``model``, load it, stop it."""
+
+    def __call__(self, source: ServerSource, model: str, case: Case, profile: Profile,
+                 index: int) -> Sample: ...
+
+
+def schedule(samples: int) -> list[str]:
+    """A B B A A B B A ...: ``samples`` of each side, balanced against drift."""
+    order: list[str] = []
+    for round_index in range(samples):
+        order += ["base", "head"] if round_index % 2 == 0 else ["head", "base"]
+    return order
+
+
+# --------------------------------------------------------------------------- git
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    """Run git and return its standard output; CannotRun with git's message on failure."""
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise CannotRun(f"git {' '.join(args)}: {error}") from error
+    if done.returncode != 0:
+        raise CannotRun(f"git {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
+
+
+def resolve(rev: str, cwd: Path = ROOT) -> str:
+    """The full commit id of ``rev``, or CannotRun when there is no such commit."""
+    try:
+        return git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=cwd).strip()
+    except CannotRun:
+        raise CannotRun(f"no such revision: {rev!r}") from None
+
+
+def commit_messages(base_sha: str, cwd: Path = ROOT) -> str:
+    """The messages of base..HEAD (empty when the base is HEAD)."""
+    return git("log", "--format=%B", f"{base_sha}..HEAD", cwd=cwd)
+
+
+def is_dirty(cwd: Path = ROOT) -> bool:
+    """Whether tracked server files differ from HEAD (the head side runs the working tree)."""
+    return bool(git("status", "--porcelain", "--untracked-files=no", "--", "servers", "bench",
+                    cwd=cwd).strip())
+
+
+@contextlib.contextmanager
+def worktree(sha: str, cwd: Path = ROOT) -> Iterator[Path]:
+    """A temporary detached worktree at ``sha``, removed again whatever happens."""
+    path = Path(tempfile.mkdtemp(prefix="concbench-base-"))
+    try:
+        git("worktree", "add", "--detach", "--force", str(path), sha, cwd=cwd)
+        yield path
+    finally:
+        with contextlib.suppress(CannotRun):
+            git("worktree", "remove", "--force", str(path), cwd=cwd)
+        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(CannotRun):
+            git("worktree", "prune", cwd=cwd)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt (main thread only) so every cleanup runs."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def server_env(root: Path) -> dict[str, str]:
+    """The environment that makes ``python -m servers`` import ``root``'s packages."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the worktree clean
+    return env
+
+
+PROBE = """
+import json, sys, servers
+print(json.dumps({"file": servers.__file__,
+                  "models": {name: servers.unavailable_reason(name) for name in servers.MODELS}}))
+"""
+
+
+def probe_models(root: Path) -> dict[str, str | None]:
+    """Model name -> why it cannot run (None = runs), as ``root``'s registry says."""
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBE], cwd=root, env=server_env(root),
+                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise CannotRun(f"cannot list the models of {root}: {error}") from error
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        raise CannotRun(f"cannot import the servers of {root}: {tail[0]}")
+    answer = json.loads(done.stdout)
+    if not Path(answer["file"]).resolve().is_relative_to(root.resolve()):
+        raise CannotRun(f"{root}: imported servers from {answer['file']}, not from the tree")
+    return answer["models"]
+
+
+@dataclass
+class Plan:
+    """The models to compare and the ones skipped, with why."""
+
+    models: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def plan_models(requested: Sequence[str] | None, base: dict[str, str | None],
+                head: dict[str, str | None]) -> Plan:
+    """Intersect the request with what both sides have and can run here."""
+    wanted = list(requested) if requested else list(head)
+    plan = Plan(models=[])
+    for model in wanted:
+        if model not in head:
+            raise CannotRun(f"unknown model {model!r}; the head has: {', '.join(head)}")
+        if head[model] is not None:
+            plan.skipped[model] = f"not available here: {head[model]}"
+        elif model not in base:
+            plan.skipped[model] = "absent from the base revision"
+        elif base[model] is not None:
+            plan.skipped[model] = f"base cannot run it here: {base[model]}"
+        else:
+            plan.models.append(model)
+    return plan
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(message: str) -> None:
+    print(f"[regress] {message}", file=sys.stderr, flush=True)
+
+
+def measure_pass(sampler: Sampler, sources: dict[str, ServerSource], model: str, case: Case,
+                 profile: Profile, progress: Progress) -> list[Sample]:
+    """One pass: the A B B A schedule for one model and case, each failed sample retried once.
+
+    Gives up early (returning what it has) when a side's first two attempts both fail.
+    """
+    samples: list[Sample] = []
+    order = schedule(profile.samples)
+    for index, side in enumerate(order):
+        sample = sampler(sources[side], model, case, profile, index)
+        if not sample.ok:
+            progress(f"{model} {case.name} {side} sample failed ({sample.failure}); retrying")
+            sample = sampler(sources[side], model, case, profile, index)
+        samples.append(sample)
+        progress(f"{model} {case.name} {index + 1}/{len(order)} {side}: " + describe(sample))
+        attempts = [s for s in samples if s.side == side]
+        if len(attempts) == 1 and not sample.ok:
+            break
+    return samples
+
+
+def describe(sample: Sample) -> str:
+    if not sample.ok:
+        return f"FAILED: {sample.failure}"
+    cpu = sample.cpu_us_per_request
+    cpu_text = f", {cpu:.1f} us CPU/req" if cpu is not None else ""
+    return f"{sample.throughput_rps or 0:,.0f} req/s{cpu_text}"
+
+
+@dataclass
+class PassResult:
+    """The statistics of one pass."""
+
+    samples: list[Sample]
+    time_per_request: rs.MetricComparison | None
+    cpu_per_request: rs.MetricComparison | None
+
+    @property
+    def flagged_metrics(self) -> set[str]:
+        return {m.metric for m in self.metrics if m.flagged}
+
+    @property
+    def faster(self) -> bool:
+        return any(m.faster for m in self.metrics) and not self.flagged_metrics
+
+    @property
+    def metrics(self) -> list[rs.MetricComparison]:
+        return [m for m in (self.time_per_request, self.cpu_per_request) if m is not None]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"time_per_request": self.time_per_request and self.time_per_request.as_dict(),
+                "cpu_per_request": self.cpu_per_request and self.cpu_per_request.as_dict(),
+                "samples": [asdict(sample) for sample in self.samples]}
+
+
+def evaluate(samples: list[Sample], threshold: float, alpha: float, seed: int = 0) -> PassResult:
+    """Compare base and head samples of one pass."""
+
+    def values(side: str, attribute: str) -> list[float]:
+        return [getattr(s, attribute) for s in samples
+                if s.side == side and s.ok and getattr(s, attribute) is not None]
+
+    time_cmp = rs.compare_throughput(values("base", "throughput_rps"),
+                                     values("head", "throughput_rps"),
+                                     threshold=threshold, alpha=alpha, seed=seed)
+    cpu_cmp = rs.compare_costs("cpu_per_request", values("base", "cpu_us_per_request"),
+                               values("head", "cpu_us_per_request"),
+                               threshold=threshold, alpha=alpha, seed=seed)
+    return PassResult(samples, time_cmp, cpu_cmp)
+
+
+# statuses, and what each means for the exit status
+STATUS_NOTES = {
+    "pass": "no slowdown beyond the threshold",
+    "faster": "faster beyond the threshold (significant)",
+    "unconfirmed": "flagged once, not confirmed by the rerun: inconclusive",
+    "regression": "slower, significant, confirmed by a rerun",
+    "accepted": "slower, significant, confirmed, and accepted by a perf-accept line",
+    "inconclusive": "too few good samples to say",
+    "skipped": "not compared",
+    "error": "the check could not run for this model",
+}
+
+
+@dataclass
+class ModelResult:
+    """The verdict for one model and case."""
+
+    model: str
+    case: str
+    status: str
+    note: str = ""
+    passes: list[PassResult] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"model": self.model, "case": self.case, "status": self.status, "note": self.note,
+                "passes": [p.as_dict() for p in self.passes]}
+
+
+def failure_note(samples: list[Sample]) -> str:
+    failures = [f"{s.side}: {s.failure}" for s in samples if not s.ok]
+    return "; ".join(dict.fromkeys(failures))[:500]
+
+
+def judge(model: str, case: Case, passes: list[PassResult], accepted: set[str]) -> ModelResult:
+    """Turn one or two passes into a status (see STATUS_NOTES)."""
+    first = passes[0]
+    if not first.metrics:
+        bad_sides = {s.side for s in first.samples if not s.ok}
+        status = "error" if bad_sides else "inconclusive"
+        return ModelResult(model, case.name, status, failure_note(first.samples), passes)
+    if not first.flagged_metrics:
+        status = "faster" if first.faster else "pass"
+        return ModelResult(model, case.name, status, "", passes)
+    confirmed = first.flagged_metrics & (passes[1].flagged_metrics if len(passes) > 1 else set())
+    if not confirmed:
+        return ModelResult(model, case.name, "unconfirmed", STATUS_NOTES["unconfirmed"], passes)
+    what = ", ".join(sorted(confirmed))
+    if rs.is_accepted(model, accepted):
+        return ModelResult(model, case.name, "accepted", f"accepted slowdown ({what})", passes)
+    return ModelResult(model, case.name, "regression", f"confirmed slowdown in {what}", passes)
+
+
+def check_model(sampler: Sampler, sources: dict[str, ServerSource], model: str, case: Case,
+                profile: Profile, settings: Settings, progress: Progress) -> ModelResult:
+    """First pass, then a rerun when flagged, then the verdict."""
+    first = evaluate(measure_pass(sampler, sources, model, case, profile, progress),
+                     settings.threshold, settings.alpha, seed=0)
+    passes = [first]
+    if first.flagged_metrics:
+        progress(f"{model} {case.name}: flagged ({', '.join(sorted(first.flagged_metrics))}); "
+                 "rerunning to confirm")
+        passes.append(evaluate(measure_pass(sampler, sources, model, case, profile, progress),
+                               settings.threshold, settings.alpha, seed=1))
+    return judge(model, case, passes, settings.accepted)
+
+
+# --------------------------------------------------------------------------- the check
+
+
+@dataclass
+class Settings:
+    """Everything a check needs besides the sampler."""
+
+    base: str
+    profile: Profile
+    models: list[str] | None = None
+    threshold: float = rs.DEFAULT_THRESHOLD
+    alpha: float = rs.DEFAULT_ALPHA
+    accepted: set[str] = field(default_factory=set)
+    json_path: Path | None = None
+    repo: Path = ROOT
+
+
+@dataclass
+class Verdict:
+    """The whole check's outcome."""
+
+    settings: Settings
+    exit_status: int
+    verdict: str
+    base_sha: str | None = None
+    head_sha: str | None = None
+    head_dirty: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+    results: list[ModelResult] = field(default_factory=list)
+    error: str | None = None
+    wall_s: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        profile = asdict(self.settings.profile)
+        return {
+            "verdict": self.verdict, "exit_status": self.exit_status, "error": self.error,
+            "base": {"rev": self.settings.base, "sha": self.base_sha},
+            "head": {"sha": self.head_sha, "dirty": self.head_dirty},
+            "profile": profile, "threshold": self.settings.threshold,
+            "alpha": self.settings.alpha, "noise_factor": rs.NOISE_FACTOR,
+            "accepted": sorted(self.settings.accepted), "skipped": self.skipped,
+            "results": [r.as_dict() for r in self.results], "wall_s": self.wall_s,
+        }
+
+
+def overall(results: list[ModelResult]) -> tuple[int, str]:
+    """(exit status, verdict word) from the per-model results."""
+    statuses = {r.status for r in results}
+    if "regression" in statuses:
+        return EXIT_REGRESSION, "regression"
+    if "error" in statuses:
+        return EXIT_CANNOT_RUN, "error"
+    if not statuses - {"skipped"}:
+        return EXIT_CANNOT_RUN, "nothing compared"
+    if statuses & {"unconfirmed", "inconclusive"}:
+        return EXIT_PASS, "inconclusive"
+    return EXIT_PASS, "pass"
+
+
+SamplerFactory = Callable[[], Sampler]
+
+
+def default_sampler() -> Sampler:
+    """The real sampler: a fresh server per sample, the head's swarm, split CPU placement."""
+    from bench.regress_sampler import TrialSampler
+
+    return TrialSampler()
+
+
+def run_check(settings: Settings, make_sampler: SamplerFactory,
+              progress: Progress = stderr_progress) -> Verdict:
+    """Set up the base worktree, measure every model and case, and judge."""
+    started = time.monotonic()
+    verdict = Verdict(settings, EXIT_CANNOT_RUN, "error")
+    try:
+        with sigterm_as_interrupt():
+            verdict.base_sha = resolve(settings.base, settings.repo)
+            verdict.head_sha = resolve("HEAD", settings.repo)
+            verdict.head_dirty = is_dirty(settings.repo)
+            settings.accepted |= rs.parse_accepted(commit_messages(verdict.base_sha,
+                                                                   settings.repo))
+            with worktree(verdict.base_sha, settings.repo) as base_root:
+                measure_all(settings, verdict, base_root, make_sampler, progress)
+    except CannotRun as error:
+        verdict.error = str(error)
+        verdict.exit_status, verdict.verdict = EXIT_CANNOT_RUN, "error"
+    verdict.wall_s = round(time.monotonic() - started, 1)
+    return verdict
+
+
+def measure_all(settings: Settings, verdict: Verdict, base_root: Path,
+                make_sampler: SamplerFactory, progress: Progress) -> None:
+    """Measure every planned model and case into ``verdict``."""
+    profile = settings.profile
+    plan = plan_models(settings.models or profile.models, probe_models(base_root),
+                       probe_models(settings.repo))
+    verdict.skipped = plan.skipped
+    for model, why in plan.skipped.items():
+        progress(f"{model}: skipped ({why})")
+    sources = {"base": ServerSource("base", base_root, verdict.base_sha or ""),
+               "head": ServerSource("head", settings.repo, "working tree")}
+    sampler = make_sampler()
+    for case in profile.cases:
+        for model in plan.models:
+            verdict.results.append(check_model(sampler, sources, model, case, profile,
+                                               settings, progress))
+    verdict.results += [ModelResult(m, "-", "skipped", why) for m, why in plan.skipped.items()]
+    verdict.exit_status, verdict.verdict = overall(verdict.results)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _ratio_cell(metric: rs.MetricComparison | None) -> str:
+    if metric is None:
+        return "n/a"
+    return (f"{metric.slowdown:+.1%} [{metric.ci_low - 1:+.1%}, {metric.ci_high - 1:+.1%}] "
+            f"p={metric.p_value:.2g}")
+
+
+def markdown(verdict: Verdict) -> str:
+    """The verdict as a Markdown section (for stdout and $GITHUB_STEP_SUMMARY)."""
+    s = verdict.settings
+    dirty = ", with uncommitted changes" if verdict.head_dirty else ""
+    lines = [f"### Performance regression check: {verdict.verdict.upper()}", "",
+             f"base `{s.base}` ({(verdict.base_sha or '?')[:10]}) vs head "
+             f"({(verdict.head_sha or '?')[:10]}{dirty}); "
+             f"profile `{s.profile.name}`: {s.profile.samples} samples per side of "
+             f"{s.profile.duration_s:g} s (+{s.profile.warmup_s:g} s warm-up), A B B A; "
+             f"threshold {s.threshold:.0%} (or 3x the same-code noise), p < {s.alpha:g}, "
+             f"confirmed by a rerun.", ""]
+    if verdict.error:
+        lines += [f"**The check could not run:** {verdict.error}", ""]
+    if verdict.results:
+        lines += ["| model | case | base req/s | head req/s | time/req change [95% CI] | "
+                  "CPU/req change [95% CI] | noise | threshold | verdict |",
+                  "|---|---|---:|---:|---|---|---:|---:|---|"]
+        lines += [_row(result) for result in verdict.results]
+        lines.append("")
+    if s.accepted:
+        lines.append(f"Accepted slowdowns (perf-accept): {', '.join(sorted(s.accepted))}.")
+    lines.append(f"Wall time {verdict.wall_s:.0f} s; exit status {verdict.exit_status}.")
+    return "\n".join(lines) + "\n"
+
+
+def _row(result: ModelResult) -> str:
+    if not result.passes or not result.passes[-1].metrics:
+        return (f"| {result.model} | {result.case} | | | | | | | **{result.status}** "
+                f"{result.note} |")
+    last = result.passes[-1]
+    first = result.passes[0]
+    time_metric = last.time_per_request
+    base_rps = 1.0 / time_metric.base_median if time_metric else float("nan")
+    head_rps = 1.0 / time_metric.head_median if time_metric else float("nan")
+    shown = time_metric or last.cpu_per_request
+    runs = ("" if len(result.passes) == 1
+            else f" (rerun; first pass {_ratio_cell(first.time_per_request)})")
+    note = f" {result.note}" if result.note and result.status not in ("pass",) else ""
+    return (f"| {result.model} | {result.case} | {base_rps:,.0f} | {head_rps:,.0f} | "
+            f"{_ratio_cell(time_metric)}{runs} | {_ratio_cell(last.cpu_per_request)} | "
+            f"{shown.noise:.1%} | {shown.threshold:.0%} | **{result.status}**{note} |")
+
+
+def write_outputs(verdict: Verdict, text: str) -> Path:
+    """Print the table, append it to $GITHUB_STEP_SUMMARY, write the JSON verdict."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    path = verdict.settings.json_path or default_json_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(verdict.as_dict(), indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def default_json_path() -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return ROOT / "results" / "regress" / f"{stamp}.json"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``regress`` subcommand's options."""
+    parser.add_argument("--base", required=True, help="the revision to compare against")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    parser.add_argument("--models", help="comma-separated models (default: the profile's)")
+    parser.add_argument("--samples", type=int, help="samples per side and pass")
+    parser.add_argument("--duration", type=float, help="measured seconds per sample")
+    parser.add_argument("--threshold", type=float, default=rs.DEFAULT_THRESHOLD,
+                        help="slowdown that counts, as a fraction (default 0.15)")
+    parser.add_argument("--alpha", type=float, default=rs.DEFAULT_ALPHA,
+                        help="significance level of the Mann-Whitney test (default 0.01)")
+    parser.add_argument("--accept", default="",
+                        help="models whose slowdown is intended (as a perf-accept: line)")
+    parser.add_argument("--json", type=Path, help="verdict file (default results/regress/)")
+
+
+def settings_from(options: argparse.Namespace) -> Settings:
+    profile = PROFILES[options.profile]
+    if options.samples:
+        profile = replace(profile, samples=options.samples)
+    if options.duration:
+        profile = replace(profile, duration_s=options.duration)
+    models = [m for m in options.models.split(",") if m] if options.models else None
+    return Settings(base=options.base, profile=profile, models=models,
+                    threshold=options.threshold, alpha=options.alpha,
+                    accepted=rs.parse_accepted(f"perf-accept: {options.accept}"),
+                    json_path=options.json)
+
+
+def run(options: argparse.Namespace, make_sampler: SamplerFactory | None = None) -> int:
+    """Run the check from parsed options; returns the exit status."""
+    if options.samples is not None and options.samples < rs.MIN_SAMPLES:
+        print(f"--samples must be at least {rs.MIN_SAMPLES}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    verdict = run_check(settings_from(options), make_sampler or default_sampler)
+    path = write_outputs(verdict, markdown(verdict))
+    print(f"verdict written to {path}", file=sys.stderr)
+    return verdict.exit_status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench regress", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
