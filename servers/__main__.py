@@ -20,6 +20,14 @@ def raise_fd_limit() -> None:
             log(f"could not raise the file-descriptor limit from {soft}: {error}")
 
 
+def port_number(text: str) -> int:
+    """argparse type for --port: an integer 0..65535 (0: any free port)."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
+    return port
+
+
 def list_models(verbose: bool) -> int:
     for name in MODELS:
         reason = unavailable_reason(name)
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description=module.DESCRIPTION)
     parser.add_argument("model")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port", type=port_number, default=0)
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
     options = parser.parse_args(argv)
