@@ -7,6 +7,7 @@ with a ``servers`` registry stands in for the project, so every test takes well 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -175,7 +176,7 @@ class FakeSampler:
     def __call__(self, source: ServerSource, model: str, case: Case, profile: Profile,
                  index: int) -> Sample:
         key = (model, case.name)
-        if index == 0 and source.side == "base":
+        if index == 0 and source.side == "base" or key not in self.passes:
             self.passes[key] = self.passes.get(key, 0) + 1
         assert (source.root / "servers" / "__init__.py").exists()
         self.roots.add(source.root)
@@ -311,3 +312,42 @@ def test_step_summary_is_appended(repo: Path, tmp_path: Path,
     check(repo, lambda side, model, run: 1.0, tmp_path)
     text = summary.read_text()
     assert text.startswith("earlier\n") and "Performance regression check: PASS" in text
+
+
+# --------------------------------------------------------------------------- trend baseline
+
+
+def baseline_run(tmp_path: Path, action: str, factor: float) -> int:
+    from bench import baseline
+
+    parser = baseline.argparse.ArgumentParser()
+    baseline.add_arguments(parser)
+    options = parser.parse_args([action, "--models", "threaded,epoll", "--samples", "6",
+                                 "--dir", str(tmp_path)])
+    sampler = FakeSampler(lambda side, model, run: factor if model == "epoll" else 1.0)
+    return baseline.run(options, make_sampler=lambda: sampler)
+
+
+def test_baseline_warns_but_never_fails(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert baseline_run(tmp_path, "compare", 1.0) == 0
+    assert "No baseline for this machine yet" in capsys.readouterr().out
+    assert baseline_run(tmp_path, "save", 1.0) == 0
+    [saved] = list(tmp_path.glob("*.json"))
+    entry = json.loads(saved.read_text())["entries"][0]
+    assert len(entry["figures"]["echo64-c16"]["epoll"]["throughput_rps"]) == 6
+    capsys.readouterr()
+    assert baseline_run(tmp_path, "compare", 1.0) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    assert baseline_run(tmp_path, "compare", 1.3) == 0
+    out = capsys.readouterr().out
+    assert "| echo64-c16 | epoll |" in out and "WARNING: slower" in out
+    assert "| echo64-c16 | threaded |" in out and out.count("WARNING: slower") == 1
+
+
+def test_machine_key_is_a_safe_file_name() -> None:
+    from bench import baseline
+
+    key = baseline.machine_key(baseline.fingerprint())
+    assert re.fullmatch(r"[a-z0-9.-]+", key)
+    assert key == baseline.machine_key(baseline.fingerprint())
