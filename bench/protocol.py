@@ -180,22 +180,31 @@ class ServerSession:
     pauses when ``output`` passes ``OUTPUT_LIMIT``. ``now`` and deadlines are seconds on one
     monotonic clock of the caller's choosing. Once ``closing`` is set and ``output`` is
     empty, close the connection.
+
+    With ``offload_from=n``, a WORK request of at least ``n`` iterations is not computed
+    here: answering stops at it and ``pending_work`` holds it (reading stops, as for SLEEP).
+    The caller computes ``respond(*pending_work).data`` elsewhere (a worker thread) and hands
+    it to ``complete``, which resumes answering in order.
     """
 
-    __slots__ = ("output", "closing", "deadline", "_delayed", "_input", "_input_start")
+    __slots__ = ("output", "closing", "deadline", "pending_work", "_offload_from", "_delayed",
+                 "_input", "_input_start")
 
-    def __init__(self) -> None:
+    def __init__(self, offload_from: int | None = None) -> None:
         self.output = bytearray()
         self.closing = False
         self.deadline: float | None = None  # when the pending SLEEP reply is due
+        self.pending_work: Frame | None = None  # a WORK request parked for the caller
+        self._offload_from = offload_from
         self._delayed = b""
         self._input = bytearray()
         self._input_start = 0
 
     @property
     def wants_read(self) -> bool:
-        """True while the model should read this connection (rule 7 and the SLEEP gate)."""
-        return not self.closing and len(self.output) < OUTPUT_LIMIT and self.deadline is None
+        """True while the model should read this connection (rule 7, the SLEEP/WORK gate)."""
+        return (not self.closing and len(self.output) < OUTPUT_LIMIT and self.deadline is None
+                and self.pending_work is None)
 
     @property
     def backlog(self) -> int:
@@ -216,7 +225,7 @@ class ServerSession:
             self.output += self._delayed
             self._delayed = b""
             self.deadline = None
-        if self.closing:
+        if self.closing or self.pending_work is not None:
             return None
         buffer = self._input
         pos = self._process(buffer, now)
@@ -244,8 +253,14 @@ class ServerSession:
                     output += view[pos + HEADER_SIZE : end]
                     pos = end
                     continue
-                reply = respond(op, value, bytes(view[pos + HEADER_SIZE : end]))
+                payload = bytes(view[pos + HEADER_SIZE : end])
                 pos = end
+                offload_from = self._offload_from  # None unless the caller offloads WORK
+                if offload_from is not None and op == Op.WORK and (
+                        offload_from <= value <= MAX_WORK_ITERATIONS):
+                    self.pending_work = Frame(op, value, payload)
+                    break
+                reply = respond(op, value, payload)
                 if reply.delay_us:
                     self.deadline = now + reply.delay_us / 1e6
                     self._delayed = reply.data
@@ -255,3 +270,9 @@ class ServerSession:
                     self.closing = True
                     return size
         return pos
+
+    def complete(self, data: bytes, now: float) -> float | None:
+        """Deliver the parked WORK request's reply bytes and resume answering."""
+        self.pending_work = None
+        self.output += data
+        return self.advance(now)

@@ -11,6 +11,7 @@ import heapq
 import itertools
 import socket
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from bench.protocol import ServerSession
@@ -40,19 +41,21 @@ class Poller(Protocol):
 class Connection:
     """One client socket and its protocol session, for non-blocking models."""
 
-    __slots__ = ("sock", "fd", "session", "eof", "failed", "drained", "interest", "timer_due")
+    __slots__ = ("sock", "fd", "session", "eof", "failed", "drained", "interest", "timer_due",
+                 "offloaded")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, session: ServerSession | None = None) -> None:
         sock.setblocking(False)
         tune(sock)
         self.sock = sock
         self.fd = sock.fileno()
-        self.session = ServerSession()
+        self.session = ServerSession() if session is None else session
         self.eof = False  # the peer finished sending
         self.failed = False  # reset or hang-up: close at once, nothing more can be delivered
         self.drained = False  # the last recv found nothing more to read
         self.interest = (True, False)  # (read, write) as registered with the poller
         self.timer_due: float | None = None
+        self.offloaded = False  # its session's pending WORK was handed to EventLoop.offload
 
     def read(self, view: memoryview, now: float) -> bool:
         """One ``recv_into``; feed what came to the session. False when nothing was read."""
@@ -93,7 +96,8 @@ class Connection:
             return True
         if session.closing:
             return not session.output
-        return self.eof and not session.output and session.deadline is None
+        return (self.eof and not session.output and session.deadline is None
+                and session.pending_work is None)
 
     def wants(self) -> tuple[bool, bool]:
         """The readiness to wait for: (read, write)."""
@@ -102,11 +106,22 @@ class Connection:
 
 
 class EventLoop:
-    """Accept, read, answer, write and fire SLEEP timers, waiting with a ``Poller``."""
+    """Accept, read, answer, write and fire SLEEP timers, waiting with a ``Poller``.
 
-    def __init__(self, listener: socket.socket, poller: Poller) -> None:
+    Hooks for a model that computes WORK elsewhere (the reactor): ``new_session`` makes each
+    connection's session (e.g. one that parks WORK in ``pending_work``); ``offload`` is called
+    once per parked request; the model then hands the reply to ``complete`` from the loop's
+    thread, woken through a descriptor it watches with ``add_reader``.
+    """
+
+    def __init__(self, listener: socket.socket, poller: Poller, *,
+                 new_session: Callable[[], ServerSession] = ServerSession,
+                 offload: Callable[[Connection], None] | None = None) -> None:
         self.listener = listener
         self.poller = poller
+        self.new_session = new_session
+        self.offload = offload
+        self.readers: dict[int, Callable[[], None]] = {}  # extra descriptors: fd -> on readable
         self.connections: dict[int, Connection] = {}
         self.timers: list[tuple[float, int, Connection]] = []
         self._sequence = itertools.count()
@@ -127,6 +142,8 @@ class EventLoop:
                             self._close(connection)
                         else:
                             self._service(connection, readable, writable)
+                    elif (callback := self.readers.get(fd)) is not None:
+                        callback()
                 if self.timers:
                     self._fire_timers()
         finally:
@@ -150,7 +167,7 @@ class EventLoop:
             if max_fd is not None and sock.fileno() >= max_fd:
                 refuse(sock)
                 continue
-            connection = Connection(sock)
+            connection = Connection(sock, self.new_session())
             self.connections[connection.fd] = connection
             self.poller.register(connection.fd, True, False)
 
@@ -187,6 +204,10 @@ class EventLoop:
         if deadline is not None and connection.timer_due != deadline:
             connection.timer_due = deadline
             heapq.heappush(self.timers, (deadline, next(self._sequence), connection))
+        if (self.offload is not None and connection.session.pending_work is not None
+                and not connection.offloaded):
+            connection.offloaded = True
+            self.offload(connection)
         if self.poller.edge_triggered:
             return  # registered once for both directions
         wants = connection.wants()
@@ -203,10 +224,31 @@ class EventLoop:
                 continue  # stale: the connection closed or moved on
             connection.timer_due = None
             connection.session.advance(now)
-            connection.flush()
-            if self.poller.edge_triggered and not connection.drained:
-                self._read(connection, now)
-            self._settle(connection)
+            self._resume(connection, now)
+
+    def _resume(self, connection: Connection, now: float) -> None:
+        """Send what the session answered outside I/O (a timer, a completion), read on, settle."""
+        connection.flush()
+        if self.poller.edge_triggered and not connection.drained:
+            self._read(connection, now)
+        self._settle(connection)
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        """Watch one more descriptor; call ``callback`` when it is readable.
+
+        Edge-triggered pollers report it once per change: the callback must drain it.
+        """
+        self.readers[fd] = callback
+        self.poller.register(fd, True, False)
+
+    def complete(self, connection: Connection, reply: bytes) -> None:
+        """Deliver an offloaded WORK request's reply (in the loop's thread) and carry on."""
+        if self.connections.get(connection.fd) is not connection:
+            return  # it closed meanwhile (and its descriptor may already be reused)
+        connection.offloaded = False
+        now = time.monotonic()
+        connection.session.complete(reply, now)
+        self._resume(connection, now)
 
     def _close(self, connection: Connection) -> None:
         del self.connections[connection.fd]
