@@ -54,8 +54,10 @@ class SessionProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         while session.output:
-            transport.write(session.output)  # hand the bytearray over without a copy
-            session.output = bytearray()
+            # hand the bytearray over without a copy, detached first: write() may call
+            # pause_writing(), and so this method, before it returns
+            data, session.output = session.output, bytearray()
+            transport.write(data)
             if self.write_paused or session.deadline is not None or not session.backlog:
                 break
             session.advance(self.loop.time())
