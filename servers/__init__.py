@@ -27,6 +27,12 @@ MODELS: dict[str, str] = {
     "asyncio": "servers.asyncio_",
     "nonblocking": "servers.nonblocking",
     "native": "servers.native",
+    "uvloop": "servers.uvloop_",
+    "threadpool": "servers.threadpool",
+    "reactor": "servers.reactor",
+    "prefork": "servers.prefork",
+    "gevent": "servers.gevent_",
+    "iterative": "servers.iterative",
 }
 
 
