@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint bench bench-quick report clean freethreaded
+.PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ lint: $(STAMP)
 # free-threaded CPython 3.13 (--disable-gil) from Debian's python3.13 source, into .cache/python3.13t
 freethreaded:
 	bash scripts/build_freethreaded.sh
+
+# performance regression check: the head's servers against BASE's, side by side (bench/regress.py)
+BASE ?= HEAD~1
+PROFILE ?= quick
+regress: $(STAMP)
+	$(PY) -m bench.regress --base $(BASE) --profile $(PROFILE)
+
+# pytest-benchmark trend history in .benchmarks/; BENCH_ARGS=--benchmark-compare compares
+bench-pytest: $(STAMP)
+	$(PY) -m pytest tests/perf -q --benchmark-autosave $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache servers/native/build
