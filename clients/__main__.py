@@ -1,0 +1,155 @@
+"""``python -m clients swarm ...`` (load generator) and ``python -m clients chat ...``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+from typing import Any
+
+from rich.console import Console
+
+from clients import chat
+from clients.mix import DEFAULT_MIX
+from clients.summary import print_summary
+from clients.swarm import (
+    EXIT_CANNOT_RUN,
+    SwarmConfig,
+    SwarmError,
+    exit_status,
+    run_swarm,
+)
+
+SWARM_EPILOG = """\
+--mix SPEC: comma-separated op:arg=weight; arg is payload bytes for echo, iterations for work,
+microseconds for sleep; weight defaults to 1. Example: echo:64=9,work:1000=1
+
+Phases: connect (at --connect-rate, or all at once), warm-up (excluded from every figure),
+the measured window (--duration), then a drain for replies still in flight (up to --timeout).
+
+exit status: 0 the run completed without errors; 1 it ran but with errors, cut short (server
+gone, not answering, Ctrl-C) or a worker failed: the figures are partial; 2 it could not run
+(bad arguments, unknown host, workers not started, no connection established).
+With --json the record is written in every case where a run started, partial or not.
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", required=True, help="HOST:PORT of the server")
+    parser.add_argument("--connections", type=_positive_int, default=50,
+                        help="connections in all (default 50)")
+    parser.add_argument("--workers", type=_positive_int, default=1,
+                        help="worker processes; connections are split among them (default 1)")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="measured window, seconds (default 10)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of load before the window, excluded (default 1)")
+    parser.add_argument("--mode", choices=("closed", "open"), default="closed",
+                        help="closed: a new request as each reply comes; open: at --rate, "
+                             "latency from the scheduled send (default closed)")
+    parser.add_argument("--pipeline", type=_positive_int, default=1,
+                        help="requests in flight per connection (open loop: the cap; default 1)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open loop: total requests per second across all connections")
+    parser.add_argument("--arrivals", choices=("constant", "poisson"), default="constant",
+                        help="open loop: spacing of the schedule (default constant)")
+    parser.add_argument("--mix", default=DEFAULT_MIX, help=f"request mix (default {DEFAULT_MIX})")
+    parser.add_argument("--connect-rate", type=float, default=0.0,
+                        help="new connections per second during ramp-up (default 0: all at once)")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds a connect or a reply may take before the connection is "
+                             "given up as an error (default 5)")
+    parser.add_argument("--verify", action="store_true",
+                        help="check WORK results against bench.protocol.work")
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="seconds per reported interval (default 1)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for mixes and arrivals")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="write the result record here ('-': standard output, and the "
+                             "summary goes to standard error)")
+    parser.add_argument("--quiet", action="store_true", help="no terminal summary")
+
+
+def _write_json(record: dict[str, Any], path: str) -> None:
+    text = json.dumps(record, indent=1) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def swarm_main(options: argparse.Namespace) -> int:
+    console = Console(stderr=options.json == "-")
+    status_console = Console(stderr=True)
+    config = SwarmConfig(
+        target=options.target, connections=options.connections, workers=options.workers,
+        duration=options.duration, warmup=options.warmup, mode=options.mode,
+        pipeline=options.pipeline, rate=options.rate, arrivals=options.arrivals, mix=options.mix,
+        connect_rate=options.connect_rate, timeout=options.timeout, verify=options.verify,
+        interval=options.interval, seed=options.seed)
+    signal.signal(signal.SIGTERM, _interrupt)  # the bench runner stops us with SIGTERM
+    show = status_console.is_terminal and not options.quiet
+
+    def progress(live: dict[str, Any]) -> None:
+        rate = live["requests"] / live["interval_s"]
+        status_console.log(f"interval {live['interval']}: {rate:,.0f} req/s, "
+                           f"{live['errors']} errors")
+
+    try:
+        with status_console.status("running…") if show else contextlib.nullcontext():
+            record = run_swarm(config, progress if show else None)
+    except SwarmError as error:
+        status_console.print(f"[bold red]swarm: {error}[/]")
+        return EXIT_CANNOT_RUN
+    if options.json:
+        _write_json(record, options.json)
+    if not options.quiet:
+        print_summary(record, console)
+    return exit_status(record)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m clients",
+                                     description="concbench clients: the load-generating swarm "
+                                                 "and the interactive chat client")
+    commands = parser.add_subparsers(dest="command", required=True)
+    swarm = commands.add_parser("swarm", help="drive a server with many connections, measure",
+                                epilog=SWARM_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_swarm_arguments(swarm)
+    chatter = commands.add_parser("chat", help="the original lesson's interactive client",
+                                  description=chat.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    chat.add_arguments(chatter)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    if options.command == "swarm":
+        return swarm_main(options)
+    return chat.main(options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

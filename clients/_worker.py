@@ -1,0 +1,800 @@
+"""One swarm worker process: its share of the connections, driven straight from ``select.epoll``.
+
+The hot loop is written for speed (see the issue's "The hard part"): non-blocking sockets with
+TCP_NODELAY, ``recv_into`` one preallocated buffer, prebuilt request frames, a reply checked with
+one ``bytearray.startswith`` against the expected bytes, one clock read per wake-up, latencies
+appended to ``array('q')`` and folded into HdrHistograms only at interval boundaries. Anything
+unusual (a partial or pipelined read, an error reply, a blocked write, a hang-up, a mixed
+workload) leaves the fast path for ``Worker._received`` / ``Worker._event``, which handle every
+case.
+
+Time is ``time.monotonic_ns`` (CLOCK_MONOTONIC, the same clock in every process), so the parent
+can hand all workers one timeline. Latencies are recorded in the histograms in microseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import resource
+import select
+import signal
+import socket
+import time
+from array import array
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from bench.protocol import HEADER, HEADER_SIZE, MAX_PAYLOAD, ErrorValue, Status
+from clients.mix import Kind, kind_sequence
+
+RECV_SIZE = 256 * 1024
+HIST_LOWEST_US = 1
+HIST_HIGHEST_US = 3_600_000_000  # one hour
+HIST_DIGITS = 3
+CHORE_NS = 50_000_000  # timeouts, stop requests and the end of the drain: checked every 50 ms
+NEVER = 1 << 62
+IN = select.EPOLLIN
+OUT = select.EPOLLOUT
+
+_unpack_from = HEADER.unpack_from
+
+
+def new_histogram() -> HdrHistogram:
+    """The histogram every latency figure uses: 1 µs to 1 h, 3 significant digits."""
+    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
+
+
+def fold(samples: array, *histograms: HdrHistogram) -> int:
+    """Record nanosecond samples into histograms (in µs), empty ``samples``; return the count.
+
+    Vectorised: equal microsecond values are recorded once with their count, so the cost is
+    per distinct value, not per sample.
+    """
+    count = len(samples)
+    if not count:
+        return 0
+    micros = (np.array(samples, dtype=np.int64) + 500) // 1000
+    np.clip(micros, HIST_LOWEST_US, HIST_HIGHEST_US, out=micros)
+    values, counts = np.unique(micros, return_counts=True)
+    pairs = list(zip(values.tolist(), counts.tolist(), strict=True))
+    for histogram in histograms:
+        record = histogram.record_value
+        for value, times in pairs:
+            record(value, times)
+    del samples[:]
+    return count
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """When things happen, in ``time.monotonic_ns``: the same for every worker of a run."""
+
+    start_ns: int  # begin connecting
+    load_ns: int  # the open-loop schedule starts (start + connection ramp)
+    window_ns: int  # the measured window starts (load + warm-up)
+    end_ns: int  # the measured window ends; no new requests after it
+    drain_ns: int  # stop waiting for replies still in flight
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """Everything one worker needs besides its timeline."""
+
+    index: int
+    family: int
+    address: tuple[Any, ...]
+    connections: int
+    first_connection: int  # global number of this worker's first connection (for seeds)
+    mode: str  # "closed" or "open"
+    pipeline: int  # requests in flight per connection (open loop: the cap)
+    rate: float  # open loop: this worker's share of requests per second
+    arrivals: str  # "constant" or "poisson"
+    kinds: tuple[Kind, ...]
+    weights: tuple[float, ...]
+    connect_rate: float  # this worker's connections per second; 0: all at once
+    timeout_ns: int
+    interval_ns: int
+    seed: int
+
+
+class Conn:
+    """One client connection and what it has in flight."""
+
+    __slots__ = ("sock", "fd", "number", "recv_into", "send", "times", "scheds", "kinds",
+                 "partial", "out", "clean", "count", "base", "final", "connected",
+                 "started_ns", "dead", "sequence", "position")
+
+    def __init__(self, sock: socket.socket, number: int, sequence: list[int], now: int) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.number = number
+        self.recv_into = sock.recv_into
+        self.send = sock.send
+        self.times: deque[int] = deque()  # when each request in flight was sent
+        self.scheds: deque[int] = deque()  # open loop: when each was scheduled
+        self.kinds: deque[int] = deque()  # mixed workloads: the kind of each
+        self.partial = bytearray()  # the start of a reply not yet complete
+        self.out = bytearray()  # request bytes the socket did not take yet
+        self.clean = False  # uniform workload, nothing partial, nothing unsent: fast path
+        self.count = 0  # correct replies, all phases
+        self.base = 0  # ``count`` when the measured window started
+        self.final: int | None = None  # ``count`` when it ended
+        self.connected = False
+        self.started_ns = now
+        self.dead = False
+        self.sequence = sequence
+        self.position = 0
+
+
+class Stop:
+    """Set by SIGINT/SIGTERM: finish now with what has been measured."""
+
+    requested = False
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    Stop.requested = True
+
+
+class Worker:
+    """Connect, drive the load, measure; ``run`` returns the worker's partial record."""
+
+    def __init__(self, plan: WorkerPlan, timeline: Timeline, progress: Any = None) -> None:
+        self.plan = plan
+        self.timeline = timeline
+        self.progress = progress  # called with (interval index, replies, errors) per interval
+        self.ep = select.epoll()
+        self.conns: dict[int, Conn] = {}
+        self.all_conns: list[Conn] = []
+        self.buf = bytearray(RECV_SIZE)
+        self.view = memoryview(self.buf)
+        self.lat = array("q")  # corrected (open) or plain (closed) latencies, ns
+        self.lat_u = array("q")  # open loop: from the actual send
+        self.lag = array("q")  # open loop: actual send minus scheduled send
+        self.connect_ns = array("q")
+        self.hist = new_histogram()
+        self.hist_u = new_histogram()
+        self.hist_lag = new_histogram()
+        self.hist_interval = new_histogram()
+        self.errors: dict[str, int] = {}
+        self.error_count = 0
+        self.error_responses = 0
+        self.lost = 0  # requests still in flight on a connection that was closed
+        self.intervals: list[dict[str, Any]] = []
+        self.uniform = len(plan.kinds) == 1
+        self.open = plan.mode == "open"
+        self.sending = True
+        self.finished = False
+        self.stopped: str | None = None
+        self.established = 0
+        self.live = 0
+        self.to_open = plan.connections
+        self.next_connect = timeline.start_ns
+        self.connect_spacing = int(1e9 / plan.connect_rate) if plan.connect_rate > 0 else 0
+        self.next_chore = timeline.start_ns
+        self.phase = "warmup"  # then "window", "drain"
+        self.next_interval = timeline.window_ns
+        self.interval_index = 0
+        self.interval_errors = 0
+        self.window_end: int | None = None
+        self.rusage_start: resource.struct_rusage | None = None
+        self.window_wall = 0
+        self.cpu: dict[str, float] = {}
+        self.parent = os.getppid()
+        self.random = random.Random(plan.seed)
+        # open loop
+        self.free: deque[Conn] = deque()  # one entry per free in-flight slot
+        self.sched_next = timeline.load_ns if self.open else NEVER
+        self.sched_k = 0
+        self.spacing = 1e9 / plan.rate if plan.rate > 0 else 0.0
+        self.waiting_until = -1  # requests scheduled up to here waited for a free connection
+        self.lag_sum = 0  # the client's own lateness (fresh requests only), this interval
+        self.lag_count = 0
+        self.lag_max = 0
+
+    # ----------------------------------------------------------------- the hot loops
+
+    def run(self) -> dict[str, Any]:
+        """Drive the load until the timeline ends, every connection is gone or a stop."""
+        try:
+            if self.open:
+                self._loop_open()
+            else:
+                self._loop_closed()
+        finally:
+            self._close_all()
+        return self._result()
+
+    def _loop_closed(self) -> None:
+        poll = self.ep.poll
+        clock = time.monotonic_ns
+        conns = self.conns
+        buf = self.buf
+        startswith = buf.startswith
+        lat_append = self.lat.append
+        kind = self.plan.kinds[0]
+        length, check, frame = kind.reply_length, kind.check, kind.frame
+        size = len(frame)
+        received = self._received
+        event = self._event
+        next_check = 0
+        now = clock()
+        while True:
+            if now >= next_check:
+                next_check = self._housekeeping(now)
+                if self.finished:
+                    return
+            sending = self.sending
+            timeout = (next_check - now) / 1e9
+            events = poll(timeout if timeout > 0 else 0)
+            now = clock()
+            for fd, mask in events:
+                c = conns.get(fd)
+                if c is None:
+                    continue
+                if mask == IN and c.clean:
+                    try:
+                        n = c.recv_into(buf)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError as error:
+                        self._lose(c, _socket_error(error))
+                        continue
+                    if n == length and startswith(check):
+                        lat_append(now - c.times.popleft())
+                        c.count += 1
+                        if sending:
+                            c.times.append(now)
+                            try:
+                                sent = c.send(frame)
+                            except OSError as error:
+                                self._send_failed(c, frame, error)
+                                continue
+                            if sent != size:
+                                self._hold(c, frame, sent)
+                        continue
+                    received(c, n, now)
+                else:
+                    event(c, mask, now)
+
+    def _loop_open(self) -> None:
+        poll = self.ep.poll
+        epoll_fd = self.ep.fileno()
+        wait = select.select
+        clock = time.monotonic_ns
+        conns = self.conns
+        free = self.free
+        buf = self.buf
+        startswith = buf.startswith
+        lat_append = self.lat.append
+        lat_u_append = self.lat_u.append
+        free_append = free.append
+        kind = self.plan.kinds[0]
+        length, check = kind.reply_length, kind.check
+        received = self._received
+        event = self._event
+        send_due = self._send_due
+        next_check = 0
+        now = clock()
+        while True:
+            if now >= next_check:
+                next_check = self._housekeeping(now)
+                if self.finished:
+                    return
+            due = self.sched_next if free else NEVER
+            if due < next_check:  # a send is due first: wait with select's µs resolution
+                if due > now:
+                    wait([epoll_fd], (), (), (due - now) / 1e9)
+                events = poll(0)
+            else:
+                timeout = (next_check - now) / 1e9
+                events = poll(timeout if timeout > 0 else 0)
+            now = clock()
+            for fd, mask in events:
+                c = conns.get(fd)
+                if c is None:
+                    continue
+                if mask == IN and c.clean:
+                    try:
+                        n = c.recv_into(buf)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError as error:
+                        self._lose(c, _socket_error(error))
+                        continue
+                    if n == length and startswith(check):
+                        lat_append(now - c.scheds.popleft())
+                        lat_u_append(now - c.times.popleft())
+                        c.count += 1
+                        free_append(c)
+                        continue
+                    received(c, n, now)
+                else:
+                    event(c, mask, now)
+            if self.sched_next <= now and free:
+                send_due(now)
+
+    def _send_due(self, now: int) -> None:
+        """Open loop: send every scheduled request that is due, while a connection is free."""
+        free = self.free
+        kinds = self.plan.kinds
+        uniform = self.uniform
+        end = self.timeline.end_ns
+        waiting_until = self.waiting_until
+        lag_append = self.lag.append
+        while self.sched_next <= now and free:
+            c = free.popleft()
+            if c.dead:
+                continue
+            sched = self.sched_next
+            if uniform:
+                frame = kinds[0].frame
+            else:
+                index = c.sequence[c.position]
+                c.position = (c.position + 1) % len(c.sequence)
+                c.kinds.append(index)
+                frame = kinds[index].frame
+            c.times.append(now)
+            c.scheds.append(sched)
+            self._write(c, frame)
+            lag = now - sched
+            lag_append(lag)
+            if sched > waiting_until:  # it had a free connection: any lateness is the client's
+                self.lag_sum += lag
+                self.lag_count += 1
+                if lag > self.lag_max:
+                    self.lag_max = lag
+            self.sched_k += 1
+            if self.plan.arrivals == "poisson":
+                step = self.random.expovariate(self.plan.rate) * 1e9
+                self.sched_next = sched + max(1, int(step))
+            else:
+                self.sched_next = self.timeline.load_ns + int(self.sched_k * self.spacing)
+            if self.sched_next >= end:
+                self.sched_next = NEVER
+        if self.sched_next <= now:  # the rest must wait for a connection to come free
+            self.waiting_until = now
+
+    # ----------------------------------------------------------------- the slow paths
+
+    def _received(self, c: Conn, n: int, now: int) -> None:
+        """Every read the fast path does not take: EOF, partial, pipelined, error or mixed."""
+        if n == 0:
+            self._lose(c, "eof")
+            return
+        if c.partial:
+            c.partial += self.view[:n]
+            data = c.partial
+        else:
+            data = self.buf
+        avail = len(data) if data is c.partial else n
+        kinds = self.plan.kinds
+        pos = 0
+        done = 0
+        while avail - pos >= HEADER_SIZE:
+            if c.times:
+                kind = kinds[0] if self.uniform else kinds[c.kinds[0]]
+                if avail - pos >= kind.reply_length and data.startswith(kind.check, pos):
+                    pos += kind.reply_length
+                    self._complete(c, now)
+                    done += 1
+                    continue
+            else:
+                kind = None
+            length, status, value = _unpack_from(data, pos)
+            if length > MAX_PAYLOAD:
+                self._lose(c, "protocol")
+                return
+            end = pos + HEADER_SIZE + length
+            if end > avail:
+                break
+            outcome = _classify(status, value)
+            pos = end
+            if kind is None:  # a frame nobody asked for: ERROR 4 at accept, or a broken server
+                self._lose(c, outcome if status == Status.ERROR else "unexpected")
+                return
+            self._complete_error(c, outcome)
+            done += 1
+            if status == Status.ERROR and value in (ErrorValue.FRAME_TOO_LARGE,
+                                                     ErrorValue.OVER_CAPACITY):
+                self._lose(c, None)  # the server closes this connection after these
+                return
+        if data is c.partial:
+            del data[:pos]
+        elif pos < avail:
+            c.partial = bytearray(self.view[pos:avail])
+        c.clean = self.uniform and not c.partial and not c.out
+        if done:
+            self._refill(c, done, now)
+
+    def _complete(self, c: Conn, now: int) -> None:
+        """A correct reply to the oldest request in flight."""
+        if self.open:
+            self.lat.append(now - c.scheds.popleft())
+            self.lat_u.append(now - c.times.popleft())
+        else:
+            self.lat.append(now - c.times.popleft())
+        if not self.uniform:
+            c.kinds.popleft()
+        c.count += 1
+
+    def _complete_error(self, c: Conn, outcome: str) -> None:
+        """A wrong or ERROR reply to the oldest request in flight."""
+        c.times.popleft()
+        if self.open:
+            c.scheds.popleft()
+        if not self.uniform:
+            c.kinds.popleft()
+        self.error_responses += 1
+        self._count_error(outcome)
+
+    def _refill(self, c: Conn, done: int, now: int) -> None:
+        """``done`` requests were answered: closed loop sends as many, open loop frees slots."""
+        if c.dead:
+            return
+        if self.open:
+            self.free.extend([c] * done)
+        elif self.sending:
+            self._send_requests(c, done, now)
+
+    def _send_requests(self, c: Conn, count: int, now: int) -> None:
+        """Closed loop: put ``count`` more requests in flight on ``c``."""
+        kinds = self.plan.kinds
+        if self.uniform:
+            data = kinds[0].frame * count
+        else:
+            chosen = []
+            for _ in range(count):
+                chosen.append(c.sequence[c.position])
+                c.position = (c.position + 1) % len(c.sequence)
+            c.kinds.extend(chosen)
+            data = b"".join(kinds[index].frame for index in chosen)
+        c.times.extend([now] * count)
+        self._write(c, data)
+
+    def _write(self, c: Conn, data: bytes) -> None:
+        """Send ``data`` after anything already waiting; keep what the socket does not take."""
+        if c.out:
+            c.out += data
+            return
+        try:
+            sent = c.send(data)
+        except OSError as error:
+            self._send_failed(c, data, error)
+            return
+        if sent != len(data):
+            self._hold(c, data, sent)
+
+    def _send_failed(self, c: Conn, data: bytes, error: OSError) -> None:
+        if isinstance(error, (BlockingIOError, InterruptedError)):
+            self._hold(c, data, 0)
+        else:
+            self._lose(c, _socket_error(error))
+
+    def _hold(self, c: Conn, data: bytes, sent: int) -> None:
+        """The socket took only ``sent`` bytes: keep the rest and wait for writability."""
+        c.out += memoryview(data)[sent:]
+        c.clean = False
+        self.ep.modify(c.fd, IN | OUT)
+
+    def _flush(self, c: Conn) -> None:
+        try:
+            sent = c.send(c.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._lose(c, _socket_error(error))
+            return
+        del c.out[:sent]
+        if not c.out:
+            self.ep.modify(c.fd, IN)
+            c.clean = self.uniform and not c.partial
+
+    def _event(self, c: Conn, mask: int, now: int) -> None:
+        """Anything but plain readability on a fast-path connection."""
+        if not c.connected:
+            self._connect_event(c, now)
+            return
+        if mask & OUT and c.out:
+            self._flush(c)
+            if c.dead:
+                return
+        if mask & (IN | select.EPOLLHUP | select.EPOLLERR):
+            try:
+                n = c.recv_into(self.buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self._lose(c, _socket_error(error))
+                return
+            self._received(c, n, now)
+
+    # ----------------------------------------------------------------- connections
+
+    def _open_due(self, now: int) -> None:
+        """Start the connections whose turn has come (all at once without a connect rate)."""
+        plan = self.plan
+        while self.to_open and self.next_connect <= now:
+            number = plan.first_connection + plan.connections - self.to_open
+            self.to_open -= 1
+            self.next_connect += self.connect_spacing
+            self._connect(number, now)
+
+    def _connect(self, number: int, now: int) -> None:
+        plan = self.plan
+        try:
+            sock = socket.socket(plan.family, socket.SOCK_STREAM)
+        except OSError as error:
+            self._count_error(_connect_error(error.errno))
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex(plan.address)
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._count_error(_connect_error(code))
+            return
+        sequence = kind_sequence(list(plan.weights), plan.seed * 1_000_003 + number)
+        c = Conn(sock, number, sequence, now)
+        self.conns[c.fd] = c
+        self.live += 1
+        self.ep.register(c.fd, OUT)
+        if code == 0:
+            self._established(c, now)
+
+    def _connect_event(self, c: Conn, now: int) -> None:
+        code = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._lose(c, _connect_error(code))
+        else:
+            self._established(c, now)
+
+    def _established(self, c: Conn, now: int) -> None:
+        c.connected = True
+        c.clean = self.uniform
+        self.connect_ns.append(now - c.started_ns)
+        self.established += 1
+        self.all_conns.append(c)
+        self.ep.modify(c.fd, IN)
+        if self.open:
+            self.free.extend([c] * self.plan.pipeline)
+        elif self.sending:
+            self._send_requests(c, self.plan.pipeline, now)
+
+    def _lose(self, c: Conn, reason: str | None) -> None:
+        """Close ``c`` (counting ``reason`` as an error, if given); its requests are lost."""
+        if c.dead:
+            return
+        c.dead = True
+        if reason is not None:
+            self._count_error(reason)
+        self.lost += len(c.times)
+        if self.phase != "warmup" and c.final is None:
+            c.final = c.count
+        del self.conns[c.fd]
+        self.live -= 1
+        with contextlib.suppress(OSError):
+            self.ep.unregister(c.fd)
+        c.sock.close()
+
+    def _close_all(self) -> None:
+        for c in list(self.conns.values()):
+            self.lost += len(c.times)
+            c.dead = True
+            c.sock.close()
+        self.conns.clear()
+        self.live = 0
+        self.ep.close()
+
+    def _count_error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.error_count += 1
+
+    # ----------------------------------------------------------------- time and phases
+
+    def _housekeeping(self, now: int) -> int:
+        """Phase changes, interval folds, connects, timeouts, stops; the next time to come."""
+        timeline = self.timeline
+        if self.phase == "warmup" and now >= timeline.window_ns:
+            self._start_window(now)
+        while self.phase == "window" and now >= min(self.next_interval, timeline.end_ns):
+            until = min(self.next_interval, timeline.end_ns)
+            self._end_interval(until)
+            if until >= timeline.end_ns:
+                self._end_window(until)
+        if self.to_open and now >= self.next_connect:
+            self._open_due(now)
+        if now >= self.next_chore:
+            self._chores(now)
+        if self.finished:
+            return now
+        upcoming = [self.next_chore]
+        if self.phase == "warmup":
+            upcoming.append(timeline.window_ns)
+        elif self.phase == "window":
+            upcoming.append(min(self.next_interval, timeline.end_ns))
+        if self.to_open:
+            upcoming.append(self.next_connect)
+        return min(upcoming)
+
+    def _chores(self, now: int) -> None:
+        self.next_chore = now + CHORE_NS
+        limit = now - self.plan.timeout_ns
+        for c in list(self.conns.values()):
+            if not c.connected:
+                if c.started_ns < limit:
+                    self._lose(c, "connect_timeout")
+            elif c.times and c.times[0] < limit:
+                self._lose(c, "timeout")
+        if Stop.requested or os.getppid() != self.parent:
+            self._finish(now, "interrupted" if Stop.requested else "parent exited")
+        elif not self.live and not self.to_open:
+            self._finish(now, None if self.phase == "drain" else "no connection left")
+        elif self.phase == "drain" and (now >= self.timeline.drain_ns or not any(
+                c.times for c in self.conns.values())):
+            self._finish(now, None)
+
+    def _start_window(self, now: int) -> None:
+        """Warm-up is over: forget its latencies, note counts and CPU."""
+        self.phase = "window"
+        del self.lat[:]
+        del self.lat_u[:]
+        del self.lag[:]
+        self.lag_sum = self.lag_count = self.lag_max = 0
+        self.interval_errors = self.error_count
+        for c in self.all_conns:
+            c.base = c.count
+        self.rusage_start = resource.getrusage(resource.RUSAGE_SELF)
+        self.window_wall = now
+        self.next_interval = self.timeline.window_ns + self.plan.interval_ns
+
+    def _end_interval(self, until: int) -> None:
+        """Fold this interval's samples into the histograms and note its figures."""
+        start = self.timeline.window_ns + self.interval_index * self.plan.interval_ns
+        count = fold(self.lat, self.hist, self.hist_interval)
+        fold(self.lat_u, self.hist_u)
+        fold(self.lag, self.hist_lag)
+        errors = self.error_count - self.interval_errors
+        self.interval_errors = self.error_count
+        self.intervals.append({
+            "index": self.interval_index,
+            "duration_ns": max(0, until - start),
+            "requests": count,
+            "errors": errors,
+            "histogram": self.hist_interval.encode().decode("ascii") if count else None,
+            "lag_sum_ns": self.lag_sum,
+            "lag_count": self.lag_count,
+            "lag_max_ns": self.lag_max,
+        })
+        self.hist_interval.reset()
+        self.lag_sum = self.lag_count = self.lag_max = 0
+        if self.progress is not None:
+            self.progress(self.interval_index, count, errors)
+        self.interval_index += 1
+        self.next_interval = start + 2 * self.plan.interval_ns  # the end of the next one
+
+    def _end_window(self, now: int) -> None:
+        """The measured window is over: no new requests; wait for the ones in flight."""
+        self.phase = "drain"
+        self.sending = False
+        self.sched_next = NEVER
+        self.window_end = now
+        for c in self.all_conns:
+            if c.final is None:
+                c.final = c.count
+        self._take_cpu()
+
+    def _finish(self, now: int, reason: str | None) -> None:
+        """End the run now; if the window was still open, it ends here (partial figures)."""
+        if self.phase == "window":
+            self._end_interval(now)
+            self._end_window(now)
+        self.finished = True
+        self.stopped = reason
+
+    def _take_cpu(self) -> None:
+        if self.rusage_start is None:
+            return
+        end = resource.getrusage(resource.RUSAGE_SELF)
+        wall = (time.monotonic_ns() - self.window_wall) / 1e9
+        user = end.ru_utime - self.rusage_start.ru_utime
+        system = end.ru_stime - self.rusage_start.ru_stime
+        self.cpu = {"user_s": user, "system_s": system, "wall_s": wall,
+                    "percent": 100.0 * (user + system) / wall if wall > 0 else 0.0}
+
+    # ----------------------------------------------------------------- the result
+
+    def _result(self) -> dict[str, Any]:
+        timeline = self.timeline
+        window_start = timeline.window_ns if self.window_end is not None else None
+        per_connection = [(c.final if c.final is not None else c.count) - c.base
+                          for c in self.all_conns] if window_start is not None else []
+        connect_hist = new_histogram()
+        fold(self.connect_ns, connect_hist)
+        ok_total = sum(c.count for c in self.all_conns)
+        return {
+            "index": self.plan.index,
+            "connections": self.plan.connections,
+            "established": self.established,
+            "ok_total": ok_total,
+            "error_responses": self.error_responses,
+            "lost": self.lost,
+            "sent_total": ok_total + self.error_responses + self.lost,
+            "requests": sum(per_connection),
+            "per_connection": per_connection,
+            "histogram": self.hist.encode().decode("ascii"),
+            "histogram_uncorrected": self.hist_u.encode().decode("ascii") if self.open else None,
+            "histogram_lag": self.hist_lag.encode().decode("ascii") if self.open else None,
+            "connect_histogram": connect_hist.encode().decode("ascii"),
+            "intervals": self.intervals,
+            "errors": self.errors,
+            "cpu": self.cpu,
+            "window_start_ns": window_start,
+            "window_end_ns": self.window_end,
+            "stopped": self.stopped,
+        }
+
+
+def _classify(status: int, value: int) -> str:
+    """The error kind of a reply that is not the expected one."""
+    if status == Status.ERROR:
+        return "over_capacity" if value == ErrorValue.OVER_CAPACITY else f"error_{value}"
+    return "mismatch"
+
+
+def _socket_error(error: OSError) -> str:
+    if isinstance(error, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return "reset"
+    return f"socket_{errno.errorcode.get(error.errno or 0, error.errno)}"
+
+
+def _connect_error(code: int | None) -> str:
+    if code == errno.ECONNREFUSED:
+        return "connect_refused"
+    if code == errno.ETIMEDOUT:
+        return "connect_timeout"
+    return f"connect_{errno.errorcode.get(code or 0, code)}"
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def worker_main(plan: WorkerPlan, pipe: Any) -> None:
+    """Process entry: say ready, wait for the timeline, run, send the result back."""
+    try:
+        signal.signal(signal.SIGINT, _request_stop)
+        signal.signal(signal.SIGTERM, _request_stop)
+        _raise_fd_limit()
+        pipe.send(("ready", plan.index))
+        deadline = time.monotonic() + 120
+        while not pipe.poll(0.1):
+            if Stop.requested or time.monotonic() > deadline:
+                return
+        message = pipe.recv()
+        if message[0] != "start":
+            return
+        worker = Worker(plan, message[1],
+                        lambda index, count, errors: pipe.send(("interval", plan.index, index,
+                                                                count, errors)))
+        pipe.send(("result", plan.index, worker.run()))
+    except KeyboardInterrupt:
+        return
+    except Exception as error:  # reported to the parent, which turns it into a clear error
+        import traceback
+
+        with contextlib.suppress(OSError):
+            pipe.send(("error", plan.index, f"{error!r}\n{traceback.format_exc()}"))
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()

@@ -1,0 +1,148 @@
+"""Request mixes: ``op:arg=weight,...`` parsed into prebuilt request frames and expected replies.
+
+``arg`` is payload bytes for ``echo``, iterations for ``work`` and microseconds for ``sleep``;
+``=weight`` is optional (default 1). ``echo:64`` is the default mix.
+
+Every ``Kind`` carries what the swarm's hot loop needs to check a reply with one
+``bytearray.startswith`` call: the reply's total length and the bytes it must begin with
+(the whole reply for ECHO and SLEEP, and for WORK under ``--verify``; the length and OK status
+otherwise).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from bench.protocol import (
+    HEADER,
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    MAX_SLEEP_US,
+    MAX_WORK_ITERATIONS,
+    Op,
+    Status,
+    encode_request,
+    encode_response,
+    work,
+)
+
+DEFAULT_MIX = "echo:64"
+SEQUENCE_LENGTH = 4096  # requests drawn per connection for a weighted mix, then cycled
+
+# op name -> (op code, limit on arg, what arg means)
+OPERATIONS: dict[str, tuple[Op, int, str]] = {
+    "echo": (Op.ECHO, MAX_PAYLOAD, "payload bytes"),
+    "work": (Op.WORK, MAX_WORK_ITERATIONS, "iterations"),
+    "sleep": (Op.SLEEP, MAX_SLEEP_US, "microseconds"),
+}
+
+
+class MixError(ValueError):
+    """A mix specification that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class MixEntry:
+    """One weighted operation of a mix."""
+
+    op: str
+    arg: int
+    weight: float
+
+    def __str__(self) -> str:
+        weight = f"{self.weight:g}"
+        return f"{self.op}:{self.arg}" + ("" if weight == "1" else f"={weight}")
+
+
+def parse_mix(spec: str) -> list[MixEntry]:
+    """Parse ``op:arg=weight,...``; raise ``MixError`` with a clear message if it is wrong."""
+    entries = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            raise MixError(f"empty entry in mix {spec!r}")
+        operation, _, weight_text = item.partition("=")
+        name, colon, arg_text = operation.partition(":")
+        name = name.strip().lower()
+        if name not in OPERATIONS:
+            raise MixError(f"unknown operation {name!r} in {item!r}; known: "
+                           f"{', '.join(OPERATIONS)}")
+        _, limit, meaning = OPERATIONS[name]
+        if not colon or not arg_text.strip():
+            raise MixError(f"{item!r}: give the {meaning} as {name}:N")
+        entries.append(MixEntry(name, _parse_arg(item, arg_text, limit, meaning),
+                                _parse_weight(item, weight_text)))
+    return entries
+
+
+def _parse_arg(item: str, text: str, limit: int, meaning: str) -> int:
+    try:
+        arg = int(text.strip())
+    except ValueError:
+        raise MixError(f"{item!r}: {meaning} must be a whole number, not {text!r}") from None
+    if not 0 <= arg <= limit:
+        raise MixError(f"{item!r}: {meaning} must be between 0 and {limit}")
+    return arg
+
+
+def _parse_weight(item: str, text: str) -> float:
+    if not text.strip():
+        if "=" in item:
+            raise MixError(f"{item!r}: missing weight after '='")
+        return 1.0
+    try:
+        weight = float(text)
+    except ValueError:
+        raise MixError(f"{item!r}: weight must be a number, not {text!r}") from None
+    if not weight > 0 or weight == float("inf"):
+        raise MixError(f"{item!r}: weight must be a positive finite number")
+    return weight
+
+
+def format_mix(entries: list[MixEntry]) -> str:
+    """The canonical spelling of a parsed mix."""
+    return ",".join(str(entry) for entry in entries)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One request kind, ready for the hot loop."""
+
+    op: int
+    arg: int
+    payload: bytes
+    frame: bytes  # the encoded request
+    reply_length: int  # header + payload of a correct reply
+    check: bytes  # a correct reply starts with exactly these bytes
+    full_check: bool  # ``check`` is the whole reply (the value is verified too)
+
+    def describe(self) -> str:
+        return f"{Op(self.op).name.lower()}:{self.arg}"
+
+
+def build_kind(entry: MixEntry, payload_seed: int = 0, verify: bool = False) -> Kind:
+    """Prebuild the request frame and the reply check for one mix entry.
+
+    ECHO payloads are pseudo-random bytes (from ``payload_seed``), so a server that mixes up
+    replies is caught; WORK and SLEEP carry no payload. With ``verify``, WORK's result is
+    computed here, once, with ``bench.protocol.work``.
+    """
+    op, _, _ = OPERATIONS[entry.op]
+    payload = random.Random(payload_seed).randbytes(entry.arg) if op == Op.ECHO else b""
+    frame = encode_request(op, entry.arg, payload)
+    if op == Op.WORK:
+        if verify:
+            reply = encode_response(Status.OK, work(payload, entry.arg))
+            return Kind(op, entry.arg, payload, frame, len(reply), reply, True)
+        prefix = HEADER.pack(0, Status.OK, 0)[:5]  # length 0 and status OK; any value
+        return Kind(op, entry.arg, payload, frame, HEADER_SIZE, prefix, False)
+    reply = encode_response(Status.OK, 0, payload)
+    return Kind(op, entry.arg, payload, frame, len(reply), reply, True)
+
+
+def kind_sequence(weights: list[float], seed: int, length: int = SEQUENCE_LENGTH) -> list[int]:
+    """Indices into the mix drawn by weight: a connection cycles through these."""
+    if len(weights) == 1:
+        return [0]
+    return random.Random(seed).choices(range(len(weights)), weights=weights, k=length)

@@ -1,0 +1,89 @@
+"""The swarm's readable terminal summary of a result record (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+LATENCY_COLUMNS = ("p50", "p90", "p99", "p99_9", "p99_99", "max", "mean")
+MAX_INTERVAL_ROWS = 30
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _latency_table(record: dict[str, Any]) -> Table:
+    table = Table(title="latency (µs)", title_justify="left")
+    table.add_column("")
+    for name in LATENCY_COLUMNS:
+        table.add_column(name.replace("_", "."), justify="right")
+    rows = [("replies", record["latency_us"])]
+    if record["latency_corrected"]:
+        rows = [("from schedule (corrected)", record["latency_us"]),
+                ("from actual send", record["latency_uncorrected_us"])]
+        if record["schedule_lag_us"]:
+            rows.append(("send lag behind schedule", record["schedule_lag_us"]))
+    rows.append(("connect", record["connect_us"]))
+    for label, figures in rows:
+        table.add_row(label, *(_number(figures[name], 1 if name == "mean" else 0)
+                               for name in LATENCY_COLUMNS))
+    return table
+
+
+def _interval_table(intervals: list[dict[str, Any]]) -> Table:
+    table = Table(title="per interval", title_justify="left")
+    for column in ("t (s)", "req/s", "p50 µs", "p99 µs", "errors"):
+        table.add_column(column, justify="right")
+    shown = intervals
+    if len(intervals) > MAX_INTERVAL_ROWS:
+        step = -(-len(intervals) // MAX_INTERVAL_ROWS)
+        shown = intervals[::step]
+    for item in shown:
+        table.add_row(f"{item['t_s']:.0f}", _number(item["throughput_rps"]),
+                      _number(item["p50_us"]), _number(item["p99_us"]), str(item["errors"]))
+    return table
+
+
+def print_summary(record: dict[str, Any], console: Console) -> None:
+    """Print a run's figures; a saturated client or a cut-short run is said loudly."""
+    mode = f"{record['mode']} loop"
+    if record["mode"] == "open":
+        mode += f" at {record['rate']:,.0f} req/s ({record['arrivals']})"
+    console.print(
+        f"[bold]swarm[/] → {record['target']}: {mode}, {record['connections']} connections "
+        f"({record['connections_established']} established), {record['workers']} worker(s), "
+        f"pipeline {record['pipeline']}, mix {record['mix']}")
+    console.print(
+        f"window {record['duration_s']:.2f} s (warm-up {record['warmup_s']:g} s excluded): "
+        f"[bold]{record['requests']:,}[/] replies, [bold]{record['throughput_rps']:,.1f}[/] req/s")
+    console.print(_latency_table(record))
+    if record["intervals"]:
+        console.print(_interval_table(record["intervals"]))
+    fairness = record["fairness"]
+    if fairness["connections"]:
+        console.print(
+            f"fairness: Jain {_number(fairness['jain'], 4)}, per connection "
+            f"{_number(fairness['min_rps'], 1)}–{_number(fairness['max_rps'], 1)} req/s "
+            f"(mean {_number(fairness['mean_rps'], 1)}), starved {fairness['starved']}")
+    if record["errors"]:
+        errors = ", ".join(f"{kind} {count:,}" for kind, count in sorted(record["errors"].items()))
+        console.print(f"[bold red]errors[/]: {errors}")
+    else:
+        console.print("errors: none")
+    client = record["client"]
+    cpu = ", ".join(f"{p:.0f}%" if p is not None else "-" for p in client["cpu_percent"])
+    console.print(f"client CPU per worker: {cpu}")
+    if client["saturated"]:
+        console.print(Panel("\n".join(client["reasons"]) + "\nThese figures describe the "
+                            "client, not the server: add --workers or lower the load.",
+                            title="CLIENT SATURATED", style="bold red"))
+    for worker, why in client["worker_failures"].items():
+        console.print(f"[bold red]worker {worker} failed[/]: {why}")
+    if record["stopped"]:
+        console.print(f"[bold red]run cut short[/]: {record['stopped']} (partial figures)")

@@ -1,0 +1,498 @@
+"""The load-generating swarm: worker processes driving one server, merged into one record.
+
+``run_swarm(SwarmConfig(...))`` returns the JSON-ready result record (see ``RECORD_KEYS``);
+``python -m clients swarm`` is the command-line face of the same function.
+
+The parent resolves the target, splits the connections among ``workers`` processes (spawned:
+nothing inherited), waits until every worker is ready, hands them one timeline on the shared
+monotonic clock (connect, ramp, warm-up, window, drain), collects their partial records and
+merges them: HdrHistograms through ``encode``/``decode_and_add``, counts, intervals, errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from clients._worker import Timeline, WorkerPlan, new_histogram, worker_main
+from clients.mix import DEFAULT_MIX, build_kind, format_mix, parse_mix
+
+RECORD_VERSION = 1
+START_DELAY_S = 0.05  # between "everyone is ready" and the first connect
+READY_TIMEOUT_S = 60.0  # a worker must be up and ready within this
+FINISH_MARGIN_S = 5.0  # a worker must report within this after its timeline ends
+STOP_GRACE_S = 3.0  # after a stop request, before a worker is terminated
+CPU_SATURATED = 90.0  # a worker's core at or above this percent: the client is the bottleneck
+LAG_SATURATED_US = 1000.0  # open loop: the client's own mean lateness above this is saturation
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9, "p99_99": 99.99}
+
+# exit statuses of ``python -m clients swarm`` (and ``exit_status``)
+EXIT_OK = 0  # ran to the end, no errors
+EXIT_ERRORS = 1  # ran, but with errors, cut short or interrupted: figures are partial
+EXIT_CANNOT_RUN = 2  # bad arguments, unreachable target, workers not started, no connection
+
+RECORD_KEYS = (
+    "version", "tool", "started_at", "target", "mode", "connections",
+    "connections_established", "workers", "pipeline", "rate", "arrivals", "mix", "warmup_s",
+    "duration_planned_s", "duration_s", "timeout_s", "verify", "interval_s", "requests",
+    "throughput_rps", "errors", "errors_total", "error_rate", "latency_us",
+    "latency_uncorrected_us", "latency_corrected", "connect_us", "schedule_lag_us",
+    "histogram", "histogram_uncorrected", "histogram_unit", "intervals", "fairness",
+    "per_connection", "client", "totals", "window", "complete", "stopped",
+)
+
+
+class SwarmError(Exception):
+    """The swarm cannot run at all (bad settings, unknown host, workers that do not start)."""
+
+
+@dataclass
+class SwarmConfig:
+    """What to run. ``rate`` (total requests/s) is required in open loop, ignored in closed."""
+
+    target: str
+    connections: int = 50
+    workers: int = 1
+    duration: float = 10.0
+    warmup: float = 1.0
+    mode: str = "closed"
+    pipeline: int = 1
+    rate: float | None = None
+    arrivals: str = "constant"
+    mix: str = DEFAULT_MIX
+    connect_rate: float = 0.0
+    timeout: float = 5.0
+    verify: bool = False
+    interval: float = 1.0
+    seed: int | None = None
+
+    def check(self) -> None:
+        """Raise ``SwarmError`` naming the first impossible setting."""
+        problems = [
+            (self.connections < 1, "--connections must be at least 1"),
+            (self.workers < 1, "--workers must be at least 1"),
+            (self.workers > self.connections,
+             f"--workers ({self.workers}) cannot exceed --connections ({self.connections})"),
+            (not self.duration > 0, "--duration must be positive"),
+            (not self.warmup >= 0, "--warmup cannot be negative"),
+            (self.mode not in ("closed", "open"), "--mode is closed or open"),
+            (self.pipeline < 1, "--pipeline must be at least 1"),
+            (self.mode == "open" and not (self.rate or 0) > 0,
+             "--mode open needs --rate R (total requests per second)"),
+            (self.arrivals not in ("constant", "poisson"), "--arrivals is constant or poisson"),
+            (not self.connect_rate >= 0, "--connect-rate cannot be negative"),
+            (not self.timeout > 0, "--timeout must be positive"),
+            (not self.interval > 0, "--interval must be positive"),
+        ]
+        for failed, message in problems:
+            if failed:
+                raise SwarmError(message)
+        try:
+            parse_mix(self.mix)
+        except ValueError as error:
+            raise SwarmError(f"--mix: {error}") from None
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` into (host, port)."""
+    host, colon, port_text = target.rpartition(":")
+    if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise SwarmError(f"--target {target!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port_text)
+
+
+def resolve(target: str) -> tuple[int, tuple[Any, ...]]:
+    """The address family and socket address to connect to."""
+    host, port = parse_target(target)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise SwarmError(f"cannot resolve {host!r}: {error}") from None
+    family, _, _, _, address = infos[0]
+    return family, address
+
+
+def _plans(config: SwarmConfig) -> list[WorkerPlan]:
+    """Split the connections (and the open-loop rate, and the connect rate) among workers."""
+    family, address = resolve(config.target)
+    entries = parse_mix(config.mix)
+    kinds = tuple(build_kind(entry, payload_seed=index, verify=config.verify)
+                  for index, entry in enumerate(entries))
+    weights = tuple(entry.weight for entry in entries)
+    seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "big")
+    plans = []
+    first = 0
+    for index in range(config.workers):
+        count = config.connections // config.workers + (
+            index < config.connections % config.workers)
+        share = count / config.connections
+        plans.append(WorkerPlan(
+            index=index, family=family, address=address, connections=count,
+            first_connection=first, mode=config.mode, pipeline=config.pipeline,
+            rate=(config.rate or 0.0) * share if config.mode == "open" else 0.0,
+            arrivals=config.arrivals, kinds=kinds, weights=weights,
+            connect_rate=config.connect_rate * share, timeout_ns=int(config.timeout * 1e9),
+            interval_ns=int(config.interval * 1e9), seed=seed + index))
+        first += count
+    return plans
+
+
+def _timeline(config: SwarmConfig) -> Timeline:
+    start = time.monotonic_ns() + int(START_DELAY_S * 1e9)
+    ramp = config.connections / config.connect_rate if config.connect_rate > 0 else 0.0
+    load = start + int(ramp * 1e9)
+    window = load + int(config.warmup * 1e9)
+    end = window + int(config.duration * 1e9)
+    return Timeline(start, load, window, end, end + int(config.timeout * 1e9))
+
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+class _Run:
+    """The parent's side of one run: start workers, hand out the timeline, collect."""
+
+    def __init__(self, config: SwarmConfig, progress: ProgressCallback | None) -> None:
+        self.config = config
+        self.progress = progress
+        self.plans = _plans(config)
+        self.context = multiprocessing.get_context("spawn")
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        self.pipes: list[multiprocessing.connection.Connection] = []
+        self.results: dict[int, dict[str, Any]] = {}
+        self.failures: dict[int, str] = {}
+        self.interrupted = False
+        self.timeline: Timeline | None = None
+        self.live: dict[int, list[int]] = {}  # interval index -> [replies, errors, workers]
+
+    def execute(self) -> None:
+        try:
+            self._start_workers()
+            self._await_ready()
+            self.timeline = _timeline(self.config)
+            for pipe in self.pipes:
+                pipe.send(("start", self.timeline))
+            finish = self.timeline.drain_ns / 1e9 + FINISH_MARGIN_S
+            self._collect(finish)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self._signal_workers(signal.SIGINT)
+            with contextlib.suppress(KeyboardInterrupt):
+                self._collect(time.monotonic() + STOP_GRACE_S)
+        finally:
+            self._reap()
+
+    def _start_workers(self) -> None:
+        for plan in self.plans:
+            parent_end, child_end = self.context.Pipe(duplex=True)
+            process = self.context.Process(target=worker_main, args=(plan, child_end),
+                                           name=f"swarm-worker-{plan.index}", daemon=True)
+            process.start()
+            child_end.close()
+            self.processes.append(process)
+            self.pipes.append(parent_end)
+
+    def _await_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        waiting = set(range(len(self.pipes)))
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SwarmError(f"{len(waiting)} worker(s) not ready within "
+                                 f"{READY_TIMEOUT_S:.0f} s")
+            ready = multiprocessing.connection.wait(
+                [self.pipes[i] for i in waiting] + [self.processes[i].sentinel for i in waiting],
+                remaining)
+            for i in list(waiting):
+                if self.pipes[i] in ready:
+                    try:
+                        message = self.pipes[i].recv()
+                    except (EOFError, OSError):
+                        message = ("error", i, "worker exited while starting")
+                    if message[0] != "ready":
+                        raise SwarmError(f"worker {i} failed to start: {message[-1]}")
+                    waiting.discard(i)
+                elif self.processes[i].sentinel in ready:
+                    raise SwarmError(f"worker {i} exited while starting "
+                                     f"(status {self.processes[i].exitcode})")
+
+    def _collect(self, deadline: float) -> None:
+        """Take messages until every worker has reported or ``deadline`` (monotonic s)."""
+        pending = {i for i in range(len(self.pipes))
+                   if i not in self.results and i not in self.failures}
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for i in pending:
+                    self.failures[i] = "did not report in time"
+                return
+            ready = multiprocessing.connection.wait([self.pipes[i] for i in pending],
+                                                    min(remaining, 0.5))
+            for i in list(pending):
+                if self.pipes[i] not in ready:
+                    continue
+                try:
+                    message = self.pipes[i].recv()
+                except (EOFError, OSError):
+                    self.failures[i] = f"exited without a result (status " \
+                                       f"{self.processes[i].exitcode})"
+                    pending.discard(i)
+                    continue
+                self._handle(i, message, pending)
+
+    def _handle(self, i: int, message: tuple[Any, ...], pending: set[int]) -> None:
+        if message[0] == "interval":
+            _, _, index, count, errors = message
+            entry = self.live.setdefault(index, [0, 0, 0])
+            entry[0] += count
+            entry[1] += errors
+            entry[2] += 1
+            if entry[2] == len(self.plans) and self.progress is not None:
+                self.progress({"interval": index, "requests": entry[0], "errors": entry[1],
+                               "interval_s": self.config.interval})
+        elif message[0] == "result":
+            self.results[i] = message[2]
+            pending.discard(i)
+        else:
+            self.failures[i] = str(message[-1])
+            pending.discard(i)
+
+    def _signal_workers(self, signum: int) -> None:
+        for process in self.processes:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+
+    def _reap(self) -> None:
+        """Every worker ends and is reaped, whatever happened."""
+        deadline = time.monotonic() + STOP_GRACE_S
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(1.0)
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+        for pipe in self.pipes:
+            pipe.close()
+
+
+def run_swarm(config: SwarmConfig, progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Run the swarm and return its record (``RECORD_KEYS``).
+
+    Raises ``SwarmError`` when it cannot run at all. A run that started always returns a
+    record, partial if the server died or stopped answering, a worker failed or the run was
+    interrupted (Ctrl-C): ``complete`` is then false and ``stopped`` says why.
+    ``progress``, if given, is called once per interval with the merged live figures.
+    """
+    config.check()
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    run = _Run(config, progress)
+    run.execute()
+    return build_record(config, run, started_at)
+
+
+# ------------------------------------------------------------------------ merging
+
+
+def _merge(encoded: list[str | None]) -> HdrHistogram:
+    histogram = new_histogram()
+    for item in encoded:
+        if item:
+            histogram.decode_and_add(item)
+    return histogram
+
+
+def latency_summary(histogram: HdrHistogram) -> dict[str, float | None]:
+    """p50 … p99.99, max and mean in microseconds (None without samples)."""
+    if histogram.get_total_count() == 0:
+        return {**dict.fromkeys(PERCENTILES), "max": None, "mean": None}
+    summary: dict[str, float | None] = {
+        name: float(histogram.get_value_at_percentile(pct)) for name, pct in PERCENTILES.items()}
+    summary["max"] = float(histogram.get_max_value())
+    summary["mean"] = round(histogram.get_mean_value(), 1)
+    return summary
+
+
+def jain_index(values: list[float]) -> float | None:
+    """Jain's fairness index: 1 when every value is equal, 1/n when one takes everything."""
+    total = sum(values)
+    squares = sum(value * value for value in values)
+    if not values or squares == 0:
+        return None
+    return total * total / (len(values) * squares)
+
+
+def _fairness(per_connection: list[int], duration: float) -> dict[str, Any]:
+    rates = [count / duration for count in per_connection] if duration > 0 else []
+    index = jain_index(rates)
+    return {
+        "jain": round(index, 4) if index is not None else None,
+        "min_rps": round(min(rates), 1) if rates else None,
+        "max_rps": round(max(rates), 1) if rates else None,
+        "mean_rps": round(sum(rates) / len(rates), 1) if rates else None,
+        "connections": len(per_connection),
+        "starved": sum(1 for count in per_connection if count == 0),
+    }
+
+
+def _intervals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_index: dict[int, list[dict[str, Any]]] = {}
+    for result in results:
+        for item in result["intervals"]:
+            by_index.setdefault(item["index"], []).append(item)
+    merged = []
+    for index in sorted(by_index):
+        items = by_index[index]
+        histogram = _merge([item["histogram"] for item in items])
+        requests = sum(item["requests"] for item in items)
+        seconds = max(item["duration_ns"] for item in items) / 1e9
+        lag_count = sum(item["lag_count"] for item in items)
+        has = histogram.get_total_count() > 0
+        merged.append({
+            "t_s": round(sum(merged_item["duration_s"] for merged_item in merged), 3),
+            "duration_s": round(seconds, 3),
+            "requests": requests,
+            "throughput_rps": round(requests / seconds, 1) if seconds > 0 else None,
+            "p50_us": float(histogram.get_value_at_percentile(50)) if has else None,
+            "p99_us": float(histogram.get_value_at_percentile(99)) if has else None,
+            "errors": sum(item["errors"] for item in items),
+            "client_lag_mean_us": round(sum(item["lag_sum_ns"] for item in items)
+                                        / lag_count / 1000, 1) if lag_count else None,
+            "client_lag_max_us": round(max(item["lag_max_ns"] for item in items) / 1000, 1)
+            if lag_count else None,
+        })
+    return merged
+
+
+def _lag_grows(intervals: list[dict[str, Any]]) -> bool:
+    """Open loop: the client's own lateness is large, or grows over the window."""
+    lags = [item["client_lag_mean_us"] for item in intervals
+            if item["client_lag_mean_us"] is not None]
+    if not lags:
+        return False
+    half = max(1, len(lags) // 2)
+    first = sum(lags[:half]) / half
+    last = sum(lags[-half:]) / half
+    return sum(lags) / len(lags) > LAG_SATURATED_US or (
+        len(lags) >= 2 and last > 2 * first + LAG_SATURATED_US / 2)
+
+
+def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, Any]:
+    """Merge the workers' partial records into the run's record."""
+    results = [run.results[i] for i in sorted(run.results)]
+    timeline = run.timeline
+    starts = [r["window_start_ns"] for r in results if r["window_start_ns"] is not None]
+    ends = [r["window_end_ns"] for r in results if r["window_end_ns"] is not None]
+    duration = (max(ends) - min(starts)) / 1e9 if starts and ends else 0.0
+    per_connection = [count for r in results for count in r["per_connection"]]
+    requests = sum(r["requests"] for r in results)
+    errors: dict[str, int] = {}
+    for r in results:
+        for kind, count in r["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+    if run.failures:
+        errors["worker_failed"] = len(run.failures)
+    errors_total = sum(errors.values())
+    open_loop = config.mode == "open"
+    histogram = _merge([r["histogram"] for r in results])
+    uncorrected = _merge([r["histogram_uncorrected"] for r in results]) if open_loop else None
+    lag = _merge([r["histogram_lag"] for r in results]) if open_loop else None
+    intervals = _intervals(results)
+    cpu = [round(r["cpu"].get("percent", 0.0), 1) if r["cpu"] else None for r in results]
+    reasons = [f"worker {i} at {p:.0f}% CPU" for i, p in enumerate(cpu)
+               if p is not None and p >= CPU_SATURATED]
+    if open_loop and _lag_grows(intervals):
+        reasons.append("open-loop schedule lag grows: the client cannot keep the rate")
+    stopped = "interrupted" if run.interrupted else next(
+        (r["stopped"] for r in results if r["stopped"]), None)
+    if run.failures and stopped is None:
+        stopped = "worker failed"
+    established = sum(r["established"] for r in results)
+    latency = latency_summary(histogram)
+    answered = requests + sum(r["error_responses"] for r in results)
+    return {
+        "version": RECORD_VERSION,
+        "tool": "concbench clients.swarm",
+        "started_at": started_at,
+        "target": config.target,
+        "mode": config.mode,
+        "connections": config.connections,
+        "connections_established": established,
+        "workers": config.workers,
+        "pipeline": config.pipeline,
+        "rate": config.rate if open_loop else None,
+        "arrivals": config.arrivals if open_loop else None,
+        "mix": format_mix(parse_mix(config.mix)),
+        "warmup_s": config.warmup,
+        "duration_planned_s": config.duration,
+        "duration_s": round(duration, 4),
+        "timeout_s": config.timeout,
+        "verify": config.verify,
+        "interval_s": config.interval,
+        "requests": requests,
+        "throughput_rps": round(requests / duration, 1) if duration > 0 else 0.0,
+        "errors": errors,
+        "errors_total": errors_total,
+        "error_rate": round(errors_total / (answered + errors_total), 6)
+        if answered + errors_total else None,
+        "latency_us": latency,
+        "latency_uncorrected_us": latency_summary(uncorrected) if uncorrected else latency,
+        "latency_corrected": open_loop,
+        "connect_us": {**latency_summary(_merge([r["connect_histogram"] for r in results])),
+                       "count": established},
+        "schedule_lag_us": latency_summary(lag) if lag else None,
+        "histogram": histogram.encode().decode("ascii"),
+        "histogram_uncorrected": uncorrected.encode().decode("ascii") if uncorrected else None,
+        "histogram_unit": "us",
+        "intervals": intervals,
+        "fairness": _fairness(per_connection, duration),
+        "per_connection": per_connection,
+        "client": {"cpu_percent": cpu, "saturated": bool(reasons), "reasons": reasons,
+                   "cpu_threshold_percent": CPU_SATURATED,
+                   "worker_failures": {str(i): why for i, why in sorted(run.failures.items())}},
+        "totals": {
+            "sent": sum(r["sent_total"] for r in results),
+            "answered_ok": sum(r["ok_total"] for r in results),
+            "answered_error": sum(r["error_responses"] for r in results),
+            "lost_in_flight": sum(r["lost"] for r in results),
+        },
+        "window": _window(timeline, starts, ends),
+        "complete": stopped is None and not run.failures and bool(ends)
+        and (timeline is None or max(ends) >= timeline.end_ns),
+        "stopped": stopped,
+    }
+
+
+def _window(timeline: Timeline | None, starts: list[int], ends: list[int]) -> dict[str, Any]:
+    """The measured window on the monotonic clock and as wall-clock time (Unix seconds)."""
+    if timeline is None or not starts or not ends:
+        return {"monotonic_start_s": None, "monotonic_end_s": None,
+                "unix_start_s": None, "unix_end_s": None}
+    offset = time.time() - time.monotonic()
+    start, end = min(starts) / 1e9, max(ends) / 1e9
+    return {"monotonic_start_s": round(start, 6), "monotonic_end_s": round(end, 6),
+            "unix_start_s": round(start + offset, 6), "unix_end_s": round(end + offset, 6)}
+
+
+def exit_status(record: dict[str, Any]) -> int:
+    """0: complete without errors; 1: ran, with errors or cut short; 2: nothing could run."""
+    if record["connections_established"] == 0:
+        return EXIT_CANNOT_RUN
+    if record["errors_total"] or not record["complete"]:
+        return EXIT_ERRORS
+    return EXIT_OK
+
