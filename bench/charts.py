@@ -352,9 +352,10 @@ def _percentile_label(level: float) -> str:
 
 
 def sweep_chart(
-    sweep: stats.SweepResult, slo_us: float, palette: Palette, out: Path, index: int
+    sweep: stats.SweepResult, palette: Palette, out: Path, index: int
 ) -> Chart | None:
     """p99 versus offered rate (with the SLO) and achieved versus offered rate, per model."""
+    slo_us = sweep.slo_us
     points = sweep.points[sweep.points["rate"].notna()]
     if points.empty:
         return None

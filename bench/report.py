@@ -70,8 +70,7 @@ class Report:
     verdicts: list[Verdict]
     charts: list[charts.Chart]
     paths: dict[str, Path]
-    slo_us: float
-    slo_source: str
+    sweeps: list[stats.SweepResult]
 
 
 # ---------------------------------------------------------------- number formatting
@@ -135,40 +134,29 @@ def build_report(
 ) -> Report:
     """Read the run folder, write summary.csv and the charts, and assemble the document."""
     run = stats.load_run(Path(run_dir))
-    slo_us, slo_source = _slo(run, slo_ms)
     frame, cases = run.frame, stats.case_table(run.frame)
     agg = stats.aggregate(frame)
-    sweeps = stats.sweep_results(run, slo_us)
+    sweeps = stats.sweep_results(run, None if slo_ms is None else slo_ms * 1000.0)
     verdicts = stats.closed_verdicts(run, margin) + stats.sweep_verdicts(sweeps, margin)
     paths = {"summary": write_summary(run)}
-    chart_list = draw_charts(run, agg, cases, sweeps, slo_us, spectrum_case)
+    chart_list = draw_charts(run, agg, cases, sweeps, spectrum_case)
     title = f"concbench report: {run.meta.get('scenario', '?')} ({run.meta.get('run_id', '?')})"
     sections = [
         _overview(run),
-        _verdict_section(verdicts, agg, frame, margin, slo_us, slo_source),
+        _verdict_section(verdicts, frame, margin, sweeps),
         _environment_section(run),
         Section("Charts", list(chart_list)),
         *_case_sections(agg, cases),
-        *_sweep_sections(sweeps, frame, slo_us),
+        *_sweep_sections(sweeps),
         *_flagged_sections(run),
         _trials_section(frame),
     ]
-    report = Report(run, title, sections, verdicts, chart_list, paths, slo_us, slo_source)
+    report = Report(run, title, sections, verdicts, chart_list, paths, sweeps)
     paths["markdown"] = run.run_dir / "report.md"
     paths["markdown"].write_text(to_markdown(report))
     paths["html"] = run.run_dir / "report.html"
     paths["html"].write_text(to_html(report))
     return report
-
-
-def _slo(run: Run, slo_ms: float | None) -> tuple[float, str]:
-    """The sweep's p99 SLO in µs and a sentence on where it came from."""
-    if slo_ms is not None:
-        return slo_ms * 1000.0, "given on the command line"
-    found = stats.find_slo_us(run.meta.get("scenario_spec") or {})
-    if found:
-        return found[0], f"scenario setting {found[1]}"
-    return stats.DEFAULT_SLO_US, "the scenario names no SLO: report default used"
 
 
 def write_summary(run: Run) -> Path:
@@ -185,7 +173,7 @@ def write_summary(run: Run) -> Path:
 
 def draw_charts(
     run: Run, agg: pd.DataFrame, cases: pd.DataFrame, sweeps: list[stats.SweepResult],
-    slo_us: float, spectrum_case: str | None,
+    spectrum_case: str | None,
 ) -> list[charts.Chart]:
     """Every chart the run has data for, written to RUN_DIR/charts (old PNGs replaced)."""
     out = run.run_dir / "charts"
@@ -199,7 +187,7 @@ def draw_charts(
              for s in charts.CONNECTION_CHARTS]
     drawn.append(_spectrum(run, palette, out, spectrum_case))
     drawn.append(charts.mixes_chart(agg, cases, palette, out))
-    drawn += [charts.sweep_chart(s, slo_us, palette, out, i) for i, s in enumerate(sweeps)]
+    drawn += [charts.sweep_chart(s, palette, out, i) for i, s in enumerate(sweeps)]
     return [c for c in drawn if c is not None]
 
 
@@ -257,8 +245,8 @@ def _marker_notes(marks: str) -> list[str]:
 
 
 def _verdict_section(
-    verdicts: list[Verdict], agg: pd.DataFrame, frame: pd.DataFrame, margin: float,
-    slo_us: float, slo_source: str,
+    verdicts: list[Verdict], frame: pd.DataFrame, margin: float,
+    sweeps: list[stats.SweepResult],
 ) -> Section:
     flags = _flags_by(frame)
     columns = ["case", "metric", "best", "best value", "runner-up", "runner-up value", "gap",
@@ -287,10 +275,13 @@ def _verdict_section(
         f"{stats.BOOTSTRAP_RESAMPLES} resamples, seeded); with a single repetition, when it is "
         f"within a {margin:.0%} relative margin of the best (the margin is stated in the basis "
         "column wherever it was used).",
-        f"Sweep SLO: p99 ≤ {fmt_us(slo_us)} ({slo_source}). A sweep's rate is the highest "
-        "offered rate up to which every point met the SLO with a valid measurement; a point "
-        "with errors, a saturated client or a failure ends the walk.",
     ]
+    if sweeps:
+        slos = "; ".join(f"{s.label}: p99 ≤ {fmt_us(s.slo_us)} ({s.slo_source})"
+                         for s in sweeps)
+        text.append(f"Sweep SLO: {slos}. A sweep's rate is the highest offered rate up to which "
+                    "every point met the SLO with a valid measurement; a point with errors, a "
+                    "saturated client or a failure ends the walk.")
     if not verdicts:
         text.append("No case has a valid trial yet.")
         return Section("Verdict", text)
@@ -382,13 +373,11 @@ def _case_sections(agg: pd.DataFrame, cases: pd.DataFrame) -> list[Section]:
     return sections
 
 
-def _sweep_sections(
-    sweeps: list[stats.SweepResult], frame: pd.DataFrame, slo_us: float
-) -> list[Section]:
+def _sweep_sections(sweeps: list[stats.SweepResult]) -> list[Section]:
     """Per sweep: each model's p99 at every offered fraction and its rate within the SLO."""
     sections = []
     for sweep in sweeps:
-        points = sweep.points
+        points, slo_us = sweep.points, sweep.slo_us
         fractions = sorted(points["offered_fraction"].dropna().unique())
         body, marks, floors = [], "", False
         ranked = sorted(sweep.within_slo, key=lambda v: -np.median(sweep.within_slo[v] or [0]))
@@ -444,6 +433,10 @@ def _flagged_sections(run: Run) -> list[Section]:
             if tail:
                 blocks.append(Pre(f"{trial_id}: stderr tail", tail))
         sections.append(Section(f"Failed trials {MARK_FAILED}", blocks))
+    notes = [[tid, str(note)] for tid, record in run.trials.items()
+             for note in record.get("notes") or []]
+    if notes:
+        sections.append(Section("Runner notes", [Table(["trial", "note"], notes)]))
     return sections
 
 

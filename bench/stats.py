@@ -34,9 +34,10 @@ CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 
 ID_FIELDS = [
-    "trial_id", "case", "group", "model", "model_args", "interpreter", "repeat",
-    "connections", "mix", "payload_bytes", "mode", "pipeline", "rate", "offered_fraction",
-    "duration_s", "warmup_s", "placement", "status", "failure",
+    "trial_id", "case", "group", "model", "server_model", "model_args", "interpreter",
+    "interpreter_tag", "repeat", "connections", "mix", "payload_bytes", "mode", "pipeline",
+    "rate", "offered_fraction", "base_case", "slo_p99_ms", "duration_s", "warmup_s",
+    "placement", "status", "failure",
 ]
 DERIVED_FIELDS = [
     "throughput_rps", "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us",
@@ -49,10 +50,10 @@ METRICS = [
     "server_cpu_percent", "error_rate",
 ]
 CASE_FIELDS = ["group", "mode", "connections", "mix", "payload_bytes", "pipeline"]
-FAMILY_FIELDS = ["group", "mode", "mix", "payload_bytes", "pipeline"]  # a case minus connections
+FAMILY_FIELDS = ["mode", "mix", "payload_bytes", "pipeline"]  # a case minus connections
 SERIES_FIELDS = ["group", "connections", "mix", "payload_bytes", "pipeline"]  # a sweep minus rate
 _CONN_PART = re.compile(r"-c\d+(?=-|$)")
-_RATE_PART = re.compile(r"-r\d+(?:\.\d+)?pct$")
+_RATE_PART = re.compile(r"-r\d+(?:\.\d+)?(?:e[+-]?\d+)?(?:pct)?$")
 
 
 class ReportError(Exception):
@@ -158,6 +159,8 @@ def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
     row["client_saturated"] = bool(saturated)
     row["error_kinds"] = _error_kinds(record)
     row["client_cpu_percent_max"] = _client_cpu_max(record)
+    reasons = (swarm.get("client") or {}).get("reasons")
+    row["saturation_reasons"] = "; ".join(map(str, reasons)) if isinstance(reasons, list) else ""
     return row
 
 
@@ -181,17 +184,18 @@ def summary_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _variants(frame: pd.DataFrame) -> list[str]:
-    """Series labels: model, plus its arguments, plus the interpreter if a run used several."""
+    """Series labels: the runner's model label (already unique per variant and interpreter);
+    arguments or interpreter are appended only where one label ran in several ways."""
     if frame.empty:
         return []
-    interpreters = frame["interpreter"].dropna().unique()
+    ways = frame.groupby("model")[["model_args", "interpreter"]].nunique(dropna=False)
     labels = []
     for row in frame.itertuples():
         label = str(row.model)
-        if row.model_args:
+        if row.model in ways.index and ways.loc[row.model, "model_args"] > 1 and row.model_args:
             label += f" {row.model_args}"
-        if len(interpreters) > 1 and row.interpreter:
-            label += f" @{Path(str(row.interpreter)).name}"
+        if row.model in ways.index and ways.loc[row.model, "interpreter"] > 1 and row.interpreter:
+            label += f" ({Path(str(row.interpreter)).name})"
         labels.append(label)
     return labels
 
@@ -211,7 +215,8 @@ def _reason(row: Any) -> str:
     if row.failed:
         reasons.append(f"failed: {row.failure or 'no reason recorded'}")
     if row.client_saturated:
-        reasons.append("client saturated")
+        why = f" ({row.saturation_reasons})" if row.saturation_reasons else ""
+        reasons.append(f"client saturated{why}")
     if row.has_errors:
         kinds = f" ({row.error_kinds})" if row.error_kinds else ""
         reasons.append(f"{int(row.errors) if row.errors == row.errors else 'some'} errors{kinds}")
@@ -219,8 +224,8 @@ def _reason(row: Any) -> str:
 
 
 def is_native(variant: str) -> bool:
-    """Whether a series label is the native reference model."""
-    return variant.split(" ", 1)[0] == NATIVE
+    """Whether a series label is the native reference model ('native', 'native@tag')."""
+    return re.split(r"[ @(]", variant, maxsplit=1)[0] == NATIVE
 
 
 # ---------------------------------------------------------------- cases and aggregates
@@ -449,31 +454,54 @@ class SweepResult:
     series: str
     label: str
     group: str
+    slo_us: float
+    slo_source: str
     points: pd.DataFrame  # per (variant, offered_fraction): rate, p99 and throughput spread
     within_slo: dict[str, list[float]]  # variant -> per-repetition highest rate within SLO
     ceiling_not_found: dict[str, bool]  # variant -> every point met the SLO (rate is a floor)
     excluded: int
 
 
-def sweep_results(run: Run, slo_us: float) -> list[SweepResult]:
-    """Every open-loop sweep in the run, reduced against the SLO."""
+def sweep_slo(
+    rows: pd.DataFrame, spec: dict[str, Any], override_us: float | None = None
+) -> tuple[float, str]:
+    """A sweep's p99 SLO in µs and where it came from: the override, the trials' own
+    ``slo_p99_ms``, a setting found in the scenario spec, else the report's default."""
+    if override_us is not None:
+        return override_us, "given on the command line"
+    if "slo_p99_ms" in rows:
+        values = pd.to_numeric(rows["slo_p99_ms"], errors="coerce").dropna()
+        if not values.empty:
+            return float(values.median()) * 1000.0, "the scenario's slo_p99_ms"
+    found = find_slo_us(spec)
+    if found:
+        return found[0], f"scenario setting {found[1]}"
+    return DEFAULT_SLO_US, "the scenario names no SLO: the report's default"
+
+
+def sweep_results(run: Run, slo_override_us: float | None = None) -> list[SweepResult]:
+    """Every open-loop sweep in the run, reduced against its SLO."""
     frame = run.frame
     if frame.empty:
         return []
     cases = case_table(frame)
     opened = cases[cases["mode"] == "open"]
+    spec = run.meta.get("scenario_spec") or {}
     results = []
     for series, group in opened.groupby("series", sort=False):
         rows = frame[frame["case"].isin(group["case"])]
+        slo_us, slo_source = sweep_slo(rows, spec, slo_override_us)
         within, open_top = {}, {}
         for variant, rows_v in rows.groupby("variant", sort=False):
-            per_repeat = [_rate_within_slo(r, slo_us) for _, r in rows_v.groupby("repeat")]
+            per_repeat = [_rate_within_slo(r, slo_us)
+                          for _, r in rows_v.groupby("repeat", dropna=False)]
             within[variant] = [rate for rate, _ in per_repeat]
             open_top[variant] = all(top for _, top in per_repeat)
         results.append(
             SweepResult(
                 series=str(series), label=str(group["series_label"].iloc[0]),
-                group=str(group["group"].iloc[0]), points=_sweep_points(rows),
+                group=str(group["group"].iloc[0]), slo_us=slo_us, slo_source=slo_source,
+                points=_sweep_points(rows),
                 within_slo=within, ceiling_not_found=open_top,
                 excluded=int(rows["excluded"].sum()),
             )

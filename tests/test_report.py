@@ -202,7 +202,8 @@ def test_single_repetition_uses_the_stated_margin(rendered: report.Report) -> No
 
 
 def test_sweep_verdict_is_the_highest_rate_within_the_slo(rendered: report.Report) -> None:
-    assert rendered.slo_us == SLO_MS * 1000 and "sweep.slo_p99_ms" in rendered.slo_source
+    sweep = rendered.sweeps[0]
+    assert sweep.slo_us == SLO_MS * 1000 and "sweep.slo_p99_ms" in sweep.slo_source
     verdict = _verdict(rendered, "sweep-c50-open")
     assert (verdict.best, verdict.best_value) == ("epoll", 45000)
     assert (verdict.runner_up, verdict.runner_up_value) == ("asyncio", 15000)
@@ -222,6 +223,15 @@ def test_find_slo_units() -> None:
     assert stats.find_slo_us({"open": {"slo_p99_us": 800}})[0] == 800.0
     assert stats.find_slo_us({"sweeps": [{"slo": "2ms"}]})[0] == 2000.0
     assert stats.find_slo_us({"connections": [1, 16]}) is None
+
+
+def test_sweep_slo_prefers_the_override_then_the_trials_then_the_spec() -> None:
+    spec = {"sweep": {"slo_p99_ms": 5}}
+    rows = pd.DataFrame({"slo_p99_ms": [2.0, 2.0]})
+    assert stats.sweep_slo(rows, spec, 700.0)[0] == 700.0
+    assert stats.sweep_slo(rows, spec)[0] == 2000.0
+    assert stats.sweep_slo(pd.DataFrame({"slo_p99_ms": [None]}), spec)[0] == 5000.0
+    assert stats.sweep_slo(pd.DataFrame(), {})[0] == stats.DEFAULT_SLO_US
 
 
 # ---------------------------------------------------------------- flags and exclusions
