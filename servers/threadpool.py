@@ -24,6 +24,15 @@ DEFAULT_THREADS = 16
 MAX_THREADS = 10_000
 JOIN_BUDGET = 0.5  # seconds shutdown waits for workers to finish before leaving them behind
 
+_POOL = (f"--threads {DEFAULT_THREADS}: connections past the pool wait unanswered until a "
+         "served client leaves")
+# conformance test name -> why the rule cannot hold at the default pool size (strict xfail);
+# tests/test_models_extra.py runs these tests again with a pool large enough, where they pass
+CONFORMANCE_XFAIL: dict[str, str] = {
+    "test_200_concurrent_clients": f"{_POOL}; the test holds 200 open at once",
+    "test_no_fd_or_thread_left_behind": f"{_POOL}; the test holds 50 open at once",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
