@@ -21,6 +21,19 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check bench servers clients tests
 
+# the benchmark: every model through a scenario, into results/<UTC>-<scenario>/ with its report
+# (RUN_ARGS passes more options, e.g. RUN_ARGS="--servers epoll,threaded --repeat 3")
+bench: $(STAMP)
+	$(PY) -m bench run --scenario default $(RUN_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m bench run --scenario quick $(RUN_ARGS)
+
+# re-render a run folder's report: make report RUN=results/<run>
+report: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make report RUN=results/<run folder>"; exit 2; }
+	$(PY) -m bench report $(RUN)
+
 # free-threaded CPython 3.13 (--disable-gil) from Debian's python3.13 source, into .cache/python3.13t
 freethreaded:
 	bash scripts/build_freethreaded.sh

@@ -1,0 +1,340 @@
+"""``python -m bench``: run scenarios, render reports, list what can be run.
+
+    python -m bench run --scenario quick|default|full|PATH.toml [--servers a,b] [--out DIR]
+                        [--repeat N] [--placement split|same|none] [--resume DIR]
+    python -m bench report RUN_DIR
+    python -m bench list
+    python -m bench regress|baseline ...   (see their --help)
+
+Exit status of ``run``: 0 the run completed (failed trials are recorded in it), 1 it completed
+but the report could not be rendered, 2 it could not start, 130 it was interrupted
+(``--resume RUN_DIR`` completes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench import environment, interpreters, procs, scenario
+from bench.environment import Placement
+from bench.runner import (
+    REPO_ROOT,
+    Runner,
+    StopOnSignal,
+    TrialContext,
+    child_env,
+    default_swarm_command,
+    finish_run,
+    summary_table,
+)
+from bench.scenario import ModelSpec, Scenario, ScenarioError, TrialSpec
+from bench.store import RunStore, utc_now
+
+EXIT_OK, EXIT_REPORT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
+DELEGATED = {"regress": "bench.regress", "baseline": "bench.baseline"}
+LIST_TIMEOUT_S = 60.0
+
+
+class CannotRun(Exception):
+    """The run cannot start; the message says why."""
+
+
+# -- models available under an interpreter ---------------------------------------------------
+
+
+def available_models(interpreter: str, root: Path = REPO_ROOT) -> tuple[list[str], list[str]]:
+    """``python -m servers --list`` under ``interpreter`` (in a child, so that importing a
+    model never touches this process): the models that can run, and notes on the others."""
+    try:
+        done = subprocess.run([interpreter, "-m", "servers", "--list"], cwd=root,
+                              env=child_env(root), capture_output=True, text=True,
+                              timeout=LIST_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return [], [f"{interpreter}: cannot list models: {error}"]
+    notes = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    if done.returncode != 0:
+        return [], [f"{interpreter} -m servers --list failed ({done.returncode})", *notes]
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()], notes
+
+
+def resolve_interpreters(entries: Sequence[Any]) -> tuple[list[tuple[str, str | None]],
+                                                          list[dict[str, Any]], list[str]]:
+    """Scenario interpreter entries -> ((path, tag) pairs, descriptions, notes on missing).
+
+    No entries: the running interpreter, untagged. Otherwise every found one is tagged, so
+    model labels read ``threaded@python3.13t``."""
+    if not entries:
+        return [(sys.executable, None)], [environment.this_interpreter()], []
+    found, described, notes = [], [], []
+    for entry in entries:
+        spec = entry["path"] if isinstance(entry, dict) else entry
+        tag = entry.get("name") if isinstance(entry, dict) else None
+        result = interpreters.lookup(spec)
+        if isinstance(result, str):
+            notes.append(f"interpreter {spec} skipped: {result}")
+            continue
+        tag = tag or Path(spec).name or spec
+        if any(tag == other for _, other in found):
+            tag = f"{tag}-{len(found) + 1}"
+        found.append((str(result.path), tag))
+        described.append({**result.describe(), "tag": tag})
+    return found, described, notes
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def _overrides(options: argparse.Namespace) -> dict[str, Any]:
+    return {"repeat": options.repeat, "placement": options.placement,
+            "duration_s": options.duration, "warmup_s": options.warmup}
+
+
+def prepare_new(options: argparse.Namespace, console: Console
+                ) -> tuple[RunStore, Scenario, list[TrialSpec], Placement]:
+    """Load the scenario, find interpreters and models, create the run folder and run.json."""
+    loaded = scenario.load(options.scenario, _overrides(options))
+    found, described, notes = resolve_interpreters(loaded.interpreters)
+    if not found:
+        raise CannotRun("none of the scenario's interpreters can be used: " + "; ".join(notes))
+    available: dict[str, list[str]] = {}
+    for path, _tag in found:
+        available[path], model_notes = available_models(path)
+        notes.extend(f"{path}: {note}" for note in model_notes if options.servers is None)
+    only = _servers_option(options.servers, loaded)
+    models, model_notes = scenario.resolve_models(loaded, available, found, only)
+    notes.extend(model_notes)
+    trials = scenario.plan(loaded, models)
+    if not trials:
+        raise CannotRun("nothing to run: no model of the scenario is available here")
+    placement = environment.resolve_placement(loaded.placement, loaded.server_cores)
+    if placement.note:
+        notes.append(placement.note)
+    run_dir = options.out or RunStore.default_dir(loaded.name)
+    try:
+        store = RunStore.create(run_dir)
+    except FileExistsError as error:
+        raise CannotRun(str(error)) from None
+    spec = {**loaded.to_dict(), "models": [asdict(model) for model in models], "notes": notes}
+    store.write_run({
+        "run_id": store.run_id, "scenario": loaded.name, "scenario_spec": spec,
+        "environment": environment.collect(placement, described), "started_at": utc_now(),
+        "finished_at": None, "status": "running", "plan": [t.trial_id for t in trials],
+        "resumed_at": [],
+    })
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    return store, loaded, trials, placement
+
+
+def _servers_option(value: str | None, loaded: Scenario) -> list[str] | None:
+    """--servers a,b checked against the registry and the scenario's variants."""
+    if value is None:
+        return None
+    from servers import MODELS
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    known = scenario.known_labels(loaded, list(MODELS))
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise CannotRun(f"unknown server(s) {', '.join(unknown) or value!r}; "
+                        f"known: {', '.join(known)}")
+    return names
+
+
+def prepare_resume(run_dir: Path, console: Console
+                   ) -> tuple[RunStore, Scenario, list[TrialSpec], Placement]:
+    """Reopen an interrupted run: same scenario, models, placement and plan."""
+    try:
+        store = RunStore.open(run_dir)
+        run = store.read_run()
+        spec = run["scenario_spec"]
+        loaded = scenario.from_dict(spec["data"], source=spec.get("source", "<run.json>"))
+        models = [ModelSpec(**{**model, "args": tuple(model["args"])})
+                  for model in spec["models"]]
+        placement_data = run["environment"]["placement"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CannotRun(f"cannot resume {run_dir}: {error}") from None
+    trials = scenario.plan(loaded, models)
+    if [t.trial_id for t in trials] != run.get("plan"):
+        raise CannotRun(f"cannot resume {run_dir}: its plan does not match its scenario")
+    if run.get("status") == "complete":
+        console.print(f"{run_dir} is already complete; nothing to resume")
+    placement = Placement(placement_data["name"], _tuple(placement_data["server_cpus"]),
+                          _tuple(placement_data["swarm_cpus"]), placement_data.get("note"))
+    store.update_run(status="running", finished_at=None,
+                     resumed_at=[*run.get("resumed_at", []), utc_now()])
+    return store, loaded, trials, placement
+
+
+def _tuple(cpus: list[int] | None) -> tuple[int, ...] | None:
+    return None if cpus is None else tuple(cpus)
+
+
+def cmd_run(options: argparse.Namespace, console: Console) -> int:
+    try:
+        if options.resume:
+            store, loaded, trials, placement = prepare_resume(options.resume, console)
+        else:
+            store, loaded, trials, placement = prepare_new(options, console)
+    except (CannotRun, ScenarioError) as error:
+        console.print(f"[red]bench run: {error}[/red]")
+        return EXIT_CANNOT_RUN
+    models = list(dict.fromkeys(t.model for t in trials))
+    console.print(f"[bold]{loaded.name}[/bold]: {len(trials)} trials, "
+                  f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
+                  f"(server CPUs {_cpus(placement.server_cpus)}, swarm CPUs "
+                  f"{_cpus(placement.swarm_cpus)}), about "
+                  f"{scenario.estimate_s(trials) / 60:.1f} min; run folder {store.run_dir}")
+    stop = threading.Event()
+    context = TrialContext(placement=placement, work_dir=store.logs_dir, run_id=store.run_id,
+                           swarm_command=options.swarm_command or default_swarm_command(),
+                           stop=stop)
+    procs.become_subreaper()
+    with StopOnSignal(stop):
+        result = Runner(store, trials, context, console, kill_strays=True).run()
+        procs.kill_all()
+        finish_run(store, result.status)
+    console.print(summary_table(result.records, [t.trial_id for t in trials]))
+    failed = sum(1 for r in result.records.values() if r.get("status") != "ok")
+    console.print(f"{len(result.records)} of {len(trials)} trials recorded ({failed} failed) "
+                  f"in {store.run_dir}")
+    if result.status == "interrupted":
+        console.print(f"[yellow]interrupted: finished trials are kept; complete the run with "
+                      f"python -m bench run --resume {store.run_dir}[/yellow]")
+        return EXIT_INTERRUPTED
+    if options.no_report:
+        return EXIT_OK
+    return EXIT_OK if render(store.run_dir, console) == 0 else EXIT_REPORT_FAILED
+
+
+def _cpus(cpus: tuple[int, ...] | None) -> str:
+    return "any" if cpus is None else ",".join(map(str, cpus))
+
+
+# -- report, list ------------------------------------------------------------------------------
+
+
+def _report_module(console: Console) -> Any | None:
+    try:
+        return importlib.import_module("bench.report")
+    except ModuleNotFoundError as error:
+        if error.name != "bench.report":
+            raise
+        console.print("[red]the report module (bench/report.py) is not in this tree yet; the "
+                      "trial records are in the run folder[/red]")
+        return None
+
+
+def render(run_dir: Path, console: Console, extra: Sequence[str] = ()) -> int:
+    """Render RUN_DIR's report through bench.report; 0 when written."""
+    module = _report_module(console)
+    if module is None:
+        return EXIT_CANNOT_RUN
+    if hasattr(module, "main"):
+        return int(module.main([str(run_dir), *extra]) or 0)
+    path = module.render_report(run_dir)
+    console.print(f"report: {path}")
+    return EXIT_OK
+
+
+def cmd_list(console: Console) -> int:
+    models, notes = available_models(sys.executable)
+    try:
+        described = subprocess.run([sys.executable, "-m", "servers", "--list", "-v"],
+                                   cwd=REPO_ROOT, env=child_env(REPO_ROOT), text=True,
+                                   capture_output=True, timeout=LIST_TIMEOUT_S,
+                                   check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        described = "\n".join(models)
+    console.print("[bold]models[/bold] (python -m servers MODEL):")
+    console.print(described.rstrip() or "(none)", soft_wrap=True, highlight=False)
+    for note in notes:
+        console.print(f"  [yellow]{note}[/yellow]")
+    console.print("\n[bold]scenarios[/bold] (python -m bench run --scenario NAME):")
+    for name in scenario.scenario_names():
+        try:
+            loaded = scenario.load(name)
+        except ScenarioError as error:
+            console.print(f"  {name:10} [red]invalid: {error}[/red]")
+            continue
+        labels, _ = scenario.resolve_models(loaded, {sys.executable: models},
+                                            [(sys.executable, None)])
+        trials = scenario.plan(loaded, labels)
+        console.print(f"  {name:10} {len(trials):4} trials, about "
+                      f"{scenario.estimate_s(trials) / 60:4.1f} min here: {loaded.description}")
+    return EXIT_OK
+
+
+# -- argument parsing --------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a scenario into a run folder, then report it")
+    run.add_argument("--scenario", default="default",
+                     help="quick, default, full (bench/scenarios/) or a path to a .toml file")
+    run.add_argument("--servers", help="comma-separated models (default: the scenario's, or "
+                     "every available one)")
+    run.add_argument("--out", type=Path, help="run folder (default results/<UTC>-<scenario>)")
+    run.add_argument("--repeat", type=int, help="repetitions (overrides the scenario)")
+    run.add_argument("--placement", choices=environment_placements(),
+                     help="split: server on one core, swarm on the rest (default); same: both "
+                     "on the server's core; none: no pinning")
+    run.add_argument("--duration", type=float, help="measured seconds per trial (override)")
+    run.add_argument("--warmup", type=float, help="warm-up seconds per trial (override)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="complete an interrupted run (its trials with a record are skipped)")
+    run.add_argument("--no-report", action="store_true", help="do not render the report")
+    run.add_argument("--swarm-command", nargs="+", help=argparse.SUPPRESS)
+    report = sub.add_parser("report", help="render a run folder's report (again)",
+                            add_help=False)
+    report.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("list", help="models and scenarios")
+    for name in DELEGATED:
+        delegated = sub.add_parser(name, help=f"see python -m bench {name} --help",
+                                   add_help=False)
+        delegated.add_argument("args", nargs=argparse.REMAINDER)
+    return top
+
+
+def environment_placements() -> tuple[str, ...]:
+    return scenario.PLACEMENTS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = parser().parse_args(argv)
+    console = Console()
+    if options.command == "run":
+        if options.repeat is not None and options.repeat < 1:
+            console.print("[red]--repeat must be at least 1[/red]")
+            return EXIT_CANNOT_RUN
+        return cmd_run(options, console)
+    if options.command == "report":
+        if not options.args or options.args[0] in ("-h", "--help") and len(options.args) == 1:
+            module = _report_module(console)
+            if module is not None and hasattr(module, "main"):
+                return int(module.main(options.args) or 0)
+            console.print("usage: python -m bench report RUN_DIR")
+            return EXIT_CANNOT_RUN
+        return render(Path(options.args[0]), console, options.args[1:])
+    if options.command == "list":
+        return cmd_list(console)
+    module = importlib.import_module(DELEGATED[options.command])
+    return int(module.main(options.args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

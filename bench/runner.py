@@ -1,0 +1,694 @@
+"""Trials and runs.
+
+``run_trial(spec, context)`` is one trial, usable on its own (the regression checker reuses
+it): start the server through the launch contract on its CPUs, wait for READY, sample its whole
+process tree every 100 ms, drive it with the swarm (a subprocess on the other CPUs), stop the
+server (SIGTERM, then SIGKILL), and return the trial record of notes/run-layout.md.
+
+``Runner`` runs a scenario's plan into a run folder: interleaved repetitions, open-loop sweeps
+scaled to each model's measured closed-loop maximum, failed trials recorded and passed over,
+Ctrl-C honoured within seconds, ``--resume``, a progress bar and a summary table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from bench import procs
+from bench.environment import Placement, load_average
+from bench.scenario import TrialSpec
+from bench.store import RunStore, read_json, utc_now
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_INTERVAL_S = 0.1
+POLL_S = 0.01
+TAIL_CHARS = 3000
+SWARM_START_ALLOWANCE_S = 10.0  # interpreter start, worker processes, connecting
+SWARM_STOP_GRACE_S = 1.0
+
+
+class TrialFailed(Exception):
+    """The trial cannot give a valid measurement; the message says why."""
+
+
+class TrialInterrupted(Exception):
+    """A stop was requested (Ctrl-C) while the trial ran; its processes are stopped."""
+
+
+def default_swarm_command() -> list[str]:
+    """How the swarm is started: the running interpreter, ``-m clients swarm``."""
+    return [sys.executable, "-m", "clients", "swarm"]
+
+
+@dataclass
+class TrialContext:
+    """What stays the same from one trial to the next."""
+
+    placement: Placement
+    work_dir: Path  # server and swarm output go to <work_dir>/<trial_id>.*
+    run_id: str = ""
+    server_root: Path = REPO_ROOT  # cwd and PYTHONPATH of the server (a worktree, for regress)
+    swarm_root: Path = REPO_ROOT
+    swarm_command: Sequence[str] = field(default_factory=default_swarm_command)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+# -- sampling --------------------------------------------------------------------------------
+
+
+def sample_tree(pid: int, t: float) -> dict[str, Any] | None:
+    """One psutil sample of a process and all its descendants, summed."""
+    totals = {"t": round(t, 4), "cpu_user": 0.0, "cpu_system": 0.0, "rss": 0, "threads": 0,
+              "fds": 0, "ctx_voluntary": 0, "ctx_involuntary": 0, "procs": 0}
+    for proc in procs.tree(pid):
+        try:
+            with proc.oneshot():
+                cpu = proc.cpu_times()
+                memory = proc.memory_info()
+                threads = proc.num_threads()
+                fds = proc.num_fds()
+                ctx = proc.num_ctx_switches()
+        except psutil.Error:
+            continue
+        totals["cpu_user"] += cpu.user + cpu.children_user
+        totals["cpu_system"] += cpu.system + cpu.children_system
+        totals["rss"] += memory.rss
+        totals["threads"] += threads
+        totals["fds"] += fds
+        totals["ctx_voluntary"] += ctx.voluntary
+        totals["ctx_involuntary"] += ctx.involuntary
+        totals["procs"] += 1
+    return totals if totals["procs"] else None
+
+
+class Sampler(threading.Thread):
+    """Samples a process tree every ``interval`` seconds until stopped."""
+
+    def __init__(self, pid: int, t0: float, interval: float = SAMPLE_INTERVAL_S) -> None:
+        super().__init__(name=f"sampler-{pid}", daemon=True)
+        self.pid, self.t0, self.interval = pid, t0, interval
+        self.samples: list[dict[str, Any]] = []
+        self._stop_event = threading.Event()
+
+    def sample_now(self) -> None:
+        sample = sample_tree(self.pid, time.monotonic() - self.t0)
+        if sample is not None:
+            self.samples.append(sample)
+
+    def run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop_event.is_set():
+            self.sample_now()
+            next_at += self.interval
+            self._stop_event.wait(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+        self.sample_now()
+
+
+def summarize_server(samples: list[dict[str, Any]], window: tuple[float, float],
+                     idle_before: float) -> dict[str, Any]:
+    """Server figures over the measured window (the samples inside it, or bracketing it)."""
+    start, end = window
+    inside = [s for s in samples if start <= s["t"] <= end]
+    if len(inside) < 2:
+        before = [s for s in samples if s["t"] <= start] or samples[:1]
+        after = [s for s in samples if s["t"] >= end] or samples[-1:]
+        inside = [before[-1], *inside, after[0]] if before and after else inside
+    idle = [s for s in samples if s["t"] <= idle_before]
+    summary: dict[str, Any] = {
+        "samples": samples, "window_s": [round(start, 4), round(end, 4)],
+        "cpu_user_s": None, "cpu_system_s": None, "cpu_percent": None, "rss_max": None,
+        "rss_mean": None, "rss_idle": idle[-1]["rss"] if idle else None, "threads_max": None,
+        "fds_max": None, "ctx_switches": None, "span_s": None, "procs_max": None,
+    }
+    if len(inside) < 2 or inside[-1]["t"] <= inside[0]["t"]:
+        return summary
+    first, last = inside[0], inside[-1]
+    span = last["t"] - first["t"]
+    user = last["cpu_user"] - first["cpu_user"]
+    system = last["cpu_system"] - first["cpu_system"]
+    ctx = (last["ctx_voluntary"] + last["ctx_involuntary"]
+           - first["ctx_voluntary"] - first["ctx_involuntary"])
+    summary.update(
+        cpu_user_s=user, cpu_system_s=system, cpu_percent=100.0 * (user + system) / span,
+        rss_max=max(s["rss"] for s in inside), rss_mean=statistics.fmean(s["rss"] for s in inside),
+        threads_max=max(s["threads"] for s in inside), fds_max=max(s["fds"] for s in inside),
+        ctx_switches=ctx, span_s=span, procs_max=max(s["procs"] for s in inside))
+    return summary
+
+
+# -- derived figures -------------------------------------------------------------------------
+
+
+def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
+           connections: int) -> dict[str, Any]:
+    """The per-trial figures the report compares; None where not computable."""
+    swarm = swarm or {}
+    server = server or {}
+    latency = swarm.get("latency_us") or {}
+    requests = swarm.get("requests")
+    errors_by_kind = swarm.get("errors") or {}
+    errors = sum(v for v in errors_by_kind.values() if isinstance(v, int | float)) \
+        if isinstance(errors_by_kind, dict) else None
+    duration = swarm.get("duration_s")
+    span = server.get("span_s")
+    cpu_rate = ctx_rate = None
+    if span:
+        cpu_rate = (server["cpu_user_s"] + server["cpu_system_s"]) / span
+        ctx_rate = server["ctx_switches"] / span
+    per_request = bool(requests and duration)
+    rss_growth = None
+    if server.get("rss_max") is not None and server.get("rss_idle") is not None:
+        rss_growth = max(0, server["rss_max"] - server["rss_idle"])
+    return {
+        "throughput_rps": swarm.get("throughput_rps"),
+        "p50_us": latency.get("p50"), "p90_us": latency.get("p90"),
+        "p99_us": latency.get("p99"), "p99_9_us": latency.get("p99_9"),
+        "max_us": latency.get("max"), "mean_us": latency.get("mean"),
+        "cpu_us_per_request": (cpu_rate * duration / requests * 1e6
+                               if per_request and cpu_rate is not None else None),
+        "rss_per_connection_bytes": (rss_growth / connections
+                                     if rss_growth is not None and connections else None),
+        "ctx_switches_per_request": (ctx_rate * duration / requests
+                                     if per_request and ctx_rate is not None else None),
+        "error_rate": (errors / (requests + errors)
+                       if errors is not None and requests is not None and requests + errors
+                       else None),
+        "errors": errors,
+        "client_saturated": bool((swarm.get("client") or {}).get("saturated", False)),
+        "server_cpu_percent": server.get("cpu_percent"),
+        "requests": requests,
+    }
+
+
+# -- one trial -------------------------------------------------------------------------------
+
+
+def child_env(root: Path) -> dict[str, str]:
+    """Our environment with ``root`` first on PYTHONPATH (so its packages import)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def tail(path: Path, chars: int = TAIL_CHARS) -> str | None:
+    """The last ``chars`` characters of a log file, or None if it is empty or missing."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - chars * 2))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return text[-chars:] or None
+
+
+class _Logs:
+    """Where one trial's processes write: <work_dir>/<trial_id>.{server,swarm}.{out,err}."""
+
+    def __init__(self, work_dir: Path, trial_id: str) -> None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        base = work_dir / trial_id
+        self.server_out = base.with_name(f"{trial_id}.server.out")
+        self.server_err = base.with_name(f"{trial_id}.server.err")
+        self.swarm_out = base.with_name(f"{trial_id}.swarm.out")
+        self.swarm_err = base.with_name(f"{trial_id}.swarm.err")
+        self.swarm_json = base.with_name(f"{trial_id}.swarm.json")
+        self.swarm_json.unlink(missing_ok=True)
+
+
+def server_command(spec: TrialSpec) -> list[str]:
+    """The launch contract: ``<interpreter> -m servers MODEL --host 127.0.0.1 --port 0``."""
+    return [spec.interpreter, "-m", "servers", spec.server_model, "--host", "127.0.0.1",
+            "--port", "0", *spec.model_args]
+
+
+def swarm_arguments(spec: TrialSpec, host: str, port: int, workers: int,
+                    json_path: Path) -> list[str]:
+    """The swarm's command-line options for this trial."""
+    args = ["--target", f"{host}:{port}", "--connections", str(spec.connections),
+            "--workers", str(workers), "--duration", f"{spec.duration_s:g}",
+            "--warmup", f"{spec.warmup_s:g}", "--mode", spec.mode,
+            "--pipeline", str(spec.pipeline), "--mix", spec.mix,
+            "--timeout", f"{spec.timeout_s:g}", "--json", str(json_path)]
+    if spec.mode == "open":
+        if not spec.rate:
+            raise TrialFailed("open-loop trial without a rate")
+        args += ["--rate", f"{spec.rate:.1f}"]
+    return args
+
+
+def _wait_ready(server: subprocess.Popen[bytes], out_path: Path, timeout_s: float,
+                stop: threading.Event) -> tuple[str, int]:
+    """Poll the server's stdout file for ``READY <host> <port>`` until the deadline."""
+    deadline = time.monotonic() + timeout_s
+    with out_path.open("rb") as out:
+        buffered = b""
+        while True:
+            buffered += out.read()
+            for line in buffered.splitlines(keepends=True):
+                if line.startswith(b"READY ") and line.endswith(b"\n"):
+                    fields = line.split()
+                    if len(fields) == 3 and fields[2].isdigit():
+                        return fields[1].decode(), int(fields[2])
+                    raise TrialFailed(f"server printed a malformed READY line: {line!r}")
+            if server.poll() is not None:
+                raise TrialFailed(f"server exited with status {server.returncode} before READY")
+            if stop.is_set():
+                raise TrialInterrupted
+            if time.monotonic() > deadline:
+                raise TrialFailed(f"server did not print READY within {timeout_s:g} s")
+            time.sleep(POLL_S)
+
+
+@dataclass
+class _SwarmRun:
+    returncode: int | None
+    start_s: float
+    end_s: float
+    timed_out: bool
+
+
+def _run_swarm(spec: TrialSpec, context: TrialContext, logs: _Logs, address: tuple[str, int],
+               t0: float) -> _SwarmRun:
+    """Run the swarm to completion (bounded by a deadline); stop it whatever happens."""
+    placement = context.placement
+    workers = spec.workers or placement.swarm_workers()
+    workers = max(1, min(workers, spec.connections))
+    command = [*context.swarm_command,
+               *swarm_arguments(spec, *address, workers, logs.swarm_json)]
+    budget = (SWARM_START_ALLOWANCE_S + spec.warmup_s + spec.duration_s + 2 * spec.timeout_s
+              + spec.connections * 0.002)
+    start = time.monotonic()
+    with logs.swarm_out.open("wb") as out, logs.swarm_err.open("wb") as err:
+        swarm = procs.spawn(command, cpus=placement.swarm_cpus, cwd=context.swarm_root,
+                            env=child_env(context.swarm_root), stdout=out, stderr=err)
+    timed_out = False
+    try:
+        while True:
+            try:
+                swarm.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if context.stop.is_set():
+                raise TrialInterrupted
+            if time.monotonic() - start > budget:
+                timed_out = True
+                break
+    finally:
+        procs.stop(swarm, sig=signal.SIGINT, grace_s=SWARM_STOP_GRACE_S)
+    return _SwarmRun(None if timed_out else swarm.returncode, start - t0,
+                     time.monotonic() - t0, timed_out)
+
+
+def _read_swarm(path: Path) -> dict[str, Any] | None:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def measured_window(swarm: Mapping[str, Any] | None, run: _SwarmRun, t0: float,
+                    t0_wall: float, duration_s: float) -> tuple[float, float]:
+    """The swarm's measured window in trial time (seconds since the server started): from
+    the swarm's own stamps (its monotonic clock is ours: CLOCK_MONOTONIC is system-wide), else
+    its wall-clock stamps, else the last ``duration_s`` before the swarm ended."""
+    window = (swarm or {}).get("window") or {}
+    for start_key, end_key, origin in (("monotonic_start_s", "monotonic_end_s", t0),
+                                       ("unix_start_s", "unix_end_s", t0_wall)):
+        start, end = window.get(start_key), window.get(end_key)
+        if isinstance(start, int | float) and isinstance(end, int | float) and end > start:
+            return (start - origin, end - origin)
+    measured = (swarm or {}).get("duration_s") or duration_s
+    return (max(run.start_s, run.end_s - measured), run.end_s)
+
+
+def _check_outcome(server: subprocess.Popen[bytes], run: _SwarmRun,
+                   swarm: Mapping[str, Any] | None, spec: TrialSpec) -> None:
+    """Raise TrialFailed when the figures cannot stand for the server under load."""
+    if server.poll() is not None:
+        raise TrialFailed(f"server exited with status {server.returncode} during the trial")
+    if run.timed_out:
+        raise TrialFailed("swarm did not finish in time (server hung?); stopped it")
+    if swarm is None:
+        raise TrialFailed(f"swarm wrote no result (exit status {run.returncode})")
+    if run.returncode == 2:
+        raise TrialFailed("swarm could not run (exit status 2)")
+    if not swarm.get("requests"):
+        raise TrialFailed("server answered no request in the measured window")
+
+
+def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
+    """A trial record's identity and settings (notes/run-layout.md), before any result."""
+    return {
+        "trial_id": spec.trial_id, "run_id": context.run_id, "case": spec.case,
+        "group": spec.group, "model": spec.model, "server_model": spec.server_model,
+        "model_args": list(spec.model_args), "interpreter": spec.interpreter,
+        "interpreter_tag": spec.interpreter_tag, "repeat": spec.repeat,
+        "connections": spec.connections, "mix": spec.mix, "payload_bytes": spec.payload_bytes,
+        "mode": spec.mode, "pipeline": spec.pipeline, "rate": spec.rate,
+        "offered_fraction": spec.offered_fraction, "base_case": spec.base_case,
+        "slo_p99_ms": spec.slo_p99_ms, "duration_s": spec.duration_s,
+        "warmup_s": spec.warmup_s, "timeout_s": spec.timeout_s,
+        "placement": context.placement.name,
+        "server_cpus": _cpus(context.placement.server_cpus),
+        "swarm_cpus": _cpus(context.placement.swarm_cpus),
+        "status": "failed", "failure": None, "stderr_tail": None, "swarm_stderr_tail": None,
+        "notes": [], "started_at": utc_now(), "wall_s": None,
+        "swarm": None, "swarm_exit": None, "server": None, "server_exit": None, "derived": None,
+    }
+
+
+def _cpus(cpus: tuple[int, ...] | None) -> list[int] | None:
+    return None if cpus is None else list(cpus)
+
+
+def failed_record(spec: TrialSpec, context: TrialContext, failure: str) -> dict[str, Any]:
+    """A record for a trial that could not even start (say, no base for a sweep point)."""
+    record = base_record(spec, context)
+    record.update(failure=failure, wall_s=0.0, derived=derive(None, None, spec.connections))
+    return record
+
+
+def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
+    """Run one trial and return its record (status "ok" or "failed", never raising for a
+    server's or swarm's fault). Raises TrialInterrupted, with everything stopped, when
+    ``context.stop`` is set."""
+    record = base_record(spec, context)
+    logs = _Logs(context.work_dir, spec.trial_id)
+    t0, t0_wall = time.monotonic(), time.time()
+    server: subprocess.Popen[bytes] | None = None
+    sampler: Sampler | None = None
+    run: _SwarmRun | None = None
+    swarm: dict[str, Any] | None = None
+    try:
+        with logs.server_out.open("wb") as out, logs.server_err.open("wb") as err:
+            server = procs.spawn(server_command(spec), cpus=context.placement.server_cpus,
+                                 cwd=context.server_root, env=child_env(context.server_root),
+                                 stdout=out, stderr=err)
+        address = _wait_ready(server, logs.server_out, spec.ready_timeout_s, context.stop)
+        record["ready_s"] = round(time.monotonic() - t0, 4)
+        sampler = Sampler(server.pid, t0)
+        sampler.sample_now()
+        sampler.start()
+        run = _run_swarm(spec, context, logs, address, t0)
+        swarm = _read_swarm(logs.swarm_json)
+        _check_outcome(server, run, swarm, spec)
+        record["status"] = "ok"
+    except TrialFailed as failure:
+        record["failure"] = str(failure)
+        if run is not None and swarm is None:
+            swarm = _read_swarm(logs.swarm_json)
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        if server is not None:
+            crashed = server.poll() is not None
+            stopped = procs.stop(server, grace_s=spec.stop_timeout_s)
+            record["server_exit"] = {"returncode": stopped.returncode, "killed": stopped.killed,
+                                     "stop_s": round(stopped.seconds, 3), "crashed": crashed}
+    _finish_record(record, spec, logs, sampler, run, swarm, t0, t0_wall)
+    return record
+
+
+def _finish_record(record: dict[str, Any], spec: TrialSpec, logs: _Logs,
+                   sampler: Sampler | None, run: _SwarmRun | None,
+                   swarm: dict[str, Any] | None, t0: float, t0_wall: float) -> None:
+    """Server figures over the measured window, derived figures, notes and log tails."""
+    record["swarm"] = swarm
+    if run is not None:
+        record["swarm_exit"] = {"returncode": run.returncode, "timed_out": run.timed_out,
+                                "start_s": round(run.start_s, 4), "end_s": round(run.end_s, 4)}
+    if sampler is not None and sampler.samples and run is not None:
+        window = measured_window(swarm, run, t0, t0_wall, spec.duration_s)
+        record["server"] = summarize_server(sampler.samples, window, run.start_s)
+    elif sampler is not None:
+        record["server"] = {"samples": sampler.samples}
+    record["derived"] = derive(swarm, record["server"] if run is not None else None,
+                               spec.connections)
+    exit_info = record["server_exit"] or {}
+    if exit_info.get("killed"):
+        record["notes"].append(f"server ignored SIGTERM for {spec.stop_timeout_s:g} s and was "
+                               "killed")
+    elif exit_info.get("returncode") not in (0, None) and not exit_info.get("crashed"):
+        record["notes"].append(f"server exited with status {exit_info['returncode']} on "
+                               "SIGTERM (the contract says 0)")
+    if record["derived"]["client_saturated"]:
+        record["notes"].append("client saturated: the figures describe the swarm")
+    record["stderr_tail"] = tail(logs.server_err)
+    if record["status"] != "ok" or (run is not None and run.returncode not in (0, 1)):
+        record["swarm_stderr_tail"] = tail(logs.swarm_err)
+    record["wall_s"] = round(time.monotonic() - t0, 3)
+
+
+# -- a whole run -----------------------------------------------------------------------------
+
+
+def sweep_rate(spec: TrialSpec, records: Mapping[str, dict[str, Any]]
+               ) -> tuple[float, str] | str:
+    """The open-loop rate for a sweep point: ``offered_fraction`` of the model's closed-loop
+    maximum from the base case (same repetition, else the median of the others). Returns
+    (rate, base trial id), or a failure message."""
+    assert spec.base_case is not None and spec.offered_fraction is not None
+    same = f"{spec.base_case}--{spec.model}--r{spec.repeat}"
+    candidates = [same] + sorted(k for k in records
+                                 if k.startswith(f"{spec.base_case}--{spec.model}--r"))
+    for trial_id in candidates:
+        record = records.get(trial_id)
+        if record and record.get("status") == "ok":
+            rps = (record.get("derived") or {}).get("throughput_rps")
+            if rps:
+                return spec.offered_fraction * rps, trial_id
+    return (f"no closed-loop maximum for {spec.model}: base case {spec.base_case} has no "
+            "successful trial")
+
+
+@dataclass
+class RunResult:
+    status: str  # "complete" | "interrupted"
+    records: dict[str, dict[str, Any]]
+    ran: int
+    skipped: int
+
+
+class Runner:
+    """Runs a plan into a run folder (resuming: trials whose record exists are skipped)."""
+
+    def __init__(self, store: RunStore, trials: Sequence[TrialSpec], context: TrialContext,
+                 console: Console | None = None, kill_strays: bool = False,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.store, self.trials, self.context = store, list(trials), context
+        self.console = console or Console()
+        self.kill_strays = kill_strays
+        self.on_record = on_record
+
+    def run(self) -> RunResult:
+        records = self.store.load_trials()
+        pending = [t for t in self.trials if t.trial_id not in records]
+        skipped = len(self.trials) - len(pending)
+        if skipped:
+            self.console.print(f"resuming: {skipped} of {len(self.trials)} trials already done")
+        ran = 0
+        interrupted = False
+        with self._pinned(), self._progress(pending) as (progress, task):
+            try:
+                for index, spec in enumerate(pending):
+                    if self.context.stop.is_set():
+                        interrupted = True
+                        break
+                    progress.update(task, description=spec.trial_id,
+                                    done=f"{index + skipped}/{len(self.trials)}")
+                    record = self._one(spec, records)
+                    self.store.write_trial(record)
+                    records[spec.trial_id] = record
+                    ran += 1
+                    progress.console.print(format_line(record), soft_wrap=True)
+                    progress.advance(task, spec.estimate_s())
+                    if self.on_record:
+                        self.on_record(record)
+                else:
+                    progress.update(task, description="done",
+                                    done=f"{len(self.trials)}/{len(self.trials)}")
+            except TrialInterrupted:
+                interrupted = True
+            except KeyboardInterrupt:  # a second Ctrl-C: no more grace
+                procs.kill_all()
+                interrupted = True
+        return RunResult("interrupted" if interrupted else "complete", records, ran, skipped)
+
+    def _one(self, spec: TrialSpec, records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        base_trial = base_rps = None
+        if spec.offered_fraction is not None:
+            found = sweep_rate(spec, records)
+            if isinstance(found, str):
+                return failed_record(spec, self.context, found)
+            rate, base_trial = found
+            base_rps = rate / spec.offered_fraction
+            spec = spec.with_rate(rate)
+        record = run_trial(spec, self.context)
+        if base_trial is not None:
+            record.update(base_trial=base_trial, base_throughput_rps=base_rps)
+        if self.kill_strays:
+            strays = procs.kill_strays()
+            if strays:
+                record["notes"].append(f"killed {strays} stray process(es) left by the server")
+        return record
+
+    @contextlib.contextmanager
+    def _pinned(self) -> Iterator[None]:
+        """Keep the runner (sampler, progress bar) off the server's CPUs while it runs."""
+        cpus = self.context.placement.swarm_cpus
+        server = self.context.placement.server_cpus
+        before = os.sched_getaffinity(0)
+        pin = cpus is not None and server is not None and set(cpus) != set(server)
+        if pin:
+            os.sched_setaffinity(0, set(cpus))
+        try:
+            yield
+        finally:
+            if pin:
+                os.sched_setaffinity(0, before)
+
+    @contextlib.contextmanager
+    def _progress(self, pending: Sequence[TrialSpec]) -> Iterator[tuple[Progress, Any]]:
+        progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[done]}"),
+                            TextColumn("{task.description}"), BarColumn(),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                            console=self.console, refresh_per_second=4, transient=False)
+        total = sum(t.estimate_s() for t in pending) or 1.0
+        with progress:
+            task = progress.add_task("starting", total=total, done="")
+            yield progress, task
+
+
+def format_line(record: Mapping[str, Any]) -> str:
+    """One line of rich markup about a finished trial."""
+    d = record.get("derived") or {}
+    if record.get("status") != "ok":
+        return f"[red]✗ {record['trial_id']}: {record.get('failure')}[/red]"
+    flags = []
+    if d.get("errors"):
+        flags.append(f"[yellow]{d['errors']} errors[/yellow]")
+    if d.get("client_saturated"):
+        flags.append("[yellow]client saturated[/yellow]")
+    return (f"[green]✓[/green] {record['trial_id']}: {_num(d.get('throughput_rps'))} rps, "
+            f"p99 {_ms(d.get('p99_us'))}, server CPU {_num(d.get('server_cpu_percent'))}%, "
+            f"{_num(d.get('cpu_us_per_request'), 1)} µs/req"
+            + (" " + " ".join(flags) if flags else ""))
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "" if digits == 0 else "–"
+    return f"{value:,.{digits}f}"
+
+
+def _ms(us: Any) -> str:
+    return "–" if us is None else f"{us / 1000:.2f} ms"
+
+
+def summary_table(records: Mapping[str, Mapping[str, Any]], order: Sequence[str]) -> Table:
+    """Per case and model, the median over repetitions: throughput, p99, CPU per request;
+    flags for errors, a saturated client and failed trials."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for trial_id in order:
+        record = records.get(trial_id)
+        if record is not None:
+            groups.setdefault((record["case"], record["model"]), []).append(record)
+    table = Table(title="Summary (median over repetitions)", show_lines=False)
+    for column, justify in (("case", "left"), ("model", "left"), ("req/s", "right"),
+                            ("p99", "right"), ("µs CPU/req", "right"), ("CPU", "right"),
+                            ("ok/n", "right"), ("flags", "left")):
+        table.add_column(column, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=column != "flags")
+    last_case = None
+    for (case, model), group in groups.items():
+        ok = [r for r in group if r.get("status") == "ok"]
+        figures = {key: _median([(r.get("derived") or {}).get(key) for r in ok])
+                   for key in ("throughput_rps", "p99_us", "cpu_us_per_request",
+                               "server_cpu_percent")}
+        flags = []
+        if any((r.get("derived") or {}).get("errors") for r in ok):
+            flags.append("errors")
+        if any((r.get("derived") or {}).get("client_saturated") for r in ok):
+            flags.append("client saturated")
+        if len(ok) < len(group):
+            flags.append("failed: " + (group[-1].get("failure") or "")[:40])
+        table.add_row("" if case == last_case else case, model,
+                      _num(figures["throughput_rps"]), _ms(figures["p99_us"]),
+                      _num(figures["cpu_us_per_request"], 1),
+                      _num(figures["server_cpu_percent"]) + ("%" if figures[
+                          "server_cpu_percent"] is not None else ""),
+                      f"{len(ok)}/{len(group)}", ", ".join(flags),
+                      end_section=False)
+        last_case = case
+    return table
+
+
+def _median(values: Sequence[Any]) -> float | None:
+    numbers = [v for v in values if isinstance(v, int | float)]
+    return statistics.median(numbers) if numbers else None
+
+
+def finish_run(store: RunStore, status: str) -> dict[str, Any]:
+    """Mark run.json complete or interrupted, with the load average after."""
+    data = store.read_run()
+    data["status"] = status
+    data["finished_at"] = utc_now()
+    data.setdefault("environment", {})["load_average_after"] = load_average()
+    store.write_run(data)
+    return data
+
+
+class StopOnSignal:
+    """SIGINT/SIGTERM/SIGHUP set ``event`` (the current trial stops, its server too, and the
+    run ends, keeping finished trials); a second signal raises KeyboardInterrupt."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, event: threading.Event, console: Console | None = None) -> None:
+        self.event, self.console = event, console
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+
+    def __enter__(self) -> StopOnSignal:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,561 @@
+"""Scenarios: TOML files that name the points to measure, expanded into an ordered trial plan.
+
+A scenario file has top-level settings and one ``[[group]]`` table per part of the question
+(``echo``, ``cpu``, ``io``, ``sweep``...). Each group lists its axes; every combination of
+them is a *case* (``echo64-c16-closed``); every case runs once per model per repetition.
+See ``bench/scenarios/default.toml`` for a commented example of every key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from clients import mix as clients_mix
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+PLACEMENTS = ("split", "same", "none")
+MODES = ("closed", "open")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]*$")
+TRIAL_OVERHEAD_S = 1.5  # start, READY, swarm start-up and drain, stop: measured on 2 cores
+
+# settings a group inherits from the top level (and may override)
+TRIAL_SETTINGS: dict[str, type | tuple[type, ...]] = {
+    "duration_s": (int, float),
+    "warmup_s": (int, float),
+    "timeout_s": (int, float),
+    "workers": int,
+    "slo_p99_ms": (int, float),
+}
+TOP_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "servers": [],
+    "interpreters": [],
+    "repeat": 1,
+    "placement": "split",
+    "server_cores": 1,
+    "ready_timeout_s": 10.0,
+    "stop_timeout_s": 3.0,
+    "duration_s": 2.0,
+    "warmup_s": 0.5,
+    "timeout_s": 5.0,
+    "workers": 0,
+    "slo_p99_ms": 10.0,
+    "model_args": {},
+    "variants": {},
+}
+GROUP_KEYS = {"name", "label", "mix", "payload_bytes", "connections", "mode", "pipeline",
+              "rates", "fractions", "base", "servers", *TRIAL_SETTINGS}
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run, with a message saying where and why."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of the scenario: a workload at a concurrency, run against every model."""
+
+    name: str
+    group: str
+    mix: str
+    payload_bytes: int | None
+    connections: int
+    mode: str
+    pipeline: int
+    rate: float | None
+    fraction: float | None
+    base: str | None
+    duration_s: float
+    warmup_s: float
+    timeout_s: float
+    workers: int
+    slo_p99_ms: float
+    servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A server to run: a registry model (or variant of one) under one interpreter."""
+
+    label: str
+    model: str
+    args: tuple[str, ...]
+    interpreter: str
+    interpreter_tag: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial needs; the runner turns it into a trial record."""
+
+    trial_id: str
+    case: str
+    group: str
+    model: str
+    server_model: str
+    model_args: tuple[str, ...]
+    interpreter: str
+    repeat: int
+    connections: int
+    mix: str
+    payload_bytes: int | None
+    mode: str
+    pipeline: int
+    rate: float | None
+    offered_fraction: float | None
+    base_case: str | None
+    duration_s: float
+    warmup_s: float
+    timeout_s: float
+    workers: int
+    slo_p99_ms: float
+    placement: str
+    ready_timeout_s: float = 10.0
+    stop_timeout_s: float = 3.0
+    interpreter_tag: str | None = None
+
+    def with_rate(self, rate: float) -> TrialSpec:
+        """This trial with its open-loop rate filled in (sweeps learn it during the run)."""
+        return replace(self, rate=rate)
+
+    def estimate_s(self) -> float:
+        """Expected wall time, for the progress bar's ETA."""
+        return self.warmup_s + self.duration_s + TRIAL_OVERHEAD_S
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario: settings, cases in run order, and the data it came from."""
+
+    name: str
+    description: str
+    source: str
+    data: dict[str, Any]
+    cases: tuple[Case, ...]
+    servers: tuple[str, ...]
+    interpreters: tuple[Any, ...]
+    repeat: int
+    placement: str
+    server_cores: int
+    ready_timeout_s: float
+    stop_timeout_s: float
+    slo_p99_ms: float
+    model_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    variants: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved scenario for run.json (``from_dict`` rebuilds it)."""
+        return {
+            "name": self.name, "description": self.description, "source": self.source,
+            "repeat": self.repeat, "placement": self.placement, "slo_p99_ms": self.slo_p99_ms,
+            "servers": list(self.servers), "data": self.data,
+            "cases": [asdict(case) for case in self.cases],
+        }
+
+
+def scenario_names() -> list[str]:
+    """Scenario files shipped in bench/scenarios/, by name."""
+    return sorted(path.stem for path in SCENARIO_DIR.glob("*.toml"))
+
+
+def find(name_or_path: str) -> Path:
+    """The file of a shipped scenario name, or an explicit path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or "/" in name_or_path:
+        if not path.is_file():
+            raise ScenarioError(f"scenario file {name_or_path} does not exist")
+        return path
+    shipped = SCENARIO_DIR / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        raise ScenarioError(
+            f"unknown scenario {name_or_path!r}; shipped: {', '.join(scenario_names())}"
+            " (or give a path to a .toml file)")
+    return shipped
+
+
+def load(name_or_path: str, overrides: Mapping[str, Any] | None = None) -> Scenario:
+    """Read, override (CLI options) and validate a scenario."""
+    path = find(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError(f"{path}: not valid TOML: {error}") from None
+    data.setdefault("name", path.stem)
+    return from_dict(apply_overrides(data, overrides or {}), source=str(path))
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Command-line settings replace the file's, in every group too."""
+    data = {**data, "group": [dict(group) for group in data.get("group", [])]}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        data[key] = value
+        if key in TRIAL_SETTINGS or key == "servers":
+            for group in data["group"]:
+                group.pop(key, None)
+    return data
+
+
+def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Scenario:
+    """Validate scenario data (as parsed from TOML) into a Scenario."""
+    where = source
+    known = set(TOP_DEFAULTS) | {"name", "group"}
+    _reject_unknown(data, known, where)
+    top = {**TOP_DEFAULTS, **data}
+    name = _name(top.get("name"), f"{where}: name")
+    for key, kind in TRIAL_SETTINGS.items():
+        _check_type(top[key], kind, f"{where}: {key}")
+    groups = data.get("group")
+    if not isinstance(groups, list) or not groups:
+        raise ScenarioError(f"{where}: needs at least one [[group]]")
+    cases: list[Case] = []
+    for index, group in enumerate(groups):
+        if not isinstance(group, dict):
+            raise ScenarioError(f"{where}: group {index + 1} is not a table")
+        cases.extend(_expand_group(group, top, f"{where}: group {group.get('name', index + 1)}"))
+    cases = _dedupe_and_check(cases, where)
+    return Scenario(
+        name=name, description=str(top["description"]), source=source, data=dict(data),
+        cases=tuple(cases), servers=tuple(_str_list(top["servers"], f"{where}: servers")),
+        interpreters=tuple(_interpreters(top["interpreters"], where)),
+        repeat=_positive_int(top["repeat"], f"{where}: repeat"),
+        placement=_choice(top["placement"], PLACEMENTS, f"{where}: placement"),
+        server_cores=_positive_int(top["server_cores"], f"{where}: server_cores"),
+        ready_timeout_s=_positive(top["ready_timeout_s"], f"{where}: ready_timeout_s"),
+        stop_timeout_s=_positive(top["stop_timeout_s"], f"{where}: stop_timeout_s"),
+        slo_p99_ms=_positive(top["slo_p99_ms"], f"{where}: slo_p99_ms"),
+        model_args=_model_args(top["model_args"], where),
+        variants=_variants(top["variants"], where),
+    )
+
+
+def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) -> list[Case]:
+    """Every combination of one group's axes, as cases (open-loop sweep bases first)."""
+    _reject_unknown(group, GROUP_KEYS, where)
+    gname = _name(group.get("name"), f"{where}: name")
+    settings = {key: group.get(key, top[key]) for key in TRIAL_SETTINGS}
+    for key, kind in TRIAL_SETTINGS.items():
+        _check_type(settings[key], kind, f"{where}: {key}")
+    duration = _positive(settings["duration_s"], f"{where}: duration_s")
+    warmup = _non_negative(settings["warmup_s"], f"{where}: warmup_s")
+    timeout = _positive(settings["timeout_s"], f"{where}: timeout_s")
+    workers = _non_negative(settings["workers"], f"{where}: workers")
+    slo = _positive(settings["slo_p99_ms"], f"{where}: slo_p99_ms")
+    mixes = _as_list(group.get("mix", "echo:64"), str, f"{where}: mix")
+    payloads: list[int | None] = list(_as_list(group.get("payload_bytes", []), int,
+                                               f"{where}: payload_bytes")) or [None]
+    connections = _as_list(group.get("connections", 16), int, f"{where}: connections")
+    pipelines = _as_list(group.get("pipeline", 1), int, f"{where}: pipeline")
+    mode = _choice(group.get("mode", "closed"), MODES, f"{where}: mode")
+    servers = tuple(_str_list(group.get("servers", []), f"{where}: servers"))
+    points = _open_points(group, mode, where)
+    label = group.get("label")
+    cases = []
+    for mix_t, payload, conns, pipeline in itertools.product(mixes, payloads, connections,
+                                                             pipelines):
+        mix = _substitute_payload(mix_t, payload, where)
+        _positive_int(conns, f"{where}: connections")
+        _positive_int(pipeline, f"{where}: pipeline")
+        stem = _name(label, f"{where}: label") if label else mix_label(mix)
+        stem = f"{stem}-c{conns}" + (f"-p{pipeline}" if pipeline > 1 else "")
+        common = dict(group=gname, mix=mix, payload_bytes=payload or echo_payload(mix),
+                      connections=conns, pipeline=pipeline, duration_s=float(duration),
+                      warmup_s=float(warmup), timeout_s=float(timeout), workers=int(workers),
+                      slo_p99_ms=float(slo), servers=servers)
+        if mode == "closed":
+            cases.append(Case(name=f"{stem}-closed", mode="closed", rate=None, fraction=None,
+                              base=None, **common))
+            continue
+        base = group.get("base")
+        if points[0] == "fractions" and base is None:
+            base = f"{stem}-closed"
+            cases.append(Case(name=base, mode="closed", rate=None, fraction=None, base=None,
+                              **common))
+        for value in points[1]:
+            if points[0] == "rates":
+                cases.append(Case(name=f"{stem}-open-r{value:g}", mode="open", rate=float(value),
+                                  fraction=None, base=None, **common))
+            else:
+                cases.append(Case(name=f"{stem}-open-r{round(value * 100)}pct", mode="open",
+                                  rate=None, fraction=float(value), base=str(base), **common))
+    return cases
+
+
+def _open_points(group: Mapping[str, Any], mode: str, where: str) -> tuple[str, list[float]]:
+    """An open-loop group's absolute ``rates`` or relative ``fractions`` (exactly one)."""
+    has_rates, has_fractions = "rates" in group, "fractions" in group
+    if mode == "closed":
+        if has_rates or has_fractions or "base" in group:
+            raise ScenarioError(f"{where}: rates/fractions/base need mode = \"open\"")
+        return ("", [])
+    if has_rates == has_fractions:
+        raise ScenarioError(f"{where}: an open-loop group needs exactly one of rates "
+                            "(requests/s) or fractions (of the closed-loop maximum)")
+    key = "rates" if has_rates else "fractions"
+    values = [float(v) for v in _as_list(group[key], (int, float), f"{where}: {key}")]
+    if not values or any(v <= 0 for v in values):
+        raise ScenarioError(f"{where}: {key} must be positive numbers")
+    if key == "fractions" and any(v > 5 for v in values):
+        raise ScenarioError(f"{where}: fractions are of the closed-loop maximum (0.1 = 10%)")
+    if key == "rates" and "base" in group:
+        raise ScenarioError(f"{where}: base only makes sense with fractions")
+    return (key, values)
+
+
+def _dedupe_and_check(cases: list[Case], where: str) -> list[Case]:
+    """Drop repeated identical cases (a sweep base named twice); check names and bases."""
+    seen: dict[str, Case] = {}
+    ordered: list[Case] = []
+    for case in cases:
+        if case.name in seen:
+            if seen[case.name] != replace(case, group=seen[case.name].group):
+                raise ScenarioError(f"{where}: two different cases are both named {case.name}")
+            continue
+        seen[case.name] = case
+        ordered.append(case)
+    position = {case.name: index for index, case in enumerate(ordered)}
+    for index, case in enumerate(ordered):
+        if case.base is None:
+            continue
+        base = seen.get(case.base)
+        if base is None or base.mode != "closed":
+            raise ScenarioError(f"{where}: {case.name}: base {case.base!r} is not a closed-loop "
+                                f"case of this scenario")
+        if position[case.base] > index:
+            raise ScenarioError(f"{where}: {case.name}: base {case.base} must come earlier")
+    return ordered
+
+
+def mix_label(mix: str) -> str:
+    """A short name for a mix: echo:64 -> echo64, work:2000 -> work2000, sleep:10000 ->
+    sleep10ms; several ops are joined with '+'."""
+    parts = []
+    for op, arg, _weight in parse_mix(mix):
+        if op == "echo":
+            parts.append(f"echo{_bytes_label(arg)}")
+        elif op == "sleep":
+            parts.append(f"sleep{arg // 1000}ms" if arg % 1000 == 0 else f"sleep{arg}us")
+        else:
+            parts.append(f"{op}{arg}")
+    return "+".join(parts)
+
+
+def parse_mix(mix: str, where: str = "mix") -> list[tuple[str, int, float]]:
+    """``op:arg=weight,...`` into (op, arg, weight) triples, by the swarm's own parser."""
+    try:
+        return [(entry.op, entry.arg, entry.weight) for entry in clients_mix.parse_mix(mix)]
+    except clients_mix.MixError as error:
+        raise ScenarioError(f"{where}: {error}") from None
+
+
+def echo_payload(mix: str) -> int | None:
+    """The payload size of a pure-echo mix (None for anything else)."""
+    ops = parse_mix(mix)
+    return ops[0][1] if len(ops) == 1 and ops[0][0] == "echo" else None
+
+
+def _bytes_label(size: int) -> str:
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size // 1024}k"
+    return str(size)
+
+
+def _substitute_payload(template: str, payload: int | None, where: str) -> str:
+    if payload is None:
+        if "{payload}" in template:
+            raise ScenarioError(f"{where}: mix {template!r} uses {{payload}} but the group has "
+                                "no payload_bytes")
+        parse_mix(template, f"{where}: mix")
+        return template
+    if "{payload}" not in template:
+        raise ScenarioError(f"{where}: payload_bytes is set, so mix needs {{payload}}, "
+                            f"e.g. \"echo:{{payload}}\"")
+    mix = template.replace("{payload}", str(payload))
+    parse_mix(mix, f"{where}: mix")
+    return mix
+
+
+# -- models and interpreters -----------------------------------------------------------------
+
+
+def resolve_models(scenario: Scenario, available: Mapping[str, Sequence[str]],
+                   interpreters: Sequence[tuple[str, str | None]],
+                   only: Sequence[str] | None = None) -> tuple[list[ModelSpec], list[str]]:
+    """The models to run (labels, registry models, args) and notes on anything skipped.
+
+    ``available``: per interpreter path, the registry models that can run under it;
+    ``interpreters``: (path, tag) pairs that exist; ``only``: the --servers option, which
+    replaces the scenario's list. With no list, every model available under the first
+    interpreter is run.
+    """
+    notes: list[str] = []
+    first = available.get(interpreters[0][0], []) if interpreters else []
+    wanted = list(only or scenario.servers or first)
+    specs: list[ModelSpec] = []
+    for label in wanted:
+        model, args = scenario.variants.get(label, (label, ()))
+        args = args + scenario.model_args.get(label, ())
+        for path, tag in interpreters:
+            if model not in available.get(path, ()):
+                notes.append(f"model {label} skipped under {path}: {model} is not available")
+                continue
+            full = f"{label}@{tag}" if tag else label
+            specs.append(ModelSpec(label=full, model=model, args=args, interpreter=path,
+                                   interpreter_tag=tag))
+    return specs, notes
+
+
+def known_labels(scenario: Scenario, registry: Sequence[str]) -> list[str]:
+    """Names --servers accepts: registry models and the scenario's variants."""
+    return [*registry, *scenario.variants]
+
+
+def plan(scenario: Scenario, models: Sequence[ModelSpec]) -> list[TrialSpec]:
+    """Every trial, in run order: repetition-major, then case, then model (rotated each
+    repetition so that no model always runs first)."""
+    trials = []
+    for repeat in range(1, scenario.repeat + 1):
+        shift = (repeat - 1) % len(models) if models else 0
+        rotated = [*models[shift:], *models[:shift]]
+        for case in scenario.cases:
+            for spec in rotated:
+                if case.servers and spec.label not in case.servers \
+                        and spec.model not in case.servers:
+                    continue
+                trials.append(_trial(case, spec, repeat, scenario))
+    return trials
+
+
+def _trial(case: Case, spec: ModelSpec, repeat: int, scenario: Scenario) -> TrialSpec:
+    return TrialSpec(
+        trial_id=f"{case.name}--{spec.label}--r{repeat}", case=case.name, group=case.group,
+        model=spec.label, server_model=spec.model, model_args=spec.args,
+        interpreter=spec.interpreter, interpreter_tag=spec.interpreter_tag, repeat=repeat,
+        connections=case.connections, mix=case.mix, payload_bytes=case.payload_bytes,
+        mode=case.mode, pipeline=case.pipeline, rate=case.rate, offered_fraction=case.fraction,
+        base_case=case.base, duration_s=case.duration_s, warmup_s=case.warmup_s,
+        timeout_s=case.timeout_s, workers=case.workers, slo_p99_ms=case.slo_p99_ms,
+        placement=scenario.placement, ready_timeout_s=scenario.ready_timeout_s,
+        stop_timeout_s=scenario.stop_timeout_s)
+
+
+def estimate_s(trials: Sequence[TrialSpec]) -> float:
+    """Expected wall time of a plan."""
+    return sum(trial.estimate_s() for trial in trials)
+
+
+# -- small validators ------------------------------------------------------------------------
+
+
+def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
+
+
+def _check_type(value: Any, kind: type | tuple[type, ...], where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ScenarioError(f"{where}: {value!r} is not a {_kind_name(kind)}")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _as_list(value: Any, kind: type | tuple[type, ...], where: str) -> list[Any]:
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        _check_type(item, kind, where)
+    return values
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list):
+        raise ScenarioError(f"{where}: must be a list of names")
+    return [_name(item, where) for item in value]
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ScenarioError(f"{where}: {value!r} is not a name (letters, digits, . _ + @ -)")
+    return value
+
+
+def _choice(value: Any, choices: Sequence[str], where: str) -> str:
+    if value not in choices:
+        raise ScenarioError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+    return str(value)
+
+
+def _positive(value: Any, where: str) -> float:
+    _check_type(value, (int, float), where)
+    if value <= 0:
+        raise ScenarioError(f"{where}: must be positive, not {value}")
+    return float(value)
+
+
+def _non_negative(value: Any, where: str) -> float:
+    _check_type(value, (int, float), where)
+    if value < 0:
+        raise ScenarioError(f"{where}: must not be negative, not {value}")
+    return value
+
+
+def _positive_int(value: Any, where: str) -> int:
+    _check_type(value, int, where)
+    if value < 1:
+        raise ScenarioError(f"{where}: must be at least 1, not {value}")
+    return int(value)
+
+
+def _interpreters(value: Any, where: str) -> Iterator[Any]:
+    """Interpreter entries: a name/path string, or {path = "...", name = "tag"}."""
+    if not isinstance(value, list):
+        raise ScenarioError(f"{where}: interpreters must be a list")
+    for item in value:
+        if isinstance(item, str) and item:
+            yield item
+        elif isinstance(item, dict) and isinstance(item.get("path"), str):
+            _reject_unknown(item, {"path", "name"}, f"{where}: interpreters")
+            if "name" in item:
+                _name(item["name"], f"{where}: interpreters name")
+            yield dict(item)
+        else:
+            raise ScenarioError(f"{where}: interpreter {item!r} is not a path or "
+                                "{path = ..., name = ...}")
+
+
+def _model_args(value: Any, where: str) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: model_args must be a table of model = [args]")
+    result = {}
+    for model, args in value.items():
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise ScenarioError(f"{where}: model_args.{model} must be a list of strings")
+        result[_name(model, f"{where}: model_args")] = tuple(args)
+    return result
+
+
+def _variants(value: Any, where: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: variants must be a table of name = {{model, args}}")
+    result = {}
+    for label, table in value.items():
+        here = f"{where}: variants.{label}"
+        if not isinstance(table, dict) or not isinstance(table.get("model"), str):
+            raise ScenarioError(f"{here}: needs model = \"<registry model>\"")
+        _reject_unknown(table, {"model", "args"}, here)
+        args = table.get("args", [])
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise ScenarioError(f"{here}: args must be a list of strings")
+        result[_name(label, here)] = (_name(table["model"], here), tuple(args))
+    return result
