@@ -134,7 +134,7 @@ def _connections_axis(ax: Axes, connections: list[int]) -> None:
 
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI)  # constrained layout already fits labels and legends
     return path
 
 
