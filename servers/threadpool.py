@@ -30,7 +30,6 @@ _POOL = (f"--threads {DEFAULT_THREADS}: connections past the pool wait unanswere
 # tests/test_models_extra.py runs these tests again with a pool large enough, where they pass
 CONFORMANCE_XFAIL: dict[str, str] = {
     "test_200_concurrent_clients": f"{_POOL}; the test holds 200 open at once",
-    "test_no_fd_or_thread_left_behind": f"{_POOL}; the test holds 50 open at once",
 }
 
 
