@@ -44,6 +44,16 @@ class Client:
         """Send all of ``data`` (bounded by the socket timeout)."""
         self.sock.sendall(data)
 
+    def send_some(self, data: bytes) -> int:
+        """Send what the socket takes now, without waiting; the count sent."""
+        self.sock.settimeout(0.0)
+        try:
+            return self.sock.send(data)
+        except BlockingIOError:
+            return 0
+        finally:
+            self.sock.settimeout(self.timeout)
+
     def send_request(self, op: int, value: int = 0, payload: bytes = b"") -> None:
         self.send(encode_request(op, value, payload))
 
@@ -88,10 +98,15 @@ class Client:
         """True if nothing (no byte, no end of stream) has arrived yet, without waiting."""
         if self.decoder.buffered:
             return False
+        self.sock.settimeout(0.0)  # with a timeout, recv would first wait for readability
         try:
-            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            self.sock.recv(1, socket.MSG_PEEK)
         except BlockingIOError:
             return True
+        except ConnectionResetError:
+            return False
+        finally:
+            self.sock.settimeout(self.timeout)
         return False
 
     def _recv_some(self, deadline: float) -> bool:
@@ -120,14 +135,20 @@ class Client:
         self.sock.close()
 
 
-def exchange(client: Client, data: bytes, count: int, timeout: float | None = None) -> list[Frame]:
-    """Send ``data`` from a helper thread while reading ``count`` frames, so neither side of a
-    large pipelined exchange can block the other."""
+def exchange(client: Client, data: bytes | list[bytes], count: int,
+             timeout: float | None = None, pause: float = 0.0) -> list[Frame]:
+    """Send ``data`` (one buffer, or chunks written one by one with ``pause`` seconds between)
+    from a helper thread while reading ``count`` frames, so neither side of a large pipelined
+    exchange can block the other."""
+    chunks = [data] if isinstance(data, bytes) else data
     errors: list[BaseException] = []
 
     def send() -> None:
         try:
-            client.sock.sendall(data)
+            for chunk in chunks:
+                client.sock.sendall(chunk)
+                if pause:
+                    time.sleep(pause)
         except BaseException as error:  # reported in the calling thread
             errors.append(error)
 
