@@ -93,8 +93,8 @@ def fmt_bytes_tick(value: float, _pos: Any = None) -> str:
     """Axis tick for a size in bytes: '512B', '150KiB', '1.5MiB'."""
     for limit, unit in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if value >= limit:
-            return f"{value / limit:.3g}{unit}"
-    return f"{value:.3g}B"
+            return f"{value / limit:.4g}{unit}"
+    return f"{value:.4g}B"
 
 
 def _spread(values: pd.DataFrame, metric: str, scale: float = 1.0) -> tuple[Any, Any]:
@@ -191,9 +191,9 @@ CONNECTION_CHARTS = [
                "divided by the responses. Lower is cheaper.", y_formatter=fmt_latency_tick),
     MetricSpec("rss_per_connection_bytes", "RSS per connection",
                "memory_per_connection.png", "Memory (RSS) per connection",
-               "Peak resident memory of the server's process tree divided by the connections "
-               "(at 1 connection this is the whole process).", y_formatter=fmt_bytes_tick,
-               log_base=2),
+               "Growth of the server process tree's resident memory under load over its idle "
+               "RSS, divided by the connections. Lower is leaner.", y_formatter=fmt_bytes_tick,
+               log_base=4),
 ]
 
 
@@ -220,10 +220,41 @@ def connections_chart(
         return None
     fig, axes = _grid(len(families))
     for ax, family in zip(axes, families, strict=True):
-        _draw_family(ax, spec, agg, family, palette)
-    _legend(fig, axes)
+        if family["connections"].nunique() >= 2:
+            _draw_family(ax, spec, agg, family, palette)
+        else:
+            _draw_bars(ax, spec, agg, family, palette)
+    if any(f["connections"].nunique() >= 2 for f in families):
+        _legend(fig, axes)
     fig.suptitle(spec.title)
     return Chart(_save(fig, out / spec.filename), spec.title, f"{spec.caption} {SPREAD}.")
+
+
+def _draw_bars(
+    ax: Axes, spec: MetricSpec, agg: pd.DataFrame, family: pd.DataFrame, palette: Palette
+) -> None:
+    """A family measured at one connection count: horizontal bars, largest on top."""
+    case = family.iloc[0]
+    rows = agg[(agg["case"] == case["case"]) & agg[f"{spec.metric}_median"].notna()]
+    rows = rows.sort_values(f"{spec.metric}_median")
+    median, err = _spread(rows, spec.metric, spec.scale)
+    natives = [stats.is_native(v) for v in rows["variant"]]
+    ax.barh(np.arange(len(rows)), median, xerr=err if err.any() else None, capsize=2, height=0.7,
+            color=[palette(v)["color"] for v in rows["variant"]],
+            hatch=["//" if n else None for n in natives],
+            edgecolor=["grey" if n else "white" for n in natives], error_kw={"elinewidth": 0.8})
+    ax.set_yticks(np.arange(len(rows)), [palette.label(v) for v in rows["variant"]])
+    if _log_wide(list(median), 50):
+        ax.set_xscale("log")
+        if spec.log_base != 10:
+            ax.xaxis.set_major_locator(LogLocator(base=spec.log_base, numticks=12))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if spec.y_formatter:
+        ax.xaxis.set_major_formatter(FuncFormatter(spec.y_formatter))
+    ax.set_xlabel(spec.ylabel)
+    ax.set_title(f"{case['family_label']} at {int(case['connections']):,} connections",
+                 fontsize="medium")
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 def _draw_family(
@@ -336,7 +367,7 @@ def spectrum_chart(
     ax.set_xlabel("percentile")
     ax.set_ylabel("latency")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left")
+    _legend(fig, [ax])
     ax.set_title(f"Latency by percentile at {case}")
     return Chart(_save(fig, out / "latency_spectrum.png"), f"Latency percentile spectrum: {case}",
                  f"HdrHistogram percentile distribution of the valid repetitions merged ({note}). "

@@ -220,9 +220,28 @@ def _overview(run: Run) -> Section:
         lines.append(f"The run is incomplete: {planned - len(frame)} planned trials have no "
                      "record (resume the run to complete it).")
     lines.append(_exclusion_sentence(frame))
+    busy = _busy_machine(meta.get("environment") or {})
+    if busy:
+        lines.append(busy)
     if run.unreadable:
         lines.append("Unreadable trial files (ignored): " + "; ".join(run.unreadable) + ".")
     return Section("Overview", lines)
+
+
+def _busy_machine(env: dict[str, Any]) -> str:
+    """A warning when the load average says other work shared the CPUs, else ''."""
+    cpus = env.get("cpu_count") or len(env.get("cpus_usable") or []) or None
+    before, after = env.get("load_average_before"), env.get("load_average_after")
+    if not cpus or not isinstance(before, list | tuple) or not before:
+        return ""
+    heavy_before = before[0] > 0.5 * cpus
+    heavy_after = isinstance(after, list | tuple) and bool(after) and after[0] > 1.5 * cpus
+    if not (heavy_before or heavy_after):
+        return ""
+    seen = f"{before[0]:g} before" + (f", {after[0]:g} after" if after else "")
+    return (f"Warning: the machine was busy (1-minute load average {seen}, on {cpus} CPUs): "
+            "other work shared the CPUs, so the figures are noisy and may be skewed; "
+            "compare them with care, or run again on a quiet machine.")
 
 
 def _exclusion_sentence(frame: pd.DataFrame) -> str:
@@ -257,7 +276,7 @@ def _verdict_section(
         best = _with_flags(v.best, flags.get((v.case, v.best), ""))
         runner = _with_flags(v.runner_up, flags.get((v.case, v.runner_up), ""))
         used += flags.get((v.case, v.best), "") + flags.get((v.case, v.runner_up), "")
-        floor = "≥ " if v.note and v.best and v.best in v.note else ""
+        floor = "≥ " if v.best_is_floor else ""
         rows.append([
             v.case, v.metric, best, floor + fmt_rate(v.best_value), runner,
             fmt_rate(v.runner_up_value), _gap(v), _outcome(v), fmt_rate(v.native_value),
@@ -323,7 +342,8 @@ def _outcome(v: Verdict) -> str:
 
 def _environment_section(run: Run) -> Section:
     env = run.meta.get("environment") or {}
-    rows = [[str(k), _env_value(v)] for k, v in env.items()]
+    rows = [[str(k), fmt_bytes(v) if str(k).endswith("_bytes") and isinstance(v, int | float)
+             else _env_value(v)] for k, v in env.items()]
     if not rows:
         return Section("Environment", ["run.json records no environment."])
     return Section("Environment", [Table(["item", "value"], rows)])
@@ -585,9 +605,15 @@ def print_summary(report: Report, console: Console) -> None:
         table.add_row(v.case, v.best or "—", fmt_rate(v.best_value), _outcome(v),
                       fmt_rate(v.native_value), str(v.excluded))
     console.print(table)
-    console.print(_exclusion_sentence(report.run.frame))
+    for v in report.verdicts:
+        if v.note:
+            console.print(f"[yellow]{v.case}: {v.note}[/yellow]", soft_wrap=True)
+    console.print(_exclusion_sentence(report.run.frame), soft_wrap=True)
+    busy = _busy_machine(report.run.meta.get("environment") or {})
+    if busy:
+        console.print(f"[yellow]{busy}[/yellow]", soft_wrap=True)
     for name, path in report.paths.items():
-        console.print(f"{name}: {path}")
+        console.print(f"{name}: {path}", soft_wrap=True, highlight=False)
 
 
 def _parser() -> argparse.ArgumentParser:

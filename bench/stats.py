@@ -336,6 +336,7 @@ class Verdict:
     native_value: float
     excluded: int  # trials of this case left out of the figures
     note: str = ""
+    best_is_floor: bool = False  # sweep: the best met the SLO everywhere, its limit lies higher
 
     @property
     def outcome(self) -> str:
@@ -380,16 +381,25 @@ def closed_verdicts(run: Run, margin: float = DEFAULT_MARGIN) -> list[Verdict]:
             v: g["throughput_rps"].dropna().tolist() for v, g in valid.groupby("variant")
         }
         best, runner, tied, basis = decide(samples, margin)
+        best_value, native = _median(samples.get(best)), _native_median(samples)
         verdicts.append(
             Verdict(
                 case=case.case, group=str(case.group), metric="median throughput (req/s)",
-                best=best, best_value=_median(samples.get(best)),
+                best=best, best_value=best_value,
                 runner_up=runner, runner_up_value=_median(samples.get(runner)),
-                tied=tied, basis=basis, native_value=_native_median(samples),
-                excluded=int(rows["excluded"].sum()),
+                tied=tied, basis=basis, native_value=native,
+                excluded=int(rows["excluded"].sum()), note=_ceiling_note(best_value, native),
             )
         )
     return verdicts
+
+
+def _ceiling_note(best_value: float, native: float) -> str:
+    """A warning when a Python model outran the native ceiling (something else was the limit)."""
+    if best_value == best_value and native == native and best_value > native * (1 + 0.05):
+        return ("faster than the native ceiling: the load generator or a busy machine, not the "
+                "servers, probably set these figures")
+    return ""
 
 
 def _median(values: list[float] | None) -> float:
@@ -577,7 +587,7 @@ def sweep_verdicts(
                 best=best, best_value=_median(samples.get(best)),
                 runner_up=runner, runner_up_value=_median(samples.get(runner)),
                 tied=tied, basis=basis, native_value=_native_median(samples),
-                excluded=sweep.excluded, note=note,
+                excluded=sweep.excluded, note=note, best_is_floor=best in floors,
             )
         )
     return verdicts

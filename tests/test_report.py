@@ -90,7 +90,7 @@ def write_run(folder: Path, records: list[dict[str, Any]], spec: dict[str, Any])
     (folder / "trials").mkdir(parents=True)
     meta = {
         "run_id": "synthetic", "scenario": "synthetic", "scenario_spec": spec,
-        "environment": {"python": "CPython 3.11.7", "gil": True, "cores": 2,
+        "environment": {"python": "CPython 3.11.7", "gil": True, "cpu_count": 2,
                         "packages": {"psutil": "5.9", "pandas": "2.2"}},
         "started_at": "2024-01-01T00:00:00Z", "finished_at": "2024-01-01T00:10:00Z",
         "status": "complete", "plan": [r["trial_id"] for r in records],
@@ -335,16 +335,18 @@ def test_percentile_curve_walks_to_the_maximum() -> None:
 
 def test_partial_run_renders_what_it_has(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     records = [make_trial("echo64-c16-closed", "echo", m, 0, 16, t)
-               for m, t in (("epoll", 5000), ("asyncio", 2000))]
+               for m, t in (("epoll", 5000), ("asyncio", 2000), ("native", 3000))]
     folder = write_run(tmp_path / "run", records, {"name": "quick"})
     meta = json.loads((folder / "run.json").read_text())
     meta.update(status="interrupted", plan=meta["plan"] + ["echo64-c1-closed--epoll--r0"])
+    meta["environment"].update(load_average_before=[3.5, 2.0, 1.0], load_average_after=[4.0])
     (folder / "run.json").write_text(json.dumps(meta))
     assert report.main([str(folder)]) == 0
-    out = capsys.readouterr().out
-    assert "epoll" in out and "report.html" in out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "epoll" in out and "report.html" in out and "machine was busy" in out
     text = (folder / "report.md").read_text()
-    assert "2 trial records of 3 planned" in text and "incomplete" in text
+    assert "3 trial records of 4 planned" in text and "incomplete" in text
+    assert "faster than the native ceiling" in text and "machine was busy" in text
     assert (folder / "charts" / "throughput_vs_connections.png").exists()
     assert not (folder / "charts" / "latency_vs_load.png").exists()
 
