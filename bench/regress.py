@@ -69,10 +69,16 @@ class Profile:
 ECHO = Case("echo64-c16", "echo:64", 16)
 WORK = Case("work2k-c16", "work:2000", 16)
 
+# Sample length, measured with ``python -m bench.regress_calibrate`` on the 2-core machine while
+# other jobs loaded it (load average 4-11): the robust CV of server CPU per request was 10-13 %
+# for 0.5 s samples, 3-6 % for 1 s, 3-8 % for 2 s and 1.5-3 % for 4 s; throughput's CV was
+# 10-40 % at every length (it follows the neighbours' load, not the code). Each sample also
+# costs about 1.5-2 s of server and swarm start-up, so 1 s samples (+0.3 s warm-up) buy the
+# most precision per minute; six per side give a one-sided Mann-Whitney p as low as 0.001.
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", ("threaded", "epoll", "asyncio"), (ECHO,), samples=8,
+    "quick": Profile("quick", ("threaded", "epoll", "asyncio"), (ECHO,), samples=6,
                      duration_s=1.0, warmup_s=0.3),
-    "default": Profile("default", None, (ECHO, WORK), samples=10, duration_s=2.0, warmup_s=0.5),
+    "default": Profile("default", None, (ECHO, WORK), samples=6, duration_s=1.0, warmup_s=0.3),
 }
 
 
@@ -496,10 +502,15 @@ def measure_all(settings: Settings, verdict: Verdict, base_root: Path,
     sources = {"base": ServerSource("base", base_root, verdict.base_sha or ""),
                "head": ServerSource("head", settings.repo, "working tree")}
     sampler = make_sampler()
-    for case in profile.cases:
-        for model in plan.models:
-            verdict.results.append(check_model(sampler, sources, model, case, profile,
-                                               settings, progress))
+    try:
+        for case in profile.cases:
+            for model in plan.models:
+                verdict.results.append(check_model(sampler, sources, model, case, profile,
+                                                   settings, progress))
+    finally:
+        close = getattr(sampler, "close", None)
+        if close is not None:
+            close()
     verdict.results += [ModelResult(m, "-", "skipped", why) for m, why in plan.skipped.items()]
     verdict.exit_status, verdict.verdict = overall(verdict.results)
 
@@ -588,6 +599,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", help="comma-separated models (default: the profile's)")
     parser.add_argument("--samples", type=int, help="samples per side and pass")
     parser.add_argument("--duration", type=float, help="measured seconds per sample")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per sample (excluded)")
     parser.add_argument("--threshold", type=float, default=rs.DEFAULT_THRESHOLD,
                         help="slowdown that counts, as a fraction (default 0.15)")
     parser.add_argument("--alpha", type=float, default=rs.DEFAULT_ALPHA,
@@ -603,6 +615,8 @@ def settings_from(options: argparse.Namespace) -> Settings:
         profile = replace(profile, samples=options.samples)
     if options.duration:
         profile = replace(profile, duration_s=options.duration)
+    if options.warmup is not None:
+        profile = replace(profile, warmup_s=options.warmup)
     models = [m for m in options.models.split(",") if m] if options.models else None
     return Settings(base=options.base, profile=profile, models=models,
                     threshold=options.threshold, alpha=options.alpha,

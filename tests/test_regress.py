@@ -351,3 +351,27 @@ def test_machine_key_is_a_safe_file_name() -> None:
     key = baseline.machine_key(baseline.fingerprint())
     assert re.fullmatch(r"[a-z0-9.-]+", key)
     assert key == baseline.machine_key(baseline.fingerprint())
+
+
+# --------------------------------------------------------------------------- real servers
+
+
+@pytest.mark.slow
+def test_a_a_with_real_servers_passes(tmp_path: Path) -> None:
+    """Base HEAD against the working tree, real servers and swarm, minimal samples: exit 0,
+    figures from both sides, and the base worktree gone afterwards."""
+    verdict_path = tmp_path / "verdict.json"
+    done = subprocess.run([sys.executable, "-m", "bench.regress", "--base", "HEAD", "--models",
+                           "epoll", "--profile", "quick", "--samples", "3", "--duration", "0.3",
+                           "--warmup", "0.1",
+                           "--json", str(verdict_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=100, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    verdict = json.loads(verdict_path.read_text())
+    [result] = verdict["results"]
+    samples = result["passes"][0]["samples"]
+    assert [s["side"] for s in samples] == regress.schedule(3)
+    assert all(s["ok"] and s["throughput_rps"] > 0 and s["cpu_us_per_request"] > 0
+               for s in samples)
+    assert "| epoll | echo64-c16 |" in done.stdout
+    assert "concbench-base-" not in git(ROOT, "worktree", "list")

@@ -1,0 +1,94 @@
+"""The regression check's real sampler: one runner trial per sample (bench/runner.py).
+
+Each sample is a fresh server (``python -m servers MODEL`` with cwd and PYTHONPATH = the side's
+tree) on the server CPU of the runner's ``split`` placement, loaded by the head's swarm on the
+other CPUs for a fixed duration after a warm-up; the trial record's derived throughput and
+server CPU per request (over the swarm's measured window) become the sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.environment import Placement, resolve_placement
+from bench.regress import Case, Profile, Sample, ServerSource
+from bench.runner import TrialContext, run_trial
+from bench.scenario import TrialSpec
+
+SWARM_TIMEOUT_S = 5.0
+# models that serve one client at a time: more connections would only queue (and time out)
+ONE_CLIENT_MODELS = {"iterative"}
+
+
+def trial_spec(model: str, case: Case, profile: Profile, index: int, side: str,
+               placement: Placement) -> TrialSpec:
+    """The runner's description of one sample."""
+    connections = 1 if model in ONE_CLIENT_MODELS else case.connections
+    return TrialSpec(
+        trial_id=f"{case.name}--{model}--{side}--s{index}", case=case.name, group="regress",
+        model=model, server_model=model, model_args=(), interpreter=sys.executable,
+        repeat=index, connections=connections, mix=case.mix, payload_bytes=None, mode="closed",
+        pipeline=1, rate=None, offered_fraction=None, base_case=None,
+        duration_s=profile.duration_s, warmup_s=profile.warmup_s, timeout_s=SWARM_TIMEOUT_S,
+        workers=profile.workers, slo_p99_ms=0.0, placement=placement.name)
+
+
+def sample_from(record: dict[str, Any], source: ServerSource, model: str, case: Case,
+                index: int) -> Sample:
+    """A trial record reduced to the figures the check compares."""
+    derived = record.get("derived") or {}
+    ok = record.get("status") == "ok" and bool(derived.get("throughput_rps"))
+    failure = record.get("failure")
+    if record.get("status") == "ok" and not ok:
+        failure = "no throughput in the measured window"
+    if failure and record.get("stderr_tail"):
+        failure += f" (server stderr: {record['stderr_tail'].strip()[-200:]})"
+    return Sample(side=source.side, model=model, case=case.name, index=index, ok=ok,
+                  throughput_rps=derived.get("throughput_rps"),
+                  cpu_us_per_request=derived.get("cpu_us_per_request"),
+                  client_saturated=bool(derived.get("client_saturated")), failure=failure,
+                  wall_s=float(record.get("wall_s") or 0.0))
+
+
+class TrialSampler:
+    """Runs each sample as a runner trial under the split placement; logs in a temp folder."""
+
+    def __init__(self, placement: str = "split") -> None:
+        self.placement = resolve_placement(placement)
+        self.work_dir = Path(tempfile.mkdtemp(prefix="concbench-regress-"))
+
+    def __call__(self, source: ServerSource, model: str, case: Case, profile: Profile,
+                 index: int) -> Sample:
+        context = TrialContext(placement=self.placement, work_dir=self.work_dir,
+                               run_id="regress", server_root=source.root)
+        spec = trial_spec(model, case, profile, index, source.side, self.placement)
+        with self._off_the_server_cpu():
+            record = run_trial(spec, context)
+        for log in self.work_dir.glob(f"{spec.trial_id}.*"):
+            log.unlink(missing_ok=True)
+        return sample_from(record, source, model, case, index)
+
+    @contextlib.contextmanager
+    def _off_the_server_cpu(self) -> Iterator[None]:
+        """Keep this process (the psutil sampler thread) on the swarm's CPUs meanwhile."""
+        swarm, server = self.placement.swarm_cpus, self.placement.server_cpus
+        before = os.sched_getaffinity(0)
+        pin = swarm is not None and server is not None and set(swarm) != set(server)
+        if pin:
+            os.sched_setaffinity(0, set(swarm))
+        try:
+            yield
+        finally:
+            if pin:
+                os.sched_setaffinity(0, before)
+
+    def close(self) -> None:
+        """Remove the log folder."""
+        shutil.rmtree(self.work_dir, ignore_errors=True)
