@@ -315,6 +315,8 @@ def environment_placements() -> tuple[str, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:  # all their options are theirs (REMAINDER drops --flags)
+        return int(importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0)
     options = parser().parse_args(argv)
     console = Console()
     if options.command == "run":
