@@ -42,7 +42,7 @@ freethreaded:
 BASE ?= HEAD~1
 PROFILE ?= quick
 regress: $(STAMP)
-	$(PY) -m bench.regress --base $(BASE) --profile $(PROFILE)
+	$(PY) -m bench regress --base $(BASE) --profile $(PROFILE)
 
 # pytest-benchmark trend history in .benchmarks/; BENCH_ARGS=--benchmark-compare compares
 bench-pytest: $(STAMP)
