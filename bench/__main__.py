@@ -146,7 +146,7 @@ def _servers_option(value: str | None, loaded: Scenario) -> list[str] | None:
     known = scenario.known_labels(loaded, list(MODELS))
     unknown = [name for name in names if name not in known]
     if unknown or not names:
-        raise CannotRun(f"unknown server(s) {', '.join(unknown) or value!r}; "
+        raise CannotRun(f"unknown server(s) {', '.join(unknown) or repr(value)}; "
                         f"known: {', '.join(known)}")
     return names
 
@@ -181,40 +181,58 @@ def _tuple(cpus: list[int] | None) -> tuple[int, ...] | None:
 
 
 def cmd_run(options: argparse.Namespace, console: Console) -> int:
-    try:
-        if options.resume:
-            store, loaded, trials, placement = prepare_resume(options.resume, console)
-        else:
-            store, loaded, trials, placement = prepare_new(options, console)
-    except (CannotRun, ScenarioError) as error:
-        console.print(f"[red]bench run: {error}[/red]")
-        return EXIT_CANNOT_RUN
+    """Prepare (or reopen) the run, run it under Ctrl-C handling, finish it, report it."""
+    stop = threading.Event()
+    store: RunStore | None = None
+    with StopOnSignal(stop) as signals:
+        try:
+            if options.resume:
+                store, loaded, trials, placement = prepare_resume(options.resume, console)
+            else:
+                store, loaded, trials, placement = prepare_new(options, console)
+            status = _execute(options, console, store, loaded, trials, placement, stop)
+            if status == EXIT_INTERRUPTED:
+                signals.ignore_further()
+        except (CannotRun, ScenarioError) as error:
+            console.print(f"[red]bench run: {error}[/red]", soft_wrap=True)
+            return EXIT_CANNOT_RUN
+        except KeyboardInterrupt:  # a second Ctrl-C outside a trial: stop now
+            signals.ignore_further()
+            procs.kill_all()
+            if store is not None and store.run_json.exists():
+                finish_run(store, "interrupted")
+            console.print("[yellow]interrupted[/yellow]")
+            return EXIT_INTERRUPTED
+    if status != EXIT_OK or options.no_report:
+        return status
+    return EXIT_OK if render(store.run_dir, console) == 0 else EXIT_REPORT_FAILED
+
+
+def _execute(options: argparse.Namespace, console: Console, store: RunStore, loaded: Scenario,
+             trials: list[TrialSpec], placement: Placement, stop: threading.Event) -> int:
     models = list(dict.fromkeys(t.model for t in trials))
     console.print(f"[bold]{loaded.name}[/bold]: {len(trials)} trials, "
                   f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
                   f"(server CPUs {_cpus(placement.server_cpus)}, swarm CPUs "
                   f"{_cpus(placement.swarm_cpus)}), about "
-                  f"{scenario.estimate_s(trials) / 60:.1f} min; run folder {store.run_dir}")
-    stop = threading.Event()
+                  f"{scenario.estimate_s(trials) / 60:.1f} min; run folder {store.run_dir}",
+                  soft_wrap=True)
     context = TrialContext(placement=placement, work_dir=store.logs_dir, run_id=store.run_id,
                            swarm_command=options.swarm_command or default_swarm_command(),
                            stop=stop)
     procs.become_subreaper()
-    with StopOnSignal(stop):
-        result = Runner(store, trials, context, console, kill_strays=True).run()
-        procs.kill_all()
-        finish_run(store, result.status)
+    result = Runner(store, trials, context, console, kill_strays=True).run()
+    procs.kill_all()
+    finish_run(store, result.status)
     console.print(summary_table(result.records, [t.trial_id for t in trials]))
     failed = sum(1 for r in result.records.values() if r.get("status") != "ok")
     console.print(f"{len(result.records)} of {len(trials)} trials recorded ({failed} failed) "
-                  f"in {store.run_dir}")
+                  f"in {store.run_dir}", soft_wrap=True)
     if result.status == "interrupted":
         console.print(f"[yellow]interrupted: finished trials are kept; complete the run with "
-                      f"python -m bench run --resume {store.run_dir}[/yellow]")
+                      f"python -m bench run --resume {store.run_dir}[/yellow]", soft_wrap=True)
         return EXIT_INTERRUPTED
-    if options.no_report:
-        return EXIT_OK
-    return EXIT_OK if render(store.run_dir, console) == 0 else EXIT_REPORT_FAILED
+    return EXIT_OK
 
 
 def _cpus(cpus: tuple[int, ...] | None) -> str:
@@ -314,6 +332,15 @@ def environment_placements() -> tuple[str, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI; Ctrl-C anywhere ends it with status 130 and no child left running."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        procs.kill_all()
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:  # all their options are theirs (REMAINDER drops --flags)
         return int(importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0)

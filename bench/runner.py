@@ -689,6 +689,11 @@ class StopOnSignal:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
+    def ignore_further(self) -> None:
+        """On leaving, ignore these signals instead of restoring the old handlers (the process
+        is on its way out: a late Ctrl-C must not turn a clean exit into a traceback)."""
+        self._previous = {sig: signal.SIG_IGN for sig in self._previous}
+
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
