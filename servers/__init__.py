@@ -8,7 +8,12 @@ A model module defines:
 - optionally ``add_arguments(parser)`` for model options, ``check(options)`` that raises
   ``SystemExit`` with a message for an impossible setting, ``unavailable()`` returning why
   the model cannot run here (or None), and ``listener_options(options)`` returning keyword
-  arguments for ``servers._base.make_listener``.
+  arguments for ``servers._base.make_listener``;
+- optionally ``CONFORMANCE_XFAIL: dict[str, str]``: conformance test name (a function in
+  tests/test_conformance.py) -> why this model cannot meet that rule, e.g. ``iterative``
+  serves one client at a time. tests/conftest.py marks those tests ``xfail(strict=True)``
+  for the model, so a model that starts passing one is noticed; a name that is not a test
+  fails ``test_xfail_declarations_name_real_tests``.
 
 Adding a model is one module plus one line in ``MODELS``.
 """
