@@ -16,8 +16,13 @@ now time-sliced between the workers and the loop. What it buys is fairness: the 
 the GIL back at least every switch interval (``sys.getswitchinterval()``, 5 ms by default),
 so a long WORK adds milliseconds to everyone else's ECHO rather than its whole duration.
 The price is a hand-off per WORK (queue, thread wake-up, eventfd, GIL handovers) and ECHO
-latency that now includes waits for the GIL. On a free-threaded build the workers truly run
-in parallel with each other and with the loop.
+latency that now includes waits for the GIL: each send, recv and poll of the loop releases
+the GIL, and while a worker computes, getting it back can take a whole switch interval (the
+convoy effect). Every extra worker is one more contender for the GIL the loop needs, so under
+the GIL the default is one worker (measured on this shared 2-core machine, 50 connections,
+1% WORK of 100,000 iterations: ECHO p50 0.1-0.4 ms with one worker, 5-7 ms with two, for
+the same throughput). On a free-threaded build the workers truly run in parallel with each
+other and with the loop, and the default is one per CPU.
 
 The workers are daemon threads, not a ``concurrent.futures`` executor, whose threads the
 interpreter joins at exit: one 10,000,000-iteration WORK in progress would otherwise hold a
@@ -32,6 +37,7 @@ import contextlib
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 
@@ -40,16 +46,23 @@ from servers import epoll
 from servers._eventloop import Connection, EventLoop
 
 DESCRIPTION = "epoll I/O loop + --threads worker pool for WORK (half-sync/half-async)"
-DEFAULT_OFFLOAD_FROM = 1000  # iterations: about 70 us of Python here, well above a hand-off
+# iterations: about 70 us of Python here; a hand-off adds 20-50 us to a round trip (measured)
+DEFAULT_OFFLOAD_FROM = 1000
 MAX_THREADS = 1024
 JOIN_BUDGET = 0.2  # seconds shutdown waits for idle workers to leave
 
 
+def default_threads() -> int:
+    """One worker under the GIL (more only contend with the loop); else one per CPU."""
+    gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()  # Python 3.13+
+    return 1 if gil_enabled else len(os.sched_getaffinity(0))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     epoll.add_arguments(parser)
-    cpus = len(os.sched_getaffinity(0))
-    parser.add_argument("--threads", type=int, default=cpus, metavar="N",
-                        help=f"worker threads for WORK (default: the CPUs available, {cpus})")
+    parser.add_argument("--threads", type=int, default=default_threads(), metavar="N",
+                        help="worker threads for WORK (default: 1 under the GIL, else one "
+                             f"per CPU; here {default_threads()})")
     parser.add_argument("--offload-from", type=int, default=DEFAULT_OFFLOAD_FROM, metavar="N",
                         help="hand WORK of at least N iterations to the workers; smaller WORK "
                              f"runs on the loop (default {DEFAULT_OFFLOAD_FROM}; 0: all WORK)")
