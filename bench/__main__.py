@@ -255,13 +255,20 @@ def _report_module(console: Console) -> Any | None:
 
 def render(run_dir: Path, console: Console, extra: Sequence[str] = ()) -> int:
     """Render RUN_DIR's report through bench.report; 0 when written."""
+    return cmd_report([str(run_dir), *extra], console)
+
+
+def cmd_report(args: Sequence[str], console: Console) -> int:
+    """``python -m bench report RUN_DIR [options]``: bench.report's CLI."""
     module = _report_module(console)
     if module is None:
         return EXIT_CANNOT_RUN
     if hasattr(module, "main"):
-        return int(module.main([str(run_dir), *extra]) or 0)
-    path = module.render_report(run_dir)
-    console.print(f"report: {path}")
+        return int(module.main(list(args)) or 0)
+    if len(args) != 1 or args[0].startswith("-"):
+        console.print("usage: python -m bench report RUN_DIR")
+        return EXIT_CANNOT_RUN
+    console.print(f"report: {module.render_report(Path(args[0]))}")
     return EXIT_OK
 
 
@@ -289,7 +296,8 @@ def cmd_list(console: Console) -> int:
                                             [(sys.executable, None)])
         trials = scenario.plan(loaded, labels)
         console.print(f"  {name:10} {len(trials):4} trials, about "
-                      f"{scenario.estimate_s(trials) / 60:4.1f} min here: {loaded.description}")
+                      f"{scenario.estimate_s(trials) / 60:4.1f} min here: {loaded.description}",
+                      soft_wrap=True)
     return EXIT_OK
 
 
@@ -344,21 +352,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:  # all their options are theirs (REMAINDER drops --flags)
         return int(importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0)
-    options = parser().parse_args(argv)
     console = Console()
+    if argv and argv[0] == "report":  # every option is the report's own
+        return cmd_report(argv[1:], console)
+    options = parser().parse_args(argv)
     if options.command == "run":
         if options.repeat is not None and options.repeat < 1:
             console.print("[red]--repeat must be at least 1[/red]")
             return EXIT_CANNOT_RUN
         return cmd_run(options, console)
-    if options.command == "report":
-        if not options.args or options.args[0] in ("-h", "--help") and len(options.args) == 1:
-            module = _report_module(console)
-            if module is not None and hasattr(module, "main"):
-                return int(module.main(options.args) or 0)
-            console.print("usage: python -m bench report RUN_DIR")
-            return EXIT_CANNOT_RUN
-        return render(Path(options.args[0]), console, options.args[1:])
     if options.command == "list":
         return cmd_list(console)
     module = importlib.import_module(DELEGATED[options.command])
