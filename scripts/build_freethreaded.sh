@@ -98,10 +98,16 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
 }
 
+# apt-get update; on failure, print apt's own error lines and return non-zero.
 apt_update() {
     say "apt-get update"
-    apt-get update >>"$LOG" 2>&1 \
-        || die "apt-get update failed: is the Debian mirror reachable? (see $LOG)"
+    local out status=0
+    out="$(apt-get update 2>&1)" || status=$?
+    printf '%s\n' "$out" >>"$LOG"
+    if ((status)) || grep -q '^E:' <<<"$out"; then
+        grep -E '^(E|W):' <<<"$out" | tail -n 3 >&2 || true
+        return 1
+    fi
 }
 
 find_source_package() {
@@ -110,12 +116,18 @@ find_source_package() {
     local suite
     for suite in $SUITES; do
         grep -qs "^Suites: $suite\$" "$SRC_LIST" || add_deb_src "$suite"
-        apt_update
-        has_source_record && return 0
-        say "suite '$suite' has no python3.13 source"
+        if apt_update && has_source_record; then
+            return 0
+        fi
+        # never leave apt with an entry that does not work: other tools run apt-get update too
+        say "no python3.13 source from suite '$suite' (mirror unreachable or no such package);" \
+            "removing $SRC_LIST"
+        rm -f "$SRC_LIST"
+        apt_update >/dev/null 2>&1 || true
     done
-    die "no apt source carries python3.13 (tried: $SUITES; this system is" \
-        "$(. /etc/os-release && echo "$PRETTY_NAME")). Set FT_SUITES to a suite that has it."
+    die "could not get python3.13's source package from Debian (tried suites: $SUITES; this" \
+        "system is $(. /etc/os-release && echo "$PRETTY_NAME"), which has no python3.13 of its" \
+        "own). Check that the Debian mirror is reachable, or set FT_SUITES to a suite that has it."
 }
 
 # Download the source package (checksums checked by apt) and unpack its upstream tarball.
