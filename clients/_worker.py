@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import random
 import resource
@@ -107,22 +108,20 @@ class WorkerPlan:
 class Conn:
     """One client connection and what it has in flight."""
 
-    __slots__ = ("sock", "fd", "number", "recv_into", "send", "times", "scheds", "kinds",
-                 "partial", "out", "clean", "count", "base", "final", "connected",
-                 "started_ns", "dead", "sequence", "position")
+    __slots__ = ("sock", "fd", "number", "recv_into", "times", "scheds", "kinds", "partial",
+                 "out", "count", "base", "final", "connected", "started_ns", "dead",
+                 "sequence", "position")
 
     def __init__(self, sock: socket.socket, number: int, sequence: list[int], now: int) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.number = number
         self.recv_into = sock.recv_into
-        self.send = sock.send
         self.times: deque[int] = deque()  # when each request in flight was sent
         self.scheds: deque[int] = deque()  # open loop: when each was scheduled
         self.kinds: deque[int] = deque()  # mixed workloads: the kind of each
         self.partial = bytearray()  # the start of a reply not yet complete
         self.out = bytearray()  # request bytes the socket did not take yet
-        self.clean = False  # uniform workload, nothing partial, nothing unsent: fast path
         self.count = 0  # correct replies, all phases
         self.base = 0  # ``count`` when the measured window started
         self.final: int | None = None  # ``count`` when it ended
@@ -152,6 +151,9 @@ class Worker:
         self.progress = progress  # called with (interval index, replies, errors) per interval
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
+        # by file descriptor: the connections the fast path may serve (uniform workload,
+        # connected, nothing partial, nothing unsent), None for every other descriptor
+        self.fast: list[Conn | None] = []
         self.all_conns: list[Conn] = []
         self.buf = bytearray(RECV_SIZE)
         self.view = memoryview(self.buf)
@@ -203,19 +205,25 @@ class Worker:
 
     def run(self) -> dict[str, Any]:
         """Drive the load until the timeline ends, every connection is gone or a stop."""
+        gc.collect()
+        gc.freeze()  # the hot loop makes no reference cycles: no collector passes during it
+        gc.disable()
         try:
             if self.open:
                 self._loop_open()
             else:
                 self._loop_closed()
         finally:
+            gc.enable()
+            gc.unfreeze()
             self._close_all()
         return self._result()
 
     def _loop_closed(self) -> None:
         poll = self.ep.poll
         clock = time.monotonic_ns
-        conns = self.conns
+        write = os.write
+        fast = self.fast
         buf = self.buf
         startswith = buf.startswith
         lat_append = self.lat.append
@@ -236,40 +244,38 @@ class Worker:
             events = poll(timeout if timeout > 0 else 0)
             now = clock()
             for fd, mask in events:
-                c = conns.get(fd)
-                if c is None:
+                c = fast[fd]
+                if c is None or mask != 1:  # 1: EPOLLIN alone
+                    event(fd, mask, now)
                     continue
-                if mask == IN and c.clean:
-                    try:
-                        n = c.recv_into(buf)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError as error:
-                        self._lose(c, _socket_error(error))
-                        continue
-                    if n == length and startswith(check):
-                        lat_append(now - c.times.popleft())
-                        c.count += 1
-                        if sending:
-                            c.times.append(now)
-                            try:
-                                sent = c.send(frame)
-                            except OSError as error:
-                                self._send_failed(c, frame, error)
-                                continue
-                            if sent != size:
-                                self._hold(c, frame, sent)
-                        continue
+                try:
+                    n = c.recv_into(buf)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as error:
+                    self._lose(c, _socket_error(error))
+                    continue
+                if n != length or not startswith(check):
                     received(c, n, now)
-                else:
-                    event(c, mask, now)
+                    continue
+                lat_append(now - c.times.popleft())
+                c.count += 1
+                if sending:
+                    c.times.append(now)
+                    try:
+                        sent = write(fd, frame)
+                    except OSError as error:
+                        self._send_failed(c, frame, error)
+                        continue
+                    if sent != size:
+                        self._hold(c, frame, sent)
 
     def _loop_open(self) -> None:
         poll = self.ep.poll
         epoll_fd = self.ep.fileno()
         wait = select.select
         clock = time.monotonic_ns
-        conns = self.conns
+        fast = self.fast
         free = self.free
         buf = self.buf
         startswith = buf.startswith
@@ -298,26 +304,24 @@ class Worker:
                 events = poll(timeout if timeout > 0 else 0)
             now = clock()
             for fd, mask in events:
-                c = conns.get(fd)
-                if c is None:
+                c = fast[fd]
+                if c is None or mask != 1:
+                    event(fd, mask, now)
                     continue
-                if mask == IN and c.clean:
-                    try:
-                        n = c.recv_into(buf)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError as error:
-                        self._lose(c, _socket_error(error))
-                        continue
-                    if n == length and startswith(check):
-                        lat_append(now - c.scheds.popleft())
-                        lat_u_append(now - c.times.popleft())
-                        c.count += 1
-                        free_append(c)
-                        continue
+                try:
+                    n = c.recv_into(buf)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as error:
+                    self._lose(c, _socket_error(error))
+                    continue
+                if n != length or not startswith(check):
                     received(c, n, now)
-                else:
-                    event(c, mask, now)
+                    continue
+                lat_append(now - c.scheds.popleft())
+                lat_u_append(now - c.times.popleft())
+                c.count += 1
+                free_append(c)
             if self.sched_next <= now and free:
                 send_due(now)
 
@@ -410,7 +414,7 @@ class Worker:
             del data[:pos]
         elif pos < avail:
             c.partial = bytearray(self.view[pos:avail])
-        c.clean = self.uniform and not c.partial and not c.out
+        self._update_fast(c)
         if done:
             self._refill(c, done, now)
 
@@ -465,7 +469,7 @@ class Worker:
             c.out += data
             return
         try:
-            sent = c.send(data)
+            sent = os.write(c.fd, data)
         except OSError as error:
             self._send_failed(c, data, error)
             return
@@ -481,12 +485,17 @@ class Worker:
     def _hold(self, c: Conn, data: bytes, sent: int) -> None:
         """The socket took only ``sent`` bytes: keep the rest and wait for writability."""
         c.out += memoryview(data)[sent:]
-        c.clean = False
+        self.fast[c.fd] = None
         self.ep.modify(c.fd, IN | OUT)
+
+    def _update_fast(self, c: Conn) -> None:
+        """Let the fast path serve ``c`` only while nothing about it is unusual."""
+        ok = self.uniform and c.connected and not c.dead and not c.partial and not c.out
+        self.fast[c.fd] = c if ok else None
 
     def _flush(self, c: Conn) -> None:
         try:
-            sent = c.send(c.out)
+            sent = os.write(c.fd, c.out)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as error:
@@ -495,10 +504,13 @@ class Worker:
         del c.out[:sent]
         if not c.out:
             self.ep.modify(c.fd, IN)
-            c.clean = self.uniform and not c.partial
+            self._update_fast(c)
 
-    def _event(self, c: Conn, mask: int, now: int) -> None:
+    def _event(self, fd: int, mask: int, now: int) -> None:
         """Anything but plain readability on a fast-path connection."""
+        c = self.conns.get(fd)
+        if c is None:
+            return
         if not c.connected:
             self._connect_event(c, now)
             return
@@ -544,6 +556,8 @@ class Worker:
         sequence = kind_sequence(list(plan.weights), plan.seed * 1_000_003 + number)
         c = Conn(sock, number, sequence, now)
         self.conns[c.fd] = c
+        if c.fd >= len(self.fast):
+            self.fast.extend([None] * (c.fd + 1 - len(self.fast)))
         self.live += 1
         self.ep.register(c.fd, OUT)
         if code == 0:
@@ -558,7 +572,7 @@ class Worker:
 
     def _established(self, c: Conn, now: int) -> None:
         c.connected = True
-        c.clean = self.uniform
+        self._update_fast(c)
         self.connect_ns.append(now - c.started_ns)
         self.established += 1
         self.all_conns.append(c)
@@ -579,6 +593,7 @@ class Worker:
         if self.phase != "warmup" and c.final is None:
             c.final = c.count
         del self.conns[c.fd]
+        self.fast[c.fd] = None
         self.live -= 1
         with contextlib.suppress(OSError):
             self.ep.unregister(c.fd)
@@ -798,3 +813,4 @@ def worker_main(plan: WorkerPlan, pipe: Any) -> None:
     finally:
         with contextlib.suppress(OSError):
             pipe.close()
+    os._exit(0)  # nothing is buffered; skip the interpreter's slow teardown (numpy and all)

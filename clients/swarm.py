@@ -219,7 +219,9 @@ class _Run:
                     try:
                         message = self.pipes[i].recv()
                     except (EOFError, OSError):
-                        message = ("error", i, "worker exited while starting")
+                        message = ("error", i, "it exited while starting (run_swarm spawns its "
+                                   "workers: a script calling it needs the "
+                                   "`if __name__ == '__main__':` guard)")
                     if message[0] != "ready":
                         raise SwarmError(f"worker {i} failed to start: {message[-1]}")
                     waiting.discard(i)
