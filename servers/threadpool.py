@@ -27,7 +27,7 @@ JOIN_BUDGET = 0.5  # seconds shutdown waits for workers to finish before leaving
 _POOL = (f"--threads {DEFAULT_THREADS}: connections past the pool wait unanswered until a "
          "served client leaves")
 # conformance test name -> why the rule cannot hold at the default pool size (strict xfail);
-# tests/test_models_extra.py runs these tests again with a pool large enough, where they pass
+# tests/test_models_extra.py shows a pool as large as the load serving it all at once
 CONFORMANCE_XFAIL: dict[str, str] = {
     "test_200_concurrent_clients": f"{_POOL}; the test holds 200 open at once",
 }
