@@ -334,7 +334,7 @@ def _gap(v: Verdict) -> str:
 
 def _outcome(v: Verdict) -> str:
     if v.outcome == "none":
-        return "no valid trial"
+        return "no verdict"
     if v.outcome == "tie":
         return "tie: " + ", ".join([v.best or "", *v.tied])
     return f"{v.best} wins" if v.runner_up else f"{v.best} (alone)"

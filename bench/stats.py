@@ -576,6 +576,9 @@ def sweep_verdicts(
     for sweep in sweeps:
         samples = {k: v for k, v in sweep.within_slo.items() if v}
         best, runner, tied, basis = decide(samples, margin)
+        if best is not None and _median(samples[best]) <= 0:
+            best, runner, tied = None, None, []
+            basis = "no model met the SLO at its lowest offered rate with a valid measurement"
         floors = [v for v, top in sweep.ceiling_not_found.items() if top and not is_native(v)]
         note = (
             f"{', '.join(floors)} met the SLO at every offered rate: the figure is a floor"

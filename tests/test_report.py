@@ -354,3 +354,22 @@ def test_partial_run_renders_what_it_has(tmp_path: Path, capsys: pytest.CaptureF
 def test_cli_rejects_a_folder_without_run_json(tmp_path: Path) -> None:
     assert report.main([str(tmp_path)]) == 2
     assert report.main([str(tmp_path / "missing")]) == 2
+
+
+def test_sweep_walk_stops_at_slo_misses_and_flagged_points(tmp_path: Path) -> None:
+    records = []
+    for model, p50s, saturated_at in (("epoll", [1000, 1000, 1000], 0.9),
+                                      ("asyncio", [30000, 100, 100], None)):
+        for (fraction, p50) in zip((0.1, 0.5, 0.9), p50s, strict=True):
+            records.append(make_trial(
+                f"sweep-c16-open-r{round(fraction * 100)}pct", "sweep", model, 0, 16,
+                fraction * 1e4, p50_us=p50, mode="open", rate=fraction * 1e4,
+                fraction=fraction, saturated=fraction == saturated_at))
+    run = stats.load_run(write_run(tmp_path / "run", records, SPEC))
+    (sweep,) = stats.sweep_results(run)
+    assert sweep.within_slo == {"epoll": [5000.0], "asyncio": [0.0]}
+    assert sweep.ceiling_not_found == {"epoll": False, "asyncio": False}
+    (verdict,) = stats.sweep_verdicts([sweep])
+    assert (verdict.best, verdict.best_value, verdict.outcome) == ("epoll", 5000.0, "clear")
+    (nobody,) = stats.sweep_results(run, slo_override_us=10.0)
+    assert stats.sweep_verdicts([nobody])[0].outcome == "none"
