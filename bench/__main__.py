@@ -225,8 +225,11 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
     procs.kill_all()
     finish_run(store, result.status)
     console.print(summary_table(result.records, [t.trial_id for t in trials]))
-    failed = sum(1 for r in result.records.values() if r.get("status") != "ok")
-    console.print(f"{len(result.records)} of {len(trials)} trials recorded ({failed} failed) "
+    failed = [r for r in result.records.values() if r.get("status") != "ok"]
+    for record in failed:
+        console.print(f"[red]failed[/red] {record['trial_id']}: {record.get('failure')}",
+                      soft_wrap=True, highlight=False)
+    console.print(f"{len(result.records)} of {len(trials)} trials recorded ({len(failed)} failed) "
                   f"in {store.run_dir}", soft_wrap=True)
     if result.status == "interrupted":
         console.print(f"[yellow]interrupted: finished trials are kept; complete the run with "
@@ -352,7 +355,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:  # all their options are theirs (REMAINDER drops --flags)
         return int(importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0)
-    console = Console()
+    # a terminal sets its own width; logs and pipes get one wide enough for the tables
+    console = Console(width=None if sys.stdout.isatty() else 150)
     if argv and argv[0] == "report":  # every option is the report's own
         return cmd_report(argv[1:], console)
     options = parser().parse_args(argv)

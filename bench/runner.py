@@ -262,7 +262,7 @@ def swarm_arguments(spec: TrialSpec, host: str, port: int, workers: int,
         if not spec.rate:
             raise TrialFailed("open-loop trial without a rate")
         args += ["--rate", f"{spec.rate:.1f}"]
-    return args
+    return [*args, *spec.swarm_args]
 
 
 def _wait_ready(server: subprocess.Popen[bytes], out_path: Path, timeout_s: float,
@@ -377,7 +377,8 @@ def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
         "connections": spec.connections, "mix": spec.mix, "payload_bytes": spec.payload_bytes,
         "mode": spec.mode, "pipeline": spec.pipeline, "rate": spec.rate,
         "offered_fraction": spec.offered_fraction, "base_case": spec.base_case,
-        "slo_p99_ms": spec.slo_p99_ms, "duration_s": spec.duration_s,
+        "slo_p99_ms": spec.slo_p99_ms, "swarm_args": list(spec.swarm_args),
+        "duration_s": spec.duration_s,
         "warmup_s": spec.warmup_s, "timeout_s": spec.timeout_s,
         "placement": context.placement.name,
         "server_cpus": _cpus(context.placement.server_cpus),
@@ -624,34 +625,38 @@ def summary_table(records: Mapping[str, Mapping[str, Any]], order: Sequence[str]
         record = records.get(trial_id)
         if record is not None:
             groups.setdefault((record["case"], record["model"]), []).append(record)
-    table = Table(title="Summary (median over repetitions)", show_lines=False)
-    for column, justify in (("case", "left"), ("model", "left"), ("req/s", "right"),
-                            ("p99", "right"), ("µs CPU/req", "right"), ("CPU", "right"),
-                            ("ok/n", "right"), ("flags", "left")):
-        table.add_column(column, justify=justify,  # type: ignore[arg-type]
-                         no_wrap=column != "flags")
+    rows = [_summary_row(case, model, group) for (case, model), group in groups.items()]
+    table = Table(title="Summary (median over repetitions)")
+    columns = ["case", "model", "req/s", "p99", "µs CPU/req", "CPU", "ok/n"]
+    if any(row[-1] for row in rows):
+        columns.append("flags")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("case", "model", "flags")
+                         else "right", no_wrap=column != "flags")
     last_case = None
-    for (case, model), group in groups.items():
-        ok = [r for r in group if r.get("status") == "ok"]
-        figures = {key: _median([(r.get("derived") or {}).get(key) for r in ok])
-                   for key in ("throughput_rps", "p99_us", "cpu_us_per_request",
-                               "server_cpu_percent")}
-        flags = []
-        if any((r.get("derived") or {}).get("errors") for r in ok):
-            flags.append("errors")
-        if any((r.get("derived") or {}).get("client_saturated") for r in ok):
-            flags.append("client saturated")
-        if len(ok) < len(group):
-            flags.append("failed: " + (group[-1].get("failure") or "")[:40])
-        table.add_row("" if case == last_case else case, model,
-                      _num(figures["throughput_rps"]), _ms(figures["p99_us"]),
-                      _num(figures["cpu_us_per_request"], 1),
-                      _num(figures["server_cpu_percent"]) + ("%" if figures[
-                          "server_cpu_percent"] is not None else ""),
-                      f"{len(ok)}/{len(group)}", ", ".join(flags),
-                      end_section=False)
-        last_case = case
+    for row in rows:
+        shown = ["" if row[0] == last_case else row[0], *row[1:]]
+        table.add_row(*shown[:len(columns)])
+        last_case = row[0]
     return table
+
+
+def _summary_row(case: str, model: str, group: list[Mapping[str, Any]]) -> list[str]:
+    ok = [r for r in group if r.get("status") == "ok"]
+    figures = {key: _median([(r.get("derived") or {}).get(key) for r in ok])
+               for key in ("throughput_rps", "p99_us", "cpu_us_per_request",
+                           "server_cpu_percent")}
+    flags = []
+    if any((r.get("derived") or {}).get("errors") for r in ok):
+        flags.append("errors")
+    if any((r.get("derived") or {}).get("client_saturated") for r in ok):
+        flags.append("client saturated")
+    if len(ok) < len(group):
+        flags.append("failed")
+    cpu = figures["server_cpu_percent"]
+    return [case, model, _num(figures["throughput_rps"]), _ms(figures["p99_us"]),
+            _num(figures["cpu_us_per_request"], 1), "" if cpu is None else f"{cpu:.0f}%",
+            f"{len(ok)}/{len(group)}", ", ".join(flags)]
 
 
 def _median(values: Sequence[Any]) -> float | None:

@@ -31,6 +31,7 @@ TRIAL_SETTINGS: dict[str, type | tuple[type, ...]] = {
     "timeout_s": (int, float),
     "workers": int,
     "slo_p99_ms": (int, float),
+    "swarm_args": list,
 }
 TOP_DEFAULTS: dict[str, Any] = {
     "description": "",
@@ -46,6 +47,7 @@ TOP_DEFAULTS: dict[str, Any] = {
     "timeout_s": 5.0,
     "workers": 0,
     "slo_p99_ms": 10.0,
+    "swarm_args": [],
     "model_args": {},
     "variants": {},
 }
@@ -77,6 +79,7 @@ class Case:
     workers: int
     slo_p99_ms: float
     servers: tuple[str, ...] = ()
+    swarm_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class TrialSpec:
     ready_timeout_s: float = 10.0
     stop_timeout_s: float = 3.0
     interpreter_tag: str | None = None
+    swarm_args: tuple[str, ...] = ()
 
     def with_rate(self, rate: float) -> TrialSpec:
         """This trial with its open-loop rate filled in (sweeps learn it during the run)."""
@@ -248,6 +252,7 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
     timeout = _positive(settings["timeout_s"], f"{where}: timeout_s")
     workers = _non_negative(settings["workers"], f"{where}: workers")
     slo = _positive(settings["slo_p99_ms"], f"{where}: slo_p99_ms")
+    swarm_args = tuple(_strings(settings["swarm_args"], f"{where}: swarm_args"))
     mixes = _as_list(group.get("mix", "echo:64"), str, f"{where}: mix")
     payloads: list[int | None] = list(_as_list(group.get("payload_bytes", []), int,
                                                f"{where}: payload_bytes")) or [None]
@@ -268,7 +273,7 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
         common = dict(group=gname, mix=mix, payload_bytes=payload or echo_payload(mix),
                       connections=conns, pipeline=pipeline, duration_s=float(duration),
                       warmup_s=float(warmup), timeout_s=float(timeout), workers=int(workers),
-                      slo_p99_ms=float(slo), servers=servers)
+                      slo_p99_ms=float(slo), servers=servers, swarm_args=swarm_args)
         if mode == "closed":
             cases.append(Case(name=f"{stem}-closed", mode="closed", rate=None, fraction=None,
                               base=None, **common))
@@ -443,7 +448,7 @@ def _trial(case: Case, spec: ModelSpec, repeat: int, scenario: Scenario) -> Tria
         base_case=case.base, duration_s=case.duration_s, warmup_s=case.warmup_s,
         timeout_s=case.timeout_s, workers=case.workers, slo_p99_ms=case.slo_p99_ms,
         placement=scenario.placement, ready_timeout_s=scenario.ready_timeout_s,
-        stop_timeout_s=scenario.stop_timeout_s)
+        stop_timeout_s=scenario.stop_timeout_s, swarm_args=case.swarm_args)
 
 
 def estimate_s(trials: Sequence[TrialSpec]) -> float:
@@ -532,6 +537,12 @@ def _interpreters(value: Any, where: str) -> Iterator[Any]:
         else:
             raise ScenarioError(f"{where}: interpreter {item!r} is not a path or "
                                 "{path = ..., name = ...}")
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ScenarioError(f"{where}: must be a list of strings")
+    return value
 
 
 def _model_args(value: Any, where: str) -> dict[str, tuple[str, ...]]:

@@ -31,7 +31,9 @@ from bench.runner import (
     derive,
     measured_window,
     run_trial,
+    server_command,
     summarize_server,
+    swarm_arguments,
     sweep_rate,
 )
 from bench.store import RunStore
@@ -496,3 +498,21 @@ def test_placement() -> None:
     assert resolve_placement("none", cpus=[0, 1]) == Placement("none", None, None)
     single = resolve_placement("split", cpus=[3])
     assert single.name == "same" and single.server_cpus == (3,) and single.note
+
+
+def test_swarm_and_server_command_lines() -> None:
+    loaded = scenario.from_dict({"name": "t", "swarm_args": ["--connect-rate", "500"], "group": [
+        {"name": "o", "mode": "open", "rates": [2000], "connections": 8, "pipeline": 2},
+        {"name": "c", "connections": 3, "swarm_args": []}]})
+    spec = scenario.ModelSpec("edge", "epoll", ("--trigger", "edge"), "/py")
+    opened, closed = scenario.plan(loaded, [spec])
+    args = swarm_arguments(opened, "127.0.0.1", 4242, 1, Path("/x.json"))
+    pairs = dict(zip(args[::2], args[1::2], strict=False))
+    assert pairs["--target"] == "127.0.0.1:4242" and pairs["--mode"] == "open"
+    assert pairs["--rate"] == "2000.0" and pairs["--connections"] == "8"
+    assert pairs["--pipeline"] == "2" and pairs["--json"] == "/x.json"
+    assert args[-2:] == ["--connect-rate", "500"]
+    assert "--rate" not in swarm_arguments(closed, "h", 1, 1, Path("/x"))
+    assert "--connect-rate" not in swarm_arguments(closed, "h", 1, 1, Path("/x"))
+    assert server_command(opened) == ["/py", "-m", "servers", "epoll", "--host", "127.0.0.1",
+                                      "--port", "0", "--trigger", "edge"]
