@@ -78,7 +78,13 @@ def print_summary(record: dict[str, Any], console: Console) -> None:
         console.print("errors: none")
     client = record["client"]
     cpu = ", ".join(f"{p:.0f}%" if p is not None else "-" for p in client["cpu_percent"])
-    console.print(f"client CPU per worker: {cpu}")
+    per_reply = client["cpu_us_per_reply"]
+    console.print(f"client CPU per worker: {cpu}"
+                  + (f" ({per_reply:.2f} µs of client CPU per reply)" if per_reply else ""))
+    lag = client.get("lag_us")
+    if lag and lag["mean"] is not None:
+        console.print(f"client send lateness (open loop): mean {lag['mean']:,.0f} µs, "
+                      f"max {lag['max']:,.0f} µs")
     if client["saturated"]:
         console.print(Panel("\n".join(client["reasons"]) + "\nThese figures describe the "
                             "client, not the server: add --workers or lower the load.",

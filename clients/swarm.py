@@ -380,17 +380,32 @@ def _intervals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-def _lag_grows(intervals: list[dict[str, Any]]) -> bool:
-    """Open loop: the client's own lateness is large, or grows over the window."""
+def _client_lag(intervals: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    """Open loop: how late the client itself sent requests it had a free connection for.
+
+    Returns the summary and, if the lateness shows the client cannot keep the schedule (mean
+    over LAG_SATURATED_US, or growing: the last half of the intervals more than twice the
+    first half plus half that threshold), the reason to call it saturated.
+    """
     lags = [item["client_lag_mean_us"] for item in intervals
             if item["client_lag_mean_us"] is not None]
+    maxima = [item["client_lag_max_us"] for item in intervals
+              if item["client_lag_max_us"] is not None]
     if not lags:
-        return False
+        return {"mean": None, "max": None, "first_half_mean": None, "last_half_mean": None}, None
     half = max(1, len(lags) // 2)
     first = sum(lags[:half]) / half
     last = sum(lags[-half:]) / half
-    return sum(lags) / len(lags) > LAG_SATURATED_US or (
-        len(lags) >= 2 and last > 2 * first + LAG_SATURATED_US / 2)
+    mean = sum(lags) / len(lags)
+    summary = {"mean": round(mean, 1), "max": max(maxima), "first_half_mean": round(first, 1),
+               "last_half_mean": round(last, 1)}
+    if mean > LAG_SATURATED_US:
+        return summary, (f"open loop: requests leave {mean:,.0f} µs late on average (over "
+                         f"{LAG_SATURATED_US:,.0f} µs): the client cannot keep the schedule")
+    if len(lags) >= 2 and last > 2 * first + LAG_SATURATED_US / 2:
+        return summary, (f"open loop: the client's lateness grows from {first:,.0f} to "
+                         f"{last:,.0f} µs: it cannot keep the rate")
+    return summary, None
 
 
 def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, Any]:
@@ -417,8 +432,10 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
     cpu = [round(r["cpu"].get("percent", 0.0), 1) if r["cpu"] else None for r in results]
     reasons = [f"worker {i} at {p:.0f}% CPU" for i, p in enumerate(cpu)
                if p is not None and p >= CPU_SATURATED]
-    if open_loop and _lag_grows(intervals):
-        reasons.append("open-loop schedule lag grows: the client cannot keep the rate")
+    lag_summary, lag_reason = _client_lag(intervals)
+    if lag_reason:
+        reasons.append(lag_reason)
+    cpu_seconds = sum(r["cpu"]["user_s"] + r["cpu"]["system_s"] for r in results if r["cpu"])
     stopped = "interrupted" if run.interrupted else next(
         (r["stopped"] for r in results if r["stopped"]), None)
     if run.failures and stopped is None:
@@ -465,6 +482,9 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         "per_connection": per_connection,
         "client": {"cpu_percent": cpu, "saturated": bool(reasons), "reasons": reasons,
                    "cpu_threshold_percent": CPU_SATURATED,
+                   "cpu_us_per_reply": round(cpu_seconds / requests * 1e6, 2)
+                   if requests else None,
+                   "lag_us": lag_summary if open_loop else None,
                    "worker_failures": {str(i): why for i, why in sorted(run.failures.items())}},
         "totals": {
             "sent": sum(r["sent_total"] for r in results),
