@@ -14,6 +14,7 @@
 # FT_CONFIGURE_EXTRA (more configure options, e.g. --enable-optimizations: much slower),
 # FT_SUITES (Debian suites to look in for python3.13 when apt has no source for it),
 # FT_KEEP_BUILD=1 (keep the unpacked, built source tree; removed by default: ~0.5 GB).
+# To start over, delete .cache/python3.13t-build (the downloaded source) and .cache/python3.13t.
 set -Eeuo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -130,13 +131,13 @@ find_source_package() {
         "own). Check that the Debian mirror is reachable, or set FT_SUITES to a suite that has it."
 }
 
-# Download the source package (checksums checked by apt) and unpack its upstream tarball.
-fetch_source() {
-    local tree
-    if [[ -s "$WORK/.tree" && -x "$(cat "$WORK/.tree")/configure" ]]; then
-        say "source already unpacked: $(cat "$WORK/.tree")"
-        return 0
-    fi
+find_orig() {
+    find "$WORK/src" -maxdepth 1 -name 'python3.13_*.orig.tar.*' ! -name '*.asc' 2>/dev/null \
+        | head -n 1
+}
+
+# apt-get source checks the files against the signed Sources index.
+download_source() {
     find_source_package
     STEP="downloading the python3.13 source package"
     local version
@@ -145,9 +146,23 @@ fetch_source() {
     mkdir -p "$WORK/src"
     (cd "$WORK/src" && apt-get source --download-only python3.13) >>"$LOG" 2>&1 \
         || die "apt-get source python3.13 failed: is the Debian mirror reachable? (see $LOG)"
+}
+
+# The upstream tarball of the source package, unpacked (downloaded first when not yet here).
+fetch_source() {
+    local tree
+    if [[ -s "$WORK/.tree" && -x "$(cat "$WORK/.tree")/configure" ]]; then
+        say "source already unpacked: $(cat "$WORK/.tree")"
+        return 0
+    fi
     local orig
-    orig="$(find "$WORK/src" -maxdepth 1 -name 'python3.13_*.orig.tar.*' ! -name '*.asc' \
-        | head -n 1)"
+    orig="$(find_orig)"
+    if [[ -n "$orig" ]]; then
+        say "source package already downloaded: $(basename "$orig")"
+    else
+        download_source
+        orig="$(find_orig)"
+    fi
     [[ -n "$orig" ]] || die "the downloaded source package has no upstream tarball (in $WORK/src)."
     STEP="unpacking $orig"
     say "unpacking $(basename "$orig")"
