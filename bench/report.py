@@ -217,8 +217,8 @@ def _overview(run: Run) -> Section:
         f"{len(frame)} trial records" + (f" of {planned} planned" if planned else "") + ".",
     ]
     if planned and len(frame) < planned:
-        lines.append(f"The run is incomplete: {planned - len(frame)} planned trials have no "
-                     "record (resume the run to complete it).")
+        lines.append(f"The run is incomplete: {planned - len(frame)} planned trial(s) have no "
+                     "record (python -m bench run --resume RUN_DIR completes it).")
     lines.append(_exclusion_sentence(frame))
     busy = _busy_machine(meta.get("environment") or {})
     if busy:
@@ -604,7 +604,8 @@ def print_summary(report: Report, console: Console) -> None:
     for v in report.verdicts:
         table.add_row(v.case, v.best or "—", fmt_rate(v.best_value), _outcome(v),
                       fmt_rate(v.native_value), str(v.excluded))
-    console.print(table)
+    if report.verdicts:
+        console.print(table)
     for v in report.verdicts:
         if v.note:
             console.print(f"[yellow]{v.case}: {v.note}[/yellow]", soft_wrap=True)

@@ -341,14 +341,23 @@ def test_partial_run_renders_what_it_has(tmp_path: Path, capsys: pytest.CaptureF
     meta.update(status="interrupted", plan=meta["plan"] + ["echo64-c1-closed--epoll--r0"])
     meta["environment"].update(load_average_before=[3.5, 2.0, 1.0], load_average_after=[4.0])
     (folder / "run.json").write_text(json.dumps(meta))
-    assert report.main([str(folder)]) == 0
+    assert report.main([str(folder), "--spectrum-case", "nope"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "epoll" in out and "report.html" in out and "machine was busy" in out
     text = (folder / "report.md").read_text()
     assert "3 trial records of 4 planned" in text and "incomplete" in text
     assert "faster than the native ceiling" in text and "machine was busy" in text
+    assert "requested point 'nope' has no valid trial" in text
     assert (folder / "charts" / "throughput_vs_connections.png").exists()
     assert not (folder / "charts" / "latency_vs_load.png").exists()
+
+
+def test_a_run_without_records_still_renders(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "run", [], {"name": "quick"})
+    (folder / "trials" / "half.json").write_text("{bad")
+    text = report.render_report(folder).read_text()
+    assert "No trial records yet." in text and "half.json" in text
+    assert pd.read_csv(folder / "summary.csv").empty
 
 
 def test_cli_rejects_a_folder_without_run_json(tmp_path: Path) -> None:
