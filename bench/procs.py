@@ -96,6 +96,19 @@ def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
             proc.send_signal(sig)
 
 
+def _outside_group(members: Iterable[psutil.Process], pgid: int) -> list[psutil.Process]:
+    """Members that left the process group (setsid): a group signal does not reach them.
+    (Signalling the others twice could kill a Python process that is already exiting.)"""
+    outside = []
+    for member in members:
+        try:
+            if os.getpgid(member.pid) != pgid:
+                outside.append(member)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return outside
+
+
 def stop(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM,
          grace_s: float = 3.0) -> Stopped:
     """Signal a child's whole tree, wait ``grace_s``, then SIGKILL whatever is left; reap."""
@@ -104,7 +117,7 @@ def stop(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM,
     killed = False
     if proc.poll() is None or members:
         _signal_group(proc.pid, sig)
-        _signal_all(members, sig)
+        _signal_all(_outside_group(members, proc.pid), sig)
         try:
             proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:

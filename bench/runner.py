@@ -74,6 +74,7 @@ class TrialContext:
     swarm_root: Path = REPO_ROOT
     swarm_command: Sequence[str] = field(default_factory=default_swarm_command)
     stop: threading.Event = field(default_factory=threading.Event)
+    swarm_allowance_s: float = SWARM_START_ALLOWANCE_S  # beyond warm-up, duration, timeouts
 
 
 # -- sampling --------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ def _run_swarm(spec: TrialSpec, context: TrialContext, logs: _Logs, address: tup
     workers = max(1, min(workers, spec.connections))
     command = [*context.swarm_command,
                *swarm_arguments(spec, *address, workers, logs.swarm_json)]
-    budget = (SWARM_START_ALLOWANCE_S + spec.warmup_s + spec.duration_s + 2 * spec.timeout_s
+    budget = (context.swarm_allowance_s + spec.warmup_s + spec.duration_s + 2 * spec.timeout_s
               + spec.connections * 0.002)
     start = time.monotonic()
     with logs.swarm_out.open("wb") as out, logs.swarm_err.open("wb") as err:

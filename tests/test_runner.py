@@ -516,3 +516,25 @@ def test_swarm_and_server_command_lines() -> None:
     assert "--connect-rate" not in swarm_arguments(closed, "h", 1, 1, Path("/x"))
     assert server_command(opened) == ["/py", "-m", "servers", "epoll", "--host", "127.0.0.1",
                                       "--port", "0", "--trigger", "edge"]
+
+
+@pytest.mark.parametrize(("script", "failure"), [
+    ("sleep 60", "swarm did not finish in time"),
+    ("echo 'cannot connect' >&2; exit 2", "swarm wrote no result (exit status 2)"),
+    ("exit 0", "swarm wrote no result (exit status 0)"),
+])
+def test_a_swarm_that_hangs_or_fails_is_a_failed_trial(tmp_path: Path, reaped: None,
+                                                       script: str, failure: str) -> None:
+    spec = tiny_trials(("epoll",), duration=0.3, timeout_s=0.2)[0]
+    ctx = context(tmp_path)
+    ctx.swarm_command = ["sh", "-c", script, "fake-swarm"]
+    ctx.swarm_allowance_s = 0.5
+    start = time.monotonic()
+    record = run_trial(spec, ctx)
+    assert time.monotonic() - start < 8
+    assert record["status"] == "failed" and failure in record["failure"], record["failure"]
+    assert record["server_exit"]["returncode"] == 0  # the server was stopped cleanly
+    if "cannot connect" in script:
+        assert "cannot connect" in record["swarm_stderr_tail"]
+    assert not [p for p in psutil.Process().children(recursive=True)
+                if "sleep" in " ".join(p.cmdline())]
