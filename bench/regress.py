@@ -518,11 +518,13 @@ def measure_all(settings: Settings, verdict: Verdict, base_root: Path,
 # --------------------------------------------------------------------------- output
 
 
-def _ratio_cell(metric: rs.MetricComparison | None) -> str:
+def _metric_cell(metric: rs.MetricComparison | None) -> str:
+    """``+25.1% [+20.3%, +31.0%] p=0.001 (limit 15%)``, bold when flagged."""
     if metric is None:
         return "n/a"
-    return (f"{metric.slowdown:+.1%} [{metric.ci_low - 1:+.1%}, {metric.ci_high - 1:+.1%}] "
-            f"p={metric.p_value:.2g}")
+    change = f"**{metric.slowdown:+.1%}**" if metric.flagged else f"{metric.slowdown:+.1%}"
+    return (f"{change} [{metric.ci_low - 1:+.1%}, {metric.ci_high - 1:+.1%}] "
+            f"p={metric.p_value:.2g} (limit {metric.threshold:.0%})")
 
 
 def markdown(verdict: Verdict) -> str:
@@ -533,16 +535,17 @@ def markdown(verdict: Verdict) -> str:
              f"base `{s.base}` ({(verdict.base_sha or '?')[:10]}) vs head "
              f"({(verdict.head_sha or '?')[:10]}{dirty}); "
              f"profile `{s.profile.name}`: {s.profile.samples} samples per side of "
-             f"{s.profile.duration_s:g} s (+{s.profile.warmup_s:g} s warm-up), A B B A; "
-             f"threshold {s.threshold:.0%} (or 3x the same-code noise), p < {s.alpha:g}, "
-             f"confirmed by a rerun.", ""]
+             f"{s.profile.duration_s:g} s (+{s.profile.warmup_s:g} s warm-up), A B B A. "
+             f"A regression is a slowdown past the limit ({s.threshold:.0%}, or 3x the "
+             f"same-code noise), with p < {s.alpha:g}, in two passes.", ""]
     if verdict.error:
         lines += [f"**The check could not run:** {verdict.error}", ""]
     if verdict.results:
-        lines += ["| model | case | base req/s | head req/s | time/req change [95% CI] | "
-                  "CPU/req change [95% CI] | noise | threshold | verdict |",
-                  "|---|---|---:|---:|---|---|---:|---:|---|"]
-        lines += [_row(result) for result in verdict.results]
+        lines += ["| model | case | base req/s | head req/s | time per request: change "
+                  "[95% CI] | server CPU per request: change [95% CI] | verdict |",
+                  "|---|---|---:|---:|---|---|---|"]
+        for result in verdict.results:
+            lines += _rows(result)
         lines.append("")
     if s.accepted:
         lines.append(f"Accepted slowdowns (perf-accept): {', '.join(sorted(s.accepted))}.")
@@ -550,22 +553,23 @@ def markdown(verdict: Verdict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _row(result: ModelResult) -> str:
-    if not result.passes or not result.passes[-1].metrics:
-        return (f"| {result.model} | {result.case} | | | | | | | **{result.status}** "
-                f"{result.note} |")
-    last = result.passes[-1]
-    first = result.passes[0]
-    time_metric = last.time_per_request
-    base_rps = 1.0 / time_metric.base_median if time_metric else float("nan")
-    head_rps = 1.0 / time_metric.head_median if time_metric else float("nan")
-    shown = time_metric or last.cpu_per_request
-    runs = ("" if len(result.passes) == 1
-            else f" (rerun; first pass {_ratio_cell(first.time_per_request)})")
-    note = f" {result.note}" if result.note and result.status not in ("pass",) else ""
-    return (f"| {result.model} | {result.case} | {base_rps:,.0f} | {head_rps:,.0f} | "
-            f"{_ratio_cell(time_metric)}{runs} | {_ratio_cell(last.cpu_per_request)} | "
-            f"{shown.noise:.1%} | {shown.threshold:.0%} | **{result.status}**{note} |")
+def _rows(result: ModelResult) -> list[str]:
+    """One table row per pass; the verdict on the last."""
+    verdict = f"**{result.status}**" + (f": {result.note}" if result.note else "")
+    measured = [p for p in result.passes if p.metrics]
+    if not measured:
+        return [f"| {result.model} | {result.case} | | | | | {verdict} |"]
+    rows = []
+    for number, one in enumerate(measured):
+        rate = one.time_per_request
+        base_rps = f"{1.0 / rate.base_median:,.0f}" if rate else ""
+        head_rps = f"{1.0 / rate.head_median:,.0f}" if rate else ""
+        name = result.model if number == 0 else f"{result.model} (rerun)"
+        last = number == len(measured) - 1
+        rows.append(f"| {name} | {result.case} | {base_rps} | {head_rps} | "
+                    f"{_metric_cell(rate)} | {_metric_cell(one.cpu_per_request)} | "
+                    f"{verdict if last else 'flagged: rerun'} |")
+    return rows
 
 
 def write_outputs(verdict: Verdict, text: str) -> Path:
