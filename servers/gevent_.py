@@ -9,13 +9,19 @@ event loop.
 
 Monkey-patching happens in ``serve``, not at import: importing every model (``--list``, the
 test suite) must not patch the importing process. By then the launcher has imported
-``socket``, ``signal`` and ``threading``; that is fine, because ``patch_all`` replaces those
-modules' attributes in place and the shared handler looks them up at call time
-(``time.sleep``, the socket's own methods). Two objects predate the patch and are handled
-here: the listener, a stdlib socket, which ``StreamServer`` accepts from non-blocking when
-the hub reports it readable; and the launcher's SIGTERM/SIGINT handlers, whose exception
-would be raised inside the hub and swallowed there, so gevent's own signal handling stops
-the server instead.
+``socket`` and ``signal``; that is fine, because ``patch_all`` replaces the modules'
+attributes in place and the shared handler looks them up at call time (``time.sleep``, the
+socket's own methods). ``threading`` is left unpatched: no thread is used, the handler's
+lock is never held across a switch, and a patched ``threading`` makes the interpreter's exit
+switch to the hub, which would run every greenlet whose (uninterruptible) WORK is ready.
+
+Two things predate the patch. The listener is a stdlib socket: ``StreamServer`` accepts from
+it, non-blocking, when the hub reports it readable. The launcher's SIGTERM/SIGINT handlers
+would raise ``Shutdown`` in whichever greenlet the signal interrupts (where gevent would
+report and swallow it), so ``serve`` installs its own, which throws ``Shutdown`` into the
+main greenlet. That works even in the middle of a WORK, which a handler run by the hub
+(``gevent.signal_handler``) could not interrupt; the main greenlet then closes the listener
+and shuts every client socket down without switching to the hub again.
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ import argparse
 import signal
 import socket
 
+from servers._base import Shutdown
 from servers.threaded import ClientSockets, handle
 
 DESCRIPTION = "one greenlet per client over monkey-patched sockets (gevent StreamServer)"
-STOP_TIMEOUT = 0.5  # seconds handlers get to finish after their sockets are shut down
 
 
 def unavailable() -> str | None:
@@ -41,11 +47,10 @@ def unavailable() -> str | None:
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:
     from gevent import monkey
 
-    monkey.patch_all()
-    import gevent
+    monkey.patch_all(thread=False)
     import gevent.event
-    import gevent.pool
     import gevent.server
+    import greenlet
 
     live = ClientSockets()
 
@@ -53,15 +58,24 @@ def serve(listener: socket.socket, options: argparse.Namespace) -> None:
         live.add(sock)
         handle(sock, live)
 
-    stop = gevent.event.Event()
+    main = greenlet.getcurrent()
+
+    def stop(signum: int, frame: object) -> None:
+        """Stop the main greenlet, from whichever greenlet the signal interrupted."""
+        shutdown = Shutdown(signal.Signals(signum).name)
+        if greenlet.getcurrent() is main:
+            raise shutdown
+        main.throw(shutdown)  # switches to it now; the interrupted greenlet is never resumed
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, stop.set)
+        signal.signal(signum, stop)
     listener.setblocking(False)  # the hub waits for readability; accept must never block it
-    greenlets = gevent.pool.Pool()  # unbounded (size None); lets stop() kill what is left
-    server = gevent.server.StreamServer(listener, serve_client, spawn=greenlets)
+    server = gevent.server.StreamServer(listener, serve_client)
     server.start()
     try:
-        stop.wait()
+        gevent.event.Event().wait()  # until stop() throws Shutdown in here
     finally:
-        live.shutdown_all()  # unblocks every greenlet in recv/sendall; SLEEPers are killed
-        server.stop(timeout=STOP_TIMEOUT)
+        # No switch to the hub from here on (serve_forever's cleanup would switch): it would
+        # run the greenlets that are ready, WORK and all. The exit drops them.
+        server.close()
+        live.shutdown_all()

@@ -266,3 +266,33 @@ def test_gevent_serves_sleepers_on_greenlets_not_threads() -> None:
             close_all(clients)
     assert threads <= 2, f"{threads} OS threads serving {count} sleeping connections"
     assert elapsed < 3 * sleep_s, f"{count} SLEEPs of {sleep_s} s took {elapsed:.2f} s"
+
+
+# --- all of them: the two-second exit, with WORK running ----------------------------------
+
+_LOOP_BETWEEN_CALLBACKS = ("the stop signal is handled by the asyncio loop between callbacks, "
+                           "after the WORK already read has run (asyncio_.main)")
+
+
+@pytest.mark.parametrize("model", [
+    "reactor", "threadpool", "prefork", "gevent", "iterative",
+    pytest.param("uvloop", marks=pytest.mark.xfail(strict=True, reason=_LOOP_BETWEEN_CALLBACKS)),
+])
+def test_stop_signal_interrupts_running_work(model: str) -> None:
+    need(model)
+    with running_server(model) as server:
+        clients = connect_many(*server.address, 3)
+        try:
+            for client in clients:
+                client.send_request(Op.WORK, MAX_WORK_ITERATIONS)  # about 0.7 s each, or more
+            time.sleep(0.3)
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            try:
+                status = server.proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                pytest.fail("still running 2 s after SIGTERM")
+        finally:
+            close_all(clients)
+    assert status == 0
+    print(f"{model} exited {time.monotonic() - started:.3f} s after SIGTERM")
