@@ -9,7 +9,8 @@ is newer. The model is unavailable where there is no compiler (``--list`` says s
 Under ``python -m servers native`` the launcher has listened and printed READY; ``serve``
 then ``execv``s the binary with the listening socket's descriptor (``--fd N``), so the
 process *is* the C server: psutil sees it and signals reach it directly. Called from any
-other program, ``serve`` runs the binary as a child instead and stops it on ``Shutdown``.
+other program, ``serve`` runs the binary as a child instead: it is stopped and reaped when
+``serve`` ends (``Shutdown`` or any other exception), and gets SIGTERM if its parent dies.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def _exec(binary: Path, fd: int) -> None:
 
 def _run_child(binary: Path, fd: int) -> None:
     """Run the C server as a child on ``fd`` until it exits; stop and reap it on any exit."""
-    child = subprocess.Popen([str(binary), "--fd", str(fd)], pass_fds=(fd,))
+    command = [str(binary), "--fd", str(fd), "--die-with-parent", str(os.getpid())]
+    child = subprocess.Popen(command, pass_fds=(fd,))
     try:
         code = child.wait()
         if code != 0:

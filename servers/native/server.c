@@ -9,6 +9,8 @@
  *                                 (what `python -m servers native` does: the launcher has
  *                                 printed READY already)
  *   server [--host H] [--port P]  listen itself and print `READY <host> <port>`
+ *   --die-with-parent PID         get SIGTERM when parent process PID ends (for a Python
+ *                                 program that runs this as a child)
  *
  * SIGTERM/SIGINT (read through a signalfd): close everything, exit 0.
  * Everything but READY goes to standard error.
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -622,13 +625,15 @@ static int listen_on(const char *host, const char *port) {
 }
 
 static void usage(void) {
-    fputs("usage: server --fd N | server [--host 127.0.0.1] [--port 0]\n", stderr);
+    fputs("usage: server --fd N | server [--host 127.0.0.1] [--port 0]"
+          " [--die-with-parent PID]\n", stderr);
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *port = "0";
     int inherited = -1;
+    pid_t parent = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             usage();
@@ -638,6 +643,8 @@ int main(int argc, char **argv) {
             host = argv[++i];
         else if (strcmp(argv[i], "--port") == 0)
             port = argv[++i];
+        else if (strcmp(argv[i], "--die-with-parent") == 0)
+            parent = (pid_t)atol(argv[++i]);
         else
             usage();
     }
@@ -649,6 +656,8 @@ int main(int argc, char **argv) {
     sigaddset(&stop, SIGINT);
     if (sigprocmask(SIG_BLOCK, &stop, NULL) < 0)
         die("sigprocmask");
+    if (parent > 0 && (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent))
+        return 0; /* the parent is already gone: nobody to serve for */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     crc32_init();
