@@ -31,6 +31,12 @@ microseconds for sleep; weight defaults to 1. Example: echo:64=9,work:1000=1
 Phases: connect (at --connect-rate, or all at once), warm-up (excluded from every figure),
 the measured window (--duration), then a drain for replies still in flight (up to --timeout).
 
+Open loop: requests follow a schedule at --rate. One due while every connection already has
+--pipeline requests in flight waits for one, and that wait counts: latency runs from the
+scheduled send (corrected for coordinated omission, as wrk2); the latency from the actual send
+is reported beside it. The client is flagged saturated (in the record and loudly here) when a
+worker's core is 90% busy or, in open loop, its own sends leave late.
+
 exit status: 0 the run completed without errors; 1 it ran but with errors, cut short (server
 gone, not answering, Ctrl-C) or a worker failed: the figures are partial; 2 it could not run
 (bad arguments, unknown host, workers not started, no connection established).
@@ -134,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "and the interactive chat client")
     commands = parser.add_subparsers(dest="command", required=True)
     swarm = commands.add_parser("swarm", help="drive a server with many connections, measure",
+                                description="Drive one server with many connections from "
+                                            "worker processes (each an epoll loop) and "
+                                            "measure it: latency (HdrHistogram), throughput, "
+                                            "per-second intervals, fairness, errors.",
                                 epilog=SWARM_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_swarm_arguments(swarm)

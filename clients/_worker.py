@@ -651,7 +651,8 @@ class Worker:
         if Stop.requested or os.getppid() != self.parent:
             self._finish(now, "interrupted" if Stop.requested else "parent exited")
         elif not self.live and not self.to_open:
-            self._finish(now, None if self.phase == "drain" else "no connection left")
+            lost = "no connection left" if self.established else "no connection established"
+            self._finish(now, None if self.phase == "drain" else lost)
         elif self.phase == "drain" and (now >= self.timeline.drain_ns or not any(
                 c.times for c in self.conns.values())):
             self._finish(now, None)
