@@ -74,8 +74,9 @@ def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect-rate", type=float, default=0.0,
                         help="new connections per second during ramp-up (default 0: all at once)")
     parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds a connect or a reply may take before the connection is "
-                             "given up as an error (default 5)")
+                        help="seconds a connect or a reply may take (a reply: beyond the "
+                             "longest SLEEP in the mix) before its connection is given up as "
+                             "an error (default 5)")
     parser.add_argument("--verify", action="store_true",
                         help="check WORK results against bench.protocol.work")
     parser.add_argument("--interval", type=float, default=1.0,

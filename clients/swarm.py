@@ -142,7 +142,7 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
             first_connection=first, mode=config.mode, pipeline=config.pipeline,
             rate=(config.rate or 0.0) * share if config.mode == "open" else 0.0,
             arrivals=config.arrivals, kinds=kinds, weights=weights,
-            connect_rate=config.connect_rate * share, timeout_ns=int(config.timeout * 1e9),
+            connect_rate=config.connect_rate * share, timeout_ns=_timeout_ns(config),
             interval_ns=int(config.interval * 1e9), seed=seed + index))
         first += count
     return plans
@@ -154,7 +154,14 @@ def _timeline(config: SwarmConfig) -> Timeline:
     load = start + int(ramp * 1e9)
     window = load + int(config.warmup * 1e9)
     end = window + int(config.duration * 1e9)
-    return Timeline(start, load, window, end, end + int(config.timeout * 1e9))
+    return Timeline(start, load, window, end, end + _timeout_ns(config))
+
+
+def _timeout_ns(config: SwarmConfig) -> int:
+    """How long a reply may take: ``timeout`` beyond the longest SLEEP the mix asks for."""
+    longest_sleep_us = max((entry.arg for entry in parse_mix(config.mix)
+                            if entry.op == "sleep"), default=0)
+    return int(config.timeout * 1e9) + longest_sleep_us * 1000
 
 
 ProgressCallback = Callable[[dict[str, Any]], None]
