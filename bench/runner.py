@@ -489,7 +489,7 @@ def sweep_rate(spec: TrialSpec, records: Mapping[str, dict[str, Any]]
         if record and record.get("status") == "ok":
             rps = (record.get("derived") or {}).get("throughput_rps")
             if rps:
-                return spec.offered_fraction * rps, trial_id
+                return round(spec.offered_fraction * rps, 2), trial_id
     return (f"no closed-loop maximum for {spec.model}: base case {spec.base_case} has no "
             "successful trial")
 
@@ -554,7 +554,7 @@ class Runner:
             if isinstance(found, str):
                 return failed_record(spec, self.context, found)
             rate, base_trial = found
-            base_rps = rate / spec.offered_fraction
+            base_rps = records[base_trial]["derived"]["throughput_rps"]
             spec = spec.with_rate(rate)
         record = run_trial(spec, self.context)
         if base_trial is not None:
