@@ -1,15 +1,25 @@
 """``python -m bench regress --base REV``: is the head slower than REV? Measured side by side.
 
-REV is checked out into a temporary git worktree. The head's harness and swarm drive both sides;
-only the servers come from the base worktree (``python -m servers MODEL`` run with cwd and
-PYTHONPATH = that worktree), so a change to the measuring code cannot look like a server change.
-Per model, fixed-duration samples alternate base and head in A B B A order (each a fresh server,
-warm-up excluded), and bench/regress_stats.py compares them. A model flagged in the first pass is
-measured again; only a second flag confirms a regression. A ``perf-accept: MODEL`` (or ``*``) line
-in a commit message of base..HEAD accepts an intended slowdown.
+REV is checked out into a temporary git worktree (removed again on success, failure or Ctrl-C).
+The head's harness and swarm drive both sides; only the servers come from the base worktree
+(``python -m servers MODEL`` run with cwd and PYTHONPATH = that worktree), so a change to the
+measuring code cannot look like a server change. The head side runs the working tree.
 
-Exit status: 0 pass or inconclusive, 1 confirmed regression, 2 the check could not run or the
-revisions are not comparable.
+Per model, fixed-duration samples alternate base and head in A B B A order (each a fresh server
+on its own core, the swarm on the other, warm-up excluded: bench/runner.py's ``run_trial``), and
+bench/regress_stats.py compares two costs: time per request (1 / throughput) and server CPU per
+request. A metric is *flagged* when its median head/base ratio is slower by more than the limit
+(15 %, or 3x the same-code noise measured from the run's own A/A structure when that is larger)
+and a one-sided Mann-Whitney test gives p < 0.01. A flagged model is measured again; only a
+second flag of the same metric confirms a regression. On a busy machine throughput follows the
+neighbours' load (its limit widens and it rarely flags), while CPU per request stays steady.
+
+A ``perf-accept: MODEL[, MODEL...]`` (or ``perf-accept: *``) line in any commit message of
+base..HEAD, or ``--accept``, accepts an intended slowdown: it is reported as "accepted".
+
+Exit status: 0 pass or inconclusive, 1 confirmed regression, 2 the check could not run (no such
+revision, the base's servers cannot be imported, a model's server fails on a side) or there was
+nothing to compare.
 """
 
 from __future__ import annotations
@@ -334,6 +344,9 @@ def evaluate(samples: list[Sample], threshold: float, alpha: float, seed: int = 
     return PassResult(samples, time_cmp, cpu_cmp)
 
 
+METRIC_LABELS = {"time_per_request": "time per request",
+                 "cpu_per_request": "server CPU per request"}
+
 # statuses, and what each means for the exit status
 STATUS_NOTES = {
     "pass": "no slowdown beyond the threshold",
@@ -380,7 +393,7 @@ def judge(model: str, case: Case, passes: list[PassResult], accepted: set[str]) 
     confirmed = first.flagged_metrics & (passes[1].flagged_metrics if len(passes) > 1 else set())
     if not confirmed:
         return ModelResult(model, case.name, "unconfirmed", STATUS_NOTES["unconfirmed"], passes)
-    what = ", ".join(sorted(confirmed))
+    what = " and ".join(METRIC_LABELS.get(m, m) for m in sorted(confirmed, reverse=True))
     if rs.is_accepted(model, accepted):
         return ModelResult(model, case.name, "accepted", f"accepted slowdown ({what})", passes)
     return ModelResult(model, case.name, "regression", f"confirmed slowdown in {what}", passes)
