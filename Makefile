@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest
+.PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest bench-swarm
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,9 +44,14 @@ PROFILE ?= quick
 regress: $(STAMP)
 	$(PY) -m bench regress --base $(BASE) --profile $(PROFILE)
 
+# issue 3's performance goal: swarm vs the native C client against the native server, pinned,
+# then the swarm's CPU against every Python model (SWARM_ARGS, e.g. "--rounds 3 --models none")
+bench-swarm: $(STAMP)
+	$(PY) -m bench.swarm_speed $(SWARM_ARGS)
+
 # pytest-benchmark trend history in .benchmarks/; BENCH_ARGS=--benchmark-compare compares
 bench-pytest: $(STAMP)
 	$(PY) -m pytest tests/perf -q --benchmark-autosave $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache servers/native/build
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache servers/native/build bench/native/build

@@ -245,10 +245,12 @@ int main(int argc, char **argv) {
     long responses = in_window ? total - at_window_start : 0;
     long errors = connect_failures + mismatches + closed + resets + timeouts;
     printf("{\"client\": \"native\", \"connections\": %ld, \"pipeline\": %ld, \"payload\": %ld, "
-           "\"warmup_s\": %.3f, \"duration_s\": %.6f, \"responses\": %ld, "
+           "\"warmup_s\": %.3f, \"duration_s\": %.6f, \"window\": {\"monotonic_start_s\": %.6f, "
+           "\"monotonic_end_s\": %.6f}, \"responses\": %ld, "
            "\"throughput_rps\": %.1f, \"cpu_percent\": %.1f, \"errors\": {\"connect\": %ld, "
            "\"mismatch\": %ld, \"eof\": %ld, \"reset\": %ld, \"timeout\": %ld}}\n",
-           connections, pipeline, payload, warmup, measured, responses,
+           connections, pipeline, payload, warmup, measured, window_start,
+           window_start + measured, responses,
            measured > 0 ? (double)responses / measured : 0.0,
            measured > 0 ? 100.0 * cpu / measured : 0.0, connect_failures, mismatches, closed,
            resets, timeouts);
