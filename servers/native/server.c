@@ -42,7 +42,8 @@
 #define MAX_WORK_ITERATIONS 10000000u
 #define MAX_SLEEP_US 10000000u
 #define OUTPUT_LIMIT (1024u * 1024u)
-#define RECV_CHUNK (256u * 1024u)
+#define RECV_CHUNK (256u * 1024u) /* the most one read asks for */
+#define READ_MIN (16u * 1024u)     /* what one read asks for when no large frame is due */
 #define SHRINK_ABOVE (4u * RECV_CHUNK) /* an emptied buffer bigger than this is freed */
 #define BACKLOG 8192
 #define ACCEPTS_PER_WAKE 64
@@ -386,7 +387,15 @@ static void flush(conn_t *c) {
 static void read_once(conn_t *c) {
     if (!wants_read(c) || c->eof)
         return;
-    buf_reserve(&c->in, RECV_CHUNK);
+    /* a small read for small frames; room for the rest of a large frame (up to RECV_CHUNK) */
+    size_t want = READ_MIN, held = buf_len(&c->in);
+    if (held >= HEADER_SIZE) {
+        size_t length = get_u32(c->in.data + c->in.start);
+        if (length <= MAX_PAYLOAD && HEADER_SIZE + length > held + want)
+            want = HEADER_SIZE + length - held < RECV_CHUNK ? HEADER_SIZE + length - held
+                                                             : RECV_CHUNK;
+    }
+    buf_reserve(&c->in, want);
     ssize_t got = recv(c->fd, c->in.data + c->in.end, c->in.cap - c->in.end, 0);
     if (got < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
