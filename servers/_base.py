@@ -12,8 +12,12 @@ BACKLOG = 8192  # the kernel caps this at net.core.somaxconn
 RECV_SIZE = 256 * 1024
 
 
-class Shutdown(BaseException):
-    """Raised in the main thread by SIGTERM/SIGINT: stop accepting, close, exit 0."""
+class Shutdown(SystemExit):
+    """Raised in the main thread by SIGTERM/SIGINT: stop accepting, close, exit 0.
+
+    A ``SystemExit`` so that event loops (asyncio, uvloop) let it out of a callback instead of
+    reporting and swallowing it: the signal may interrupt a long WORK inside a callback.
+    """
 
 
 def _raise_shutdown(signum: int, frame: object) -> None:

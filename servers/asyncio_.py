@@ -1,22 +1,24 @@
 """`asyncio`: the standard library's event loop.
 
-``--api protocol`` (default) uses the low-level Protocol/Transport callbacks, the fast
-idiomatic way; ``--api streams`` uses StreamReader/StreamWriter coroutines, the style most
-tutorials teach. SLEEP is a loop timer (``call_at``) or ``asyncio.sleep``; output waits in the
-transport's buffer, and reading pauses while it holds more than 1 MiB (rule 7).
+``--api protocol`` (default) uses the low-level callbacks, the fast idiomatic way: a
+``BufferedProtocol``, so the transport reads with ``recv_into`` into one reused buffer
+(a plain ``Protocol`` gets a new ``bytes`` of up to 256 KiB per read). ``--api streams``
+uses StreamReader/StreamWriter coroutines, the style most tutorials teach. SLEEP is a loop
+timer (``call_at``) or ``asyncio.sleep``; output waits in the transport's buffer, and reading
+pauses while it holds more than 1 MiB (rule 7).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import socket
+from collections.abc import Callable
 from typing import cast
 
 from bench.protocol import OUTPUT_LIMIT, ServerSession
-from servers._base import RECV_SIZE
+from servers._base import RECV_SIZE, Shutdown
 
 DESCRIPTION = "asyncio event loop (--api protocol|streams)"
 
@@ -26,8 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="asyncio API style (default: protocol)")
 
 
-class SessionProtocol(asyncio.Protocol):
+class SessionProtocol(asyncio.BufferedProtocol):
     """One connection over Protocol/Transport callbacks."""
+
+    # one receive buffer for the whole loop: its contents are consumed before the next read
+    receive_buffer = memoryview(bytearray(RECV_SIZE))
+    stopping = False  # set by the stop signal: answer nothing more
 
     def __init__(self) -> None:
         self.session = ServerSession()
@@ -43,8 +49,13 @@ class SessionProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=OUTPUT_LIMIT)  # asyncio sets TCP_NODELAY itself
 
-    def data_received(self, data: bytes) -> None:
-        self.session.receive(data, self.loop.time())
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.receive_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.stopping:
+            return
+        self.session.receive(self.receive_buffer[:nbytes], self.loop.time())
         self._step()
 
     def _step(self) -> None:
@@ -73,6 +84,8 @@ class SessionProtocol(asyncio.Protocol):
 
     def _timer_fired(self) -> None:
         self.timer = None
+        if self.stopping:
+            return
         self.session.advance(self.loop.time())
         self._step()
 
@@ -123,21 +136,43 @@ async def handle_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         writer.close()
 
 
-async def main(listener: socket.socket, api: str) -> None:
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.cancel)
+async def start(listener: socket.socket, api: str) -> asyncio.AbstractServer:
+    """Start serving on ``listener`` with the chosen API style."""
     if api == "streams":
-        server = await asyncio.start_server(handle_stream, sock=listener, limit=RECV_SIZE)
-    else:
-        server = await loop.create_server(SessionProtocol, sock=listener)
-    with contextlib.suppress(asyncio.CancelledError):
-        await stop
-    server.close()
-    if hasattr(server, "close_clients"):
-        server.close_clients()  # Python 3.13+: close live connections now
+        return await asyncio.start_server(handle_stream, sock=listener, limit=RECV_SIZE)
+    return await asyncio.get_running_loop().create_server(SessionProtocol, sock=listener)
+
+
+def run(listener: socket.socket, api: str,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> None:
+    """Serve until SIGTERM or SIGINT, then raise ``Shutdown`` (the launcher exits 0).
+
+    The signal handler raises ``Shutdown`` wherever the main thread is, even inside a long
+    WORK in a callback, so the exit takes milliseconds (``add_signal_handler`` would wait for
+    the callback to finish). asyncio lets that ``SystemExit`` out of the callback; uvloop's
+    read callback reports and swallows it, so the handler also stops the loop and tells every
+    protocol to answer nothing more until it does.
+    """
+    loop = loop_factory()
+    asyncio.set_event_loop(loop)
+
+    def stop(signum: int, frame: object) -> None:
+        SessionProtocol.stopping = True
+        loop.set_exception_handler(lambda loop, context: None)  # the Shutdown it swallows
+        loop.call_soon_threadsafe(loop.stop)  # a plain stop() is lost inside a uvloop callback
+        raise Shutdown(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        loop.run_until_complete(start(listener, api))
+        loop.run_forever()
+        raise Shutdown("loop stopped")
+    finally:
+        # connections still open die with the process; say nothing of their pending tasks
+        loop.set_exception_handler(lambda loop, context: None)
+        listener.close()
 
 
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:
-    asyncio.run(main(listener, options.api))
+    run(listener, options.api)

@@ -8,7 +8,6 @@ uvloop is an optional dependency: the model is listed only where it imports.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import socket
 
 from servers import asyncio_
@@ -31,5 +30,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:
     import uvloop
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(asyncio_.main(listener, options.api))
+    asyncio_.run(listener, options.api, loop_factory=uvloop.new_event_loop)

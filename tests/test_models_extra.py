@@ -270,13 +270,8 @@ def test_gevent_serves_sleepers_on_greenlets_not_threads() -> None:
 
 # --- all of them: the two-second exit, with WORK running ----------------------------------
 
-_LOOP_BETWEEN_CALLBACKS = ("the stop signal is handled by the asyncio loop between callbacks, "
-                           "after the WORK already read has run (asyncio_.main)")
-
-
 @pytest.mark.parametrize("model", [
-    "reactor", "threadpool", "prefork", "gevent", "iterative",
-    pytest.param("uvloop", marks=pytest.mark.xfail(strict=True, reason=_LOOP_BETWEEN_CALLBACKS)),
+    "reactor", "threadpool", "prefork", "gevent", "iterative", "uvloop", "asyncio", "epoll",
 ])
 def test_stop_signal_interrupts_running_work(model: str) -> None:
     need(model)
