@@ -195,6 +195,7 @@ class Worker:
         self.interval_errors = 0
         self.window_end: int | None = None
         self.rusage_start: resource.struct_rusage | None = None
+        self.wait_start: int | None = None
         self.window_wall = 0
         self.cpu: dict[str, float] = {}
         self.parent = os.getppid()
@@ -681,6 +682,7 @@ class Worker:
         for c in self.all_conns:
             c.base = c.count
         self.rusage_start = resource.getrusage(resource.RUSAGE_SELF)
+        self.wait_start = _runqueue_wait_ns()
         self.window_wall = now
         self.next_interval = self.timeline.window_ns + self.plan.interval_ns
 
@@ -735,8 +737,14 @@ class Worker:
         wall = (time.monotonic_ns() - self.window_wall) / 1e9
         user = end.ru_utime - self.rusage_start.ru_utime
         system = end.ru_stime - self.rusage_start.ru_stime
+        wait_end = _runqueue_wait_ns()
+        waited = (wait_end - self.wait_start) / 1e9 if (
+            wait_end is not None and self.wait_start is not None) else None
         self.cpu = {"user_s": user, "system_s": system, "wall_s": wall,
-                    "percent": 100.0 * (user + system) / wall if wall > 0 else 0.0}
+                    "percent": 100.0 * (user + system) / wall if wall > 0 else 0.0,
+                    "runqueue_wait_s": waited,
+                    "wait_percent": 100.0 * waited / wall if waited is not None and wall > 0
+                    else None}
 
     # ----------------------------------------------------------------- the result
 
@@ -769,6 +777,15 @@ class Worker:
             "window_end_ns": self.window_end,
             "stopped": self.stopped,
         }
+
+
+def _runqueue_wait_ns() -> int | None:
+    """Time this process has spent runnable but waiting for a CPU (Linux schedstat)."""
+    try:
+        with open("/proc/self/schedstat") as handle:
+            return int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _classify(status: int, value: int) -> str:

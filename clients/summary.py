@@ -50,6 +50,12 @@ def _interval_table(intervals: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _busy(busy: float | None, wait: float | None) -> str:
+    if busy is None:
+        return "-"
+    return f"{busy:.0f}%" + (f" (+{wait:.0f}% waiting for a CPU)" if wait else "")
+
+
 def print_summary(record: dict[str, Any], console: Console) -> None:
     """Print a run's figures; a saturated client or a cut-short run is said loudly."""
     mode = f"{record['mode']} loop"
@@ -77,7 +83,8 @@ def print_summary(record: dict[str, Any], console: Console) -> None:
     else:
         console.print("errors: none")
     client = record["client"]
-    cpu = ", ".join(f"{p:.0f}%" if p is not None else "-" for p in client["cpu_percent"])
+    cpu = ", ".join(_busy(p, w) for p, w in zip(client["cpu_percent"],
+                                                 client["cpu_wait_percent"], strict=True))
     per_reply = client["cpu_us_per_reply"]
     console.print(f"client CPU per worker: {cpu}"
                   + (f" ({per_reply:.2f} µs of client CPU per reply)" if per_reply else ""))

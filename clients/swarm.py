@@ -415,6 +415,25 @@ def _client_lag(intervals: list[dict[str, Any]]) -> tuple[dict[str, Any], str | 
     return summary, None
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _cpu_reasons(cpu: list[float | None], waits: list[float | None]) -> list[str]:
+    """Why a worker's core counts as saturated: busy >= 90% of the window, or busy plus
+    runnable-but-waiting-for-a-CPU >= 90% (an oversubscribed machine starves the client)."""
+    reasons = []
+    for i, (busy, wait) in enumerate(zip(cpu, waits, strict=True)):
+        if busy is None:
+            continue
+        if busy >= CPU_SATURATED:
+            reasons.append(f"worker {i} at {busy:.0f}% CPU")
+        elif wait is not None and busy + wait >= CPU_SATURATED:
+            reasons.append(f"worker {i} busy {busy:.0f}% and waiting for a CPU {wait:.0f}% of "
+                           f"the window: its core is oversubscribed")
+    return reasons
+
+
 def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, Any]:
     """Merge the workers' partial records into the run's record."""
     results = [run.results[i] for i in sorted(run.results)]
@@ -437,8 +456,8 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
     lag = _merge([r["histogram_lag"] for r in results]) if open_loop else None
     intervals = _intervals(results)
     cpu = [round(r["cpu"].get("percent", 0.0), 1) if r["cpu"] else None for r in results]
-    reasons = [f"worker {i} at {p:.0f}% CPU" for i, p in enumerate(cpu)
-               if p is not None and p >= CPU_SATURATED]
+    waits = [_round(r["cpu"].get("wait_percent")) if r["cpu"] else None for r in results]
+    reasons = _cpu_reasons(cpu, waits)
     lag_summary, lag_reason = _client_lag(intervals)
     if lag_reason:
         reasons.append(lag_reason)
@@ -487,7 +506,8 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         "intervals": intervals,
         "fairness": _fairness(per_connection, duration),
         "per_connection": per_connection,
-        "client": {"cpu_percent": cpu, "saturated": bool(reasons), "reasons": reasons,
+        "client": {"cpu_percent": cpu, "cpu_wait_percent": waits,
+                   "saturated": bool(reasons), "reasons": reasons,
                    "cpu_threshold_percent": CPU_SATURATED,
                    "cpu_us_per_reply": round(cpu_seconds / requests * 1e6, 2)
                    if requests else None,
