@@ -38,6 +38,8 @@ from clients.swarm import (
     RECORD_KEYS,
     SwarmConfig,
     SwarmError,
+    _client_lag,
+    _cpu_reasons,
     exit_status,
     jain_index,
     parse_target,
@@ -216,7 +218,7 @@ def test_counts_agree_with_the_server_and_the_record_is_complete() -> None:
     assert record["connect_us"]["count"] == record["connections_established"] == 6
     assert set(record["fairness"]) >= {"jain", "min_rps", "max_rps"}
     assert 0.5 < record["fairness"]["jain"] <= 1.0
-    assert len(record["client"]["cpu_percent"]) == 2
+    assert len(record["client"]["cpu_percent"]) == len(record["client"]["cpu_wait_percent"]) == 2
     assert isinstance(record["client"]["saturated"], bool)
     assert record["complete"] is True and record["stopped"] is None
     assert exit_status(record) == EXIT_OK
@@ -456,3 +458,18 @@ def test_jain_index() -> None:
     assert jain_index([5.0, 5.0, 5.0]) == pytest.approx(1.0)
     assert jain_index([1.0, 0.0, 0.0, 0.0]) == pytest.approx(0.25)
     assert jain_index([]) is None and jain_index([0.0, 0.0]) is None
+
+
+def test_saturation_reasons() -> None:
+    assert _cpu_reasons([95.0, 10.0], [0.0, 5.0]) == ["worker 0 at 95% CPU"]
+    assert "oversubscribed" in _cpu_reasons([40.0], [55.0])[0]
+    assert _cpu_reasons([40.0, None], [20.0, None]) == []
+
+    def lags(*means: float) -> list[dict[str, float]]:
+        return [{"client_lag_mean_us": m, "client_lag_max_us": 2 * m} for m in means]
+
+    assert _client_lag(lags(80, 90, 85, 95))[1] is None  # steady and small: fine
+    assert "grows" in (_client_lag(lags(50, 60, 700, 900))[1] or "")
+    assert "late" in (_client_lag(lags(3000, 3100))[1] or "")
+    summary, reason = _client_lag([{"client_lag_mean_us": None, "client_lag_max_us": None}])
+    assert summary["mean"] is None and reason is None
