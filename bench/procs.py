@@ -109,15 +109,21 @@ def _outside_group(members: Iterable[psutil.Process], pgid: int) -> list[psutil.
     return outside
 
 
-def stop(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM,
-         grace_s: float = 3.0) -> Stopped:
-    """Signal a child's whole tree, wait ``grace_s``, then SIGKILL whatever is left; reap."""
+def stop(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, grace_s: float = 3.0,
+         whole_group: bool = True) -> Stopped:
+    """Stop a child and everything below it: ``sig`` (to its whole process group, or to the
+    child alone when ``whole_group`` is false, as the launch contract has it), ``grace_s`` to
+    exit, then SIGKILL for whatever is left of the tree; reap."""
     start = time.monotonic()
     members = tree(proc.pid)
     killed = False
     if proc.poll() is None or members:
-        _signal_group(proc.pid, sig)
-        _signal_all(_outside_group(members, proc.pid), sig)
+        if whole_group:
+            _signal_group(proc.pid, sig)
+            _signal_all(_outside_group(members, proc.pid), sig)
+        elif proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
         try:
             proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
@@ -165,21 +171,28 @@ def become_subreaper() -> bool:
         return False
 
 
-def kill_strays() -> int:
-    """Kill and reap our descendants that are not registered children (orphans we adopted
-    as subreaper). Only for the CLI process, which starts nothing else. Returns how many."""
+def kill_strays(grace_s: float = 0.5) -> list[str]:
+    """Reap or kill our descendants that are not registered children: orphans adopted as
+    subreaper (a server's double fork; a helper process of the swarm finishing its exit).
+    Zombies are reaped and processes that exit within ``grace_s`` are let go, silently; the
+    ones still running are killed and described. Only for the CLI process, which starts
+    nothing else."""
     registered = set(live_children())
     strays = []
     for child in psutil.Process().children(recursive=False):
-        if child.pid in registered:
-            continue
-        strays.extend(tree(child.pid))
-    _signal_all(strays, signal.SIGKILL)
-    psutil.wait_procs(strays, timeout=2)
+        if child.pid not in registered:
+            strays.extend(tree(child.pid))
+    _gone, alive = psutil.wait_procs(strays, timeout=grace_s)
+    described = []
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+    _signal_all(alive, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=2)
     for stray in strays:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(stray.pid, os.WNOHANG)
-    return len(strays)
+    return described
 
 
 atexit.register(kill_all)

@@ -435,7 +435,7 @@ def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
             sampler.stop()
         if server is not None:
             crashed = server.poll() is not None
-            stopped = procs.stop(server, grace_s=spec.stop_timeout_s)
+            stopped = procs.stop(server, grace_s=spec.stop_timeout_s, whole_group=False)
             record["server_exit"] = {"returncode": stopped.returncode, "killed": stopped.killed,
                                      "stop_s": round(stopped.seconds, 3), "crashed": crashed}
     _finish_record(record, spec, logs, sampler, run, swarm, t0, t0_wall)
@@ -560,9 +560,8 @@ class Runner:
         if base_trial is not None:
             record.update(base_trial=base_trial, base_throughput_rps=base_rps)
         if self.kill_strays:
-            strays = procs.kill_strays()
-            if strays:
-                record["notes"].append(f"killed {strays} stray process(es) left by the server")
+            for stray in procs.kill_strays():
+                record["notes"].append(f"killed a process left running after the trial: {stray}")
         return record
 
     @contextlib.contextmanager

@@ -406,6 +406,16 @@ def test_a_tree_that_ignores_sigterm_is_killed(reaped: None) -> None:
     assert not [m for m in members if m.is_running() and m.status() != psutil.STATUS_ZOMBIE]
 
 
+def test_a_server_gets_sigterm_alone_and_its_leftovers_are_killed(reaped: None) -> None:
+    """Launch contract: SIGTERM goes to the server process; what it leaves is SIGKILLed."""
+    child = procs.spawn(["sh", "-c", "sleep 30 & wait"])
+    _wait_for(lambda: len(procs.tree(child.pid)) >= 2, 5, "the grandchild")
+    members = procs.tree(child.pid)
+    stopped = procs.stop(child, grace_s=0.5, whole_group=False)
+    assert stopped.returncode == -signal.SIGTERM and stopped.killed
+    assert not [m for m in members if m.is_running() and m.status() != psutil.STATUS_ZOMBIE]
+
+
 def test_children_die_with_a_killed_runner(tmp_path: Path) -> None:
     """PR_SET_PDEATHSIG: even a SIGKILLed runner leaves no child behind."""
     code = ("import sys, time\nfrom bench import procs\n"
