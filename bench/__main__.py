@@ -102,7 +102,7 @@ def _overrides(options: argparse.Namespace) -> dict[str, Any]:
 def prepare_new(options: argparse.Namespace, console: Console
                 ) -> tuple[RunStore, Scenario, list[TrialSpec], Placement]:
     """Load the scenario, find interpreters and models, create the run folder and run.json."""
-    loaded = scenario.load(options.scenario, _overrides(options))
+    loaded = scenario.load(options.scenario or "default", _overrides(options))
     found, described, notes = resolve_interpreters(loaded.interpreters)
     if not found:
         raise CannotRun("none of the scenario's interpreters can be used: " + "; ".join(notes))
@@ -176,6 +176,15 @@ def prepare_resume(run_dir: Path, console: Console
     return store, loaded, trials, placement
 
 
+def _check_resume_options(options: argparse.Namespace) -> None:
+    """--resume continues a run exactly as planned: options that would change it are errors."""
+    given = [f"--{name.replace('_', '-')}" for name in ("scenario", "servers", "out", "repeat",
+                                                         "placement", "duration", "warmup")
+             if getattr(options, name) is not None]
+    if given:
+        raise CannotRun(f"--resume continues the run as it was planned; drop {', '.join(given)}")
+
+
 def _tuple(cpus: list[int] | None) -> tuple[int, ...] | None:
     return None if cpus is None else tuple(cpus)
 
@@ -187,6 +196,7 @@ def cmd_run(options: argparse.Namespace, console: Console) -> int:
     with StopOnSignal(stop) as signals:
         try:
             if options.resume:
+                _check_resume_options(options)
                 store, loaded, trials, placement = prepare_resume(options.resume, console)
             else:
                 store, loaded, trials, placement = prepare_new(options, console)
@@ -312,7 +322,7 @@ def parser() -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario into a run folder, then report it")
-    run.add_argument("--scenario", default="default",
+    run.add_argument("--scenario",
                      help="quick, default, full (bench/scenarios/) or a path to a .toml file")
     run.add_argument("--servers", help="comma-separated models (default: the scenario's, or "
                      "every available one)")

@@ -291,7 +291,8 @@ def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
 def test_bad_usage_is_a_clear_error(tmp_path: Path) -> None:
     for args, message in ((["--scenario", "nope"], "unknown scenario"),
                           (["--servers", "nosuchmodel"], "unknown server(s) nosuchmodel"),
-                          (["--resume", str(tmp_path)], "not a run folder")):
+                          (["--resume", str(tmp_path)], "not a run folder"),
+                          (["--resume", str(tmp_path), "--repeat", "2"], "drop --repeat")):
         done = subprocess.run([sys.executable, "-m", "bench", "run", *args], cwd=REPO,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and message in done.stdout, done.stdout + done.stderr
