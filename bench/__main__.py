@@ -67,6 +67,19 @@ def available_models(interpreter: str, root: Path = REPO_ROOT) -> tuple[list[str
     return [line.strip() for line in done.stdout.splitlines() if line.strip()], notes
 
 
+def check_swarm(command: Sequence[str]) -> None:
+    """Fail early, with the reason, if the swarm cannot even show its help."""
+    try:
+        done = subprocess.run([*command, "--help"], cwd=REPO_ROOT, env=child_env(REPO_ROOT),
+                              capture_output=True, text=True, timeout=LIST_TIMEOUT_S,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise CannotRun(f"the swarm ({' '.join(command)}) cannot start: {error}") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CannotRun(f"the swarm ({' '.join(command)}) cannot start: {last}")
+
+
 def resolve_interpreters(entries: Sequence[Any]) -> tuple[list[tuple[str, str | None]],
                                                           list[dict[str, Any]], list[str]]:
     """Scenario interpreter entries -> ((path, tag) pairs, descriptions, notes on missing).
@@ -195,6 +208,7 @@ def cmd_run(options: argparse.Namespace, console: Console) -> int:
     store: RunStore | None = None
     with StopOnSignal(stop) as signals:
         try:
+            check_swarm(options.swarm_command or default_swarm_command())
             if options.resume:
                 _check_resume_options(options)
                 store, loaded, trials, placement = prepare_resume(options.resume, console)
