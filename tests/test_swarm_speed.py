@@ -65,7 +65,7 @@ def test_core_task_share_leaves_out_interrupts() -> None:
 def test_one_client_at_a_time_models_are_skipped() -> None:
     assert swarm_speed.skip_reason("epoll") is None
     if "iterative" in swarm_speed.servers.MODELS:
-        assert swarm_speed.skip_reason("iterative") == "serves one client at a time"
+        assert "every connection" in (swarm_speed.skip_reason("iterative") or "")
 
 
 @pytest.mark.slow
