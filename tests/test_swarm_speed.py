@@ -112,3 +112,30 @@ def test_ctrl_c_stops_and_reaps_every_child(tmp_path: Path) -> None:
     _gone, alive = psutil.wait_procs(descendants, timeout=5)
     assert alive == []
     assert not (tmp_path / "r.json").exists()
+
+
+def test_missing_compiler_is_a_clear_message(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    def no_compiler() -> Path:
+        raise native.BuildError("no C compiler found (set $CC, or install cc, gcc or clang)")
+
+    monkeypatch.setattr(native, "build_server", no_compiler)
+    assert swarm_speed.main(["--models", "none"]) == 2
+    assert "cannot build the native reference" in capsys.readouterr().err
+    assert procs.live_children() == []
+
+
+@pytest.mark.slow
+@needs_native
+def test_without_the_swarm_the_native_client_runs_alone(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(swarm_speed, "swarm_problem", lambda: "not installed")
+    path = tmp_path / "result.json"
+    status = swarm_speed.main(["--rounds", "1", "--duration", "0.3", "--warmup", "0.1",
+                               "--json", str(path)])
+    assert status == 2  # the goal could not be measured
+    record = json.loads(path.read_text())
+    assert record["swarm_problem"] == "not installed" and record["goal_met"] is None
+    (only,) = record["native"]["rounds"]
+    assert only["native"]["throughput_rps"] > 0 and "swarm" not in only
+    assert psutil.Process().children(recursive=True) == []
