@@ -22,7 +22,7 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 PLACEMENTS = ("split", "same", "none")
 MODES = ("closed", "open")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]*$")
-TRIAL_OVERHEAD_S = 1.0  # start, READY, swarm start-up and drain, stop (2 idle cores)
+TRIAL_OVERHEAD_S = 1.2  # start, READY, swarm start-up and drain, stop: measured, 2 busy cores
 
 # settings a group inherits from the top level (and may override)
 TRIAL_SETTINGS: dict[str, type | tuple[type, ...]] = {
