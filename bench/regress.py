@@ -214,9 +214,9 @@ def server_env(root: Path) -> dict[str, str]:
 
 
 PROBE = """
-import json, sys, servers
-print(json.dumps({"file": servers.__file__,
-                  "models": {name: servers.unavailable_reason(name) for name in servers.MODELS}}))
+import json, servers
+why = getattr(servers, "unavailable_reason", lambda name: None)
+print(json.dumps({"file": servers.__file__, "models": {n: why(n) for n in servers.MODELS}}))
 """
 
 
@@ -646,7 +646,11 @@ def run(options: argparse.Namespace, make_sampler: SamplerFactory | None = None)
     if options.samples is not None and options.samples < rs.MIN_SAMPLES:
         print(f"--samples must be at least {rs.MIN_SAMPLES}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    verdict = run_check(settings_from(options), make_sampler or default_sampler)
+    try:
+        verdict = run_check(settings_from(options), make_sampler or default_sampler)
+    except KeyboardInterrupt:
+        print("regress: interrupted; the check did not finish", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     path = write_outputs(verdict, markdown(verdict))
     print(f"verdict written to {path}", file=sys.stderr)
     return verdict.exit_status

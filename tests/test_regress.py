@@ -7,13 +7,16 @@ with a ``servers`` registry stands in for the project, so every test takes well 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from bench import regress
@@ -375,3 +378,27 @@ def test_a_a_with_real_servers_passes(tmp_path: Path) -> None:
                for s in samples)
     assert "| epoll | echo64-c16 |" in done.stdout
     assert "concbench-base-" not in git(ROOT, "worktree", "list")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_check_exits_2_and_leaves_nothing(signum: int) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "bench.regress", "--base", "HEAD",
+                             "--models", "epoll", "--profile", "quick", "--samples", "4",
+                             "--duration", "0.2", "--warmup", "0.05", "--json", os.devnull],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the first sample is done: a base server has run
+        assert "[regress] epoll" in line, line
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=30) == regress.EXIT_CANNOT_RUN
+        assert "interrupted" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "concbench-base-" not in git(ROOT, "worktree", "list")
+    _gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, f"left running: {[p.cmdline() for p in alive]}"
