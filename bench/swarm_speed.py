@@ -573,15 +573,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def report(record: dict[str, Any], path: Path | None, console: Console) -> int:
-    """Print the tables and verdicts, write the JSON; the exit status."""
-    out = Console() if sys.stdout.isatty() else Console(width=160)
+    """Write the JSON record (first: a closed terminal pipe cannot lose it), then print the
+    tables and verdicts; the exit status."""
     summary = record["native"]
-    out.print(rounds_table(summary))
     models = record.get("models", [])
-    if models:
-        out.print(models_table(models))
     goal_met = summary["goal_met"]
     models_ok = all(entry["ok"] for entry in models)
+    shared = summary["contended_runs"] + sum(
+        contended(entry[kind]) for entry in models for kind in ("swarm", "native") if kind in entry)
+    record.update(goal_met=goal_met, models_ok=models_ok, contended_runs_total=shared)
+    path = path or RESULTS_ROOT / f"swarm_speed-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, clean(record))
+    console.print(f"wrote {path}")
+
+    out = Console() if sys.stdout.isatty() else Console(width=160)
+    out.print(rounds_table(summary))
+    if models:
+        out.print(models_table(models))
     if goal_met is None:
         out.print("[bold red]goal not measured: the swarm could not run")
     else:
@@ -592,8 +601,6 @@ def report(record: dict[str, Any], path: Path | None, console: Console) -> int:
     if models:
         out.print("swarm never the bottleneck against the Python models: "
                   + ("[bold green]yes" if models_ok else "[bold red]NO"))
-    shared = summary["contended_runs"] + sum(
-        contended(entry[kind]) for entry in models for kind in ("swarm", "native") if kind in entry)
     if shared:
         out.print(f"[bold yellow]{shared} run(s) shared a pinned core with other processes "
                   f"(> {CONTENDED_PERCENT:g} % of it, column 'others on cores'): their figures "
@@ -601,12 +608,6 @@ def report(record: dict[str, Any], path: Path | None, console: Console) -> int:
     load = record["environment"]
     out.print(f"load average before {load['load_average_before']}, after "
               f"{load['load_average_after']} (a busy machine makes every figure noisy)")
-    record["goal_met"] = goal_met
-    record["models_ok"] = models_ok
-    path = path or RESULTS_ROOT / f"swarm_speed-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, clean(record))
-    console.print(f"wrote {path}")
     if goal_met is None:
         return 2
     return 0 if goal_met and models_ok else 1
