@@ -83,14 +83,16 @@ def measure(sampler: regress.Sampler, profile: regress.Profile, models: list[str
     return found
 
 
-def head_models(profile: regress.Profile, requested: list[str] | None) -> list[str]:
-    """The models to measure: those asked for (or the profile's) that can run here."""
+def head_models(profile: regress.Profile, requested: list[str] | None,
+                strict: bool = True) -> list[str]:
+    """The models to measure: those asked for (or the profile's) that can run here; unknown
+    names are an error when ``strict``, else passed over (a model since removed)."""
     available = regress.probe_models(regress.ROOT)
     wanted = requested or list(profile.models or available)
     unknown = [m for m in wanted if m not in available]
-    if unknown:
+    if unknown and strict:
         raise regress.CannotRun(f"unknown model(s): {', '.join(unknown)}")
-    return [m for m in wanted if available[m] is None]
+    return [m for m in wanted if available.get(m, "unknown") is None]
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -201,10 +203,11 @@ def run(options: argparse.Namespace,
              "`python -m bench baseline save` makes one. Nothing to compare.\n")
         return regress.EXIT_PASS
     requested = [m for m in options.models.split(",") if m] if options.models else None
-    if options.action == "compare" and requested is None:
+    from_baseline = options.action == "compare" and requested is None
+    if from_baseline:
         requested = sorted({m for models in saved[-1]["figures"].values() for m in models})
     try:
-        models = head_models(profile, requested)
+        models = head_models(profile, requested, strict=not from_baseline)
         figures = measure(make_sampler(), profile, models, regress.stderr_progress)
     except regress.CannotRun as error:
         print(f"baseline: cannot run: {error}", file=sys.stderr)
