@@ -148,19 +148,31 @@ def supervise(workers: dict[int, int], sockets: list[socket.socket],
 
 def stop(workers: dict[int, int]) -> None:
     """SIGTERM every worker, SIGKILL what is left after ``STOP_GRACE``, reap them all."""
+    # A worker may be gone already: the same signal reached its whole process group (Ctrl-C
+    # in a terminal), or it was reaped just before the stop signal interrupted the wait.
     for pid in workers:
-        os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE
     while workers and time.monotonic() < deadline:
         for pid in list(workers):
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            if reaped(pid, os.WNOHANG):
                 del workers[pid]
         time.sleep(0.01)
     for pid in workers:
         log(f"prefork: worker {workers[pid]} (pid {pid}) ignored SIGTERM; killing it")
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        reaped(pid, 0)
     workers.clear()
+
+
+def reaped(pid: int, options: int) -> bool:
+    """Reap worker ``pid`` if it has exited; True once it is gone (reaped here or before)."""
+    try:
+        return os.waitpid(pid, options)[0] == pid
+    except ChildProcessError:
+        return True
 
 
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:
