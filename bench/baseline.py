@@ -25,21 +25,11 @@ from typing import Any
 
 from bench import regress
 from bench import regress_stats as rs
+from bench.environment import cpu_model
 
 BASELINE_DIR = regress.ROOT / "results" / "baseline"
 KEEP_ENTRIES = 50
 DEFAULT_SAMPLES = 5
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def fingerprint() -> dict[str, Any]:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import socket
-import time
 
-from servers.threaded import ClientSockets, handle
+from servers.threaded import ClientSockets, accept_client, handle
 
 DESCRIPTION = "one client at a time: accept, serve until it leaves, then the next"
 
@@ -34,12 +33,6 @@ CONFORMANCE_XFAIL: dict[str, str] = {
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:
     live = ClientSockets()  # handle() keeps this book; with one client it stays trivial
     while True:
-        try:
-            sock, _ = listener.accept()
-        except OSError as error:  # e.g. EMFILE: back off briefly rather than spin
-            if error.errno is None:
-                raise
-            time.sleep(0.01)
-            continue
+        sock = accept_client(listener)
         live.add(sock)
         handle(sock, live)  # SIGTERM raises Shutdown out of here; handle closes the socket

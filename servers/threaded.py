@@ -71,18 +71,23 @@ def handle(sock: socket.socket, live: ClientSockets) -> None:
         sock.close()
 
 
+def accept_client(listener: socket.socket) -> socket.socket:
+    """Block until a client connects; on a full descriptor table, back off rather than spin."""
+    while True:
+        try:
+            return listener.accept()[0]
+        except OSError as error:  # e.g. EMFILE; the connection stays queued in the backlog
+            if error.errno is None:
+                raise
+            time.sleep(0.01)
+
+
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:
     threading.stack_size(THREAD_STACK)
     live = ClientSockets()
     try:
         while True:
-            try:
-                sock, _ = listener.accept()
-            except OSError as error:  # e.g. EMFILE: back off briefly rather than spin
-                if error.errno is None:
-                    raise
-                time.sleep(0.01)
-                continue
+            sock = accept_client(listener)
             live.add(sock)
             try:
                 threading.Thread(target=handle, args=(sock, live), daemon=True).start()

@@ -17,7 +17,7 @@ import threading
 import time
 
 from servers._base import log
-from servers.threaded import THREAD_STACK, ClientSockets, handle
+from servers.threaded import THREAD_STACK, ClientSockets, accept_client, handle
 
 DESCRIPTION = "fixed pool of --threads workers serving whole connections; extra ones queue"
 DEFAULT_THREADS = 16
@@ -85,13 +85,7 @@ def serve(listener: socket.socket, options: argparse.Namespace) -> None:
     workers = start_workers(options.threads, waiting, live)
     try:
         while True:
-            try:
-                sock, _ = listener.accept()
-            except OSError as error:  # e.g. EMFILE: back off briefly rather than spin
-                if error.errno is None:
-                    raise
-                time.sleep(0.01)
-                continue
+            sock = accept_client(listener)
             live.add(sock)  # queued sockets are shut down at exit too
             waiting.put(sock)
     finally:
