@@ -73,6 +73,10 @@ def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix", default=DEFAULT_MIX, help=f"request mix (default {DEFAULT_MIX})")
     parser.add_argument("--connect-rate", type=float, default=0.0,
                         help="new connections per second during ramp-up (default 0: all at once)")
+    parser.add_argument("--idle-connections", type=int, default=0, metavar="N",
+                        help="N more connections, opened after the busy ones and held without "
+                             "sending (C10K): they count for connect errors and over_capacity "
+                             "(ERROR 4), never for latency or throughput (default 0)")
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds a connect or a reply may take (a reply: beyond the "
                              "longest SLEEP in the mix) before its connection is given up as "
@@ -113,7 +117,8 @@ def swarm_main(options: argparse.Namespace) -> int:
         duration=options.duration, warmup=options.warmup, mode=options.mode,
         pipeline=options.pipeline, rate=options.rate, arrivals=options.arrivals, mix=options.mix,
         connect_rate=options.connect_rate, timeout=options.timeout, verify=options.verify,
-        interval=options.interval, seed=options.seed)
+        interval=options.interval, seed=options.seed,
+        idle_connections=options.idle_connections)
     signal.signal(signal.SIGTERM, _interrupt)  # the bench runner stops us with SIGTERM
     show = status_console.is_terminal and not options.quiet
 

@@ -106,6 +106,7 @@ class WorkerPlan:
     timeout_ns: int
     interval_ns: int
     seed: int
+    idle: int = 0  # connections opened after the busy ones and held without sending
 
 
 class Conn:
@@ -113,9 +114,10 @@ class Conn:
 
     __slots__ = ("sock", "fd", "number", "recv_into", "times", "scheds", "kinds", "partial",
                  "out", "count", "base", "final", "connected", "started_ns", "dead",
-                 "sequence", "position")
+                 "sequence", "position", "idle")
 
-    def __init__(self, sock: socket.socket, number: int, sequence: list[int], now: int) -> None:
+    def __init__(self, sock: socket.socket, number: int, sequence: list[int], now: int,
+                 idle: bool = False) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.number = number
@@ -133,6 +135,7 @@ class Conn:
         self.dead = False
         self.sequence = sequence
         self.position = 0
+        self.idle = idle  # held open, never sends: no latency, no throughput, errors only
 
 
 class Stop:
@@ -185,7 +188,10 @@ class Worker:
         self.stopped: str | None = None
         self.established = 0
         self.live = 0
-        self.to_open = plan.connections
+        self.to_open = plan.connections + plan.idle  # the busy ones first, then the idle
+        self.idle_established = 0
+        self.idle_alive: int | None = None  # idle connections still open when the window ended
+        self.idle_errors: dict[str, int] = {}
         self.next_connect = timeline.start_ns
         self.connect_spacing = int(1e9 / plan.connect_rate) if plan.connect_rate > 0 else 0
         self.next_chore = timeline.start_ns
@@ -504,7 +510,8 @@ class Worker:
 
     def _update_fast(self, c: Conn) -> None:
         """Let the fast path serve ``c`` only while nothing about it is unusual."""
-        ok = self.fast_chunk and c.connected and not c.dead and not c.partial and not c.out
+        ok = (self.fast_chunk and c.connected and not c.dead and not c.partial and not c.out
+              and not c.idle)
         self.fast[c.fd] = c if ok else None
 
     def _flush(self, c: Conn) -> None:
@@ -547,28 +554,29 @@ class Worker:
     def _open_due(self, now: int) -> None:
         """Start the connections whose turn has come (all at once without a connect rate)."""
         plan = self.plan
+        total = plan.connections + plan.idle
         while self.to_open and self.next_connect <= now:
-            number = plan.first_connection + plan.connections - self.to_open
+            index = total - self.to_open
             self.to_open -= 1
             self.next_connect += self.connect_spacing
-            self._connect(number, now)
+            self._connect(plan.first_connection + index, now, idle=index >= plan.connections)
 
-    def _connect(self, number: int, now: int) -> None:
+    def _connect(self, number: int, now: int, idle: bool = False) -> None:
         plan = self.plan
         try:
             sock = socket.socket(plan.family, socket.SOCK_STREAM)
         except OSError as error:
-            self._count_error(_connect_error(error.errno))
+            self._count_error(_connect_error(error.errno), idle)
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         code = sock.connect_ex(plan.address)
         if code not in (0, errno.EINPROGRESS):
             sock.close()
-            self._count_error(_connect_error(code))
+            self._count_error(_connect_error(code), idle)
             return
         sequence = kind_sequence(list(plan.weights), plan.seed * 1_000_003 + number)
-        c = Conn(sock, number, sequence, now)
+        c = Conn(sock, number, sequence, now, idle)
         self.conns[c.fd] = c
         if c.fd >= len(self.fast):
             self.fast.extend([None] * (c.fd + 1 - len(self.fast)))
@@ -588,6 +596,10 @@ class Worker:
         c.connected = True
         self._update_fast(c)
         self.connect_ns.append(now - c.started_ns)
+        if c.idle:  # held and read (an ERROR 4 or a close ends it), never written to
+            self.idle_established += 1
+            self.ep.modify(c.fd, IN)
+            return
         self.established += 1
         self.all_conns.append(c)
         self.ep.modify(c.fd, IN)
@@ -602,7 +614,7 @@ class Worker:
             return
         c.dead = True
         if reason is not None:
-            self._count_error(reason)
+            self._count_error(reason, c.idle)
         self.lost += len(c.times)
         if self.phase != "warmup" and c.final is None:
             c.final = c.count
@@ -622,9 +634,11 @@ class Worker:
         self.live = 0
         self.ep.close()
 
-    def _count_error(self, kind: str) -> None:
+    def _count_error(self, kind: str, idle: bool = False) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.error_count += 1
+        if idle:
+            self.idle_errors[kind] = self.idle_errors.get(kind, 0) + 1
 
     # ----------------------------------------------------------------- time and phases
 
@@ -720,6 +734,7 @@ class Worker:
         for c in self.all_conns:
             if c.final is None:
                 c.final = c.count
+        self.idle_alive = sum(1 for c in self.conns.values() if c.idle and c.connected)
         self._take_cpu()
 
     def _finish(self, now: int, reason: str | None) -> None:
@@ -776,6 +791,8 @@ class Worker:
             "window_start_ns": window_start,
             "window_end_ns": self.window_end,
             "stopped": self.stopped,
+            "idle": {"connections": self.plan.idle, "established": self.idle_established,
+                     "alive_at_end": self.idle_alive, "errors": self.idle_errors},
         }
 
 

@@ -77,6 +77,15 @@ def print_summary(record: dict[str, Any], console: Console) -> None:
             f"fairness: Jain {_number(fairness['jain'], 4)}, per connection "
             f"{_number(fairness['min_rps'], 1)}–{_number(fairness['max_rps'], 1)} req/s "
             f"(mean {_number(fairness['mean_rps'], 1)}), starved {fairness['starved']}")
+    idle = record.get("idle") or {}
+    if idle.get("connections"):
+        alive = idle.get("alive_at_end")
+        idle_errors = ", ".join(f"{kind} {count:,}" for kind, count
+                                in sorted((idle.get("errors") or {}).items()))
+        console.print(f"idle connections: {idle['connections']:,} opened and held, "
+                      f"{idle['established']:,} established, "
+                      f"{'-' if alive is None else f'{alive:,}'} still open when the window "
+                      f"ended" + (f"; their errors: {idle_errors}" if idle_errors else ""))
     if record["errors"]:
         errors = ", ".join(f"{kind} {count:,}" for kind, count in sorted(record["errors"].items()))
         console.print(f"[bold red]errors[/]: {errors}")

@@ -16,6 +16,7 @@ import datetime as dt
 import multiprocessing
 import multiprocessing.connection
 import os
+import resource
 import signal
 import socket
 import time
@@ -33,6 +34,7 @@ START_DELAY_S = 0.05  # between "everyone is ready" and the first connect
 READY_TIMEOUT_S = 60.0  # a worker must be up and ready within this
 FINISH_MARGIN_S = 5.0  # a worker must report within this after its timeline ends
 STOP_GRACE_S = 3.0  # after a stop request, before a worker is terminated
+FD_MARGIN = 64  # descriptors a worker needs besides its sockets (epoll, pipes, the interpreter)
 CPU_SATURATED = 90.0  # a worker's core at or above this percent: the client is the bottleneck
 LAG_SATURATED_US = 1000.0  # open loop: the client's own mean lateness above this is saturation
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9, "p99_99": 99.99}
@@ -50,6 +52,7 @@ RECORD_KEYS = (
     "latency_uncorrected_us", "latency_corrected", "connect_us", "schedule_lag_us",
     "histogram", "histogram_uncorrected", "histogram_unit", "intervals", "fairness",
     "per_connection", "client", "totals", "window", "complete", "stopped",
+    "idle_connections", "idle",
 )
 
 
@@ -76,6 +79,7 @@ class SwarmConfig:
     verify: bool = False
     interval: float = 1.0
     seed: int | None = None
+    idle_connections: int = 0  # opened after the busy ones, held, never sent on
 
     def check(self) -> None:
         """Raise ``SwarmError`` naming the first impossible setting."""
@@ -94,6 +98,7 @@ class SwarmConfig:
             (not self.connect_rate >= 0, "--connect-rate cannot be negative"),
             (not self.timeout > 0, "--timeout must be positive"),
             (not self.interval > 0, "--interval must be positive"),
+            (self.idle_connections < 0, "--idle-connections cannot be negative"),
         ]
         for failed, message in problems:
             if failed:
@@ -102,6 +107,40 @@ class SwarmConfig:
             parse_mix(self.mix)
         except ValueError as error:
             raise SwarmError(f"--mix: {error}") from None
+        check_fd_limit(self)
+
+    def sockets_per_worker(self) -> int:
+        """The most sockets one worker holds (its busy and idle shares)."""
+        return -(-self.connections // self.workers) - (-self.idle_connections // self.workers)
+
+
+def raise_fd_limit() -> tuple[int, int, str | None]:
+    """Lift this process's soft RLIMIT_NOFILE to the hard limit where allowed (spawned workers
+    inherit it): (soft, hard) as they now are, and why it could not be raised, if so."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= hard:
+        return soft, hard, None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as error:
+        return soft, hard, f"could not raise the soft limit {soft} to {hard}: {error}"
+    return hard, hard, None
+
+
+def check_fd_limit(config: SwarmConfig) -> None:
+    """Refuse, saying what is possible, a run whose workers would run out of descriptors."""
+    soft, hard, problem = raise_fd_limit()
+    needed = config.sockets_per_worker() + FD_MARGIN
+    if needed <= soft:
+        return
+    per_worker = max(1, soft - FD_MARGIN)
+    total = config.connections + config.idle_connections
+    workers = -(-total // per_worker)
+    raise SwarmError(
+        f"{config.sockets_per_worker():,} sockets per worker need a file-descriptor limit of "
+        f"{needed:,}, but a process may open {soft:,} (soft limit; hard limit {hard:,}"
+        + (f"; {problem}" if problem else "; only root can raise the hard limit: "
+           "ulimit -Hn, /etc/security/limits.conf") + f"): use --workers {workers} or more")
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -133,24 +172,29 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "big")
     plans = []
     first = 0
+    sockets = config.connections + config.idle_connections
     for index in range(config.workers):
         count = config.connections // config.workers + (
             index < config.connections % config.workers)
+        idle = config.idle_connections // config.workers + (
+            index < config.idle_connections % config.workers)
         share = count / config.connections
         plans.append(WorkerPlan(
             index=index, family=family, address=address, connections=count,
             first_connection=first, mode=config.mode, pipeline=config.pipeline,
             rate=(config.rate or 0.0) * share if config.mode == "open" else 0.0,
             arrivals=config.arrivals, kinds=kinds, weights=weights,
-            connect_rate=config.connect_rate * share, timeout_ns=_timeout_ns(config),
-            interval_ns=int(config.interval * 1e9), seed=seed + index))
-        first += count
+            connect_rate=config.connect_rate * (count + idle) / sockets,
+            timeout_ns=_timeout_ns(config), interval_ns=int(config.interval * 1e9),
+            seed=seed + index, idle=idle))
+        first += count + idle
     return plans
 
 
 def _timeline(config: SwarmConfig) -> Timeline:
     start = time.monotonic_ns() + int(START_DELAY_S * 1e9)
-    ramp = config.connections / config.connect_rate if config.connect_rate > 0 else 0.0
+    sockets = config.connections + config.idle_connections
+    ramp = sockets / config.connect_rate if config.connect_rate > 0 else 0.0
     load = start + int(ramp * 1e9)
     window = load + int(config.warmup * 1e9)
     end = window + int(config.duration * 1e9)
@@ -467,6 +511,7 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
     if run.failures and stopped is None:
         stopped = "worker failed"
     established = sum(r["established"] for r in results)
+    idle = _idle(config, results)
     latency = latency_summary(histogram)
     answered = requests + sum(r["error_responses"] for r in results)
     return {
@@ -498,7 +543,7 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         "latency_uncorrected_us": latency_summary(uncorrected) if uncorrected else latency,
         "latency_corrected": open_loop,
         "connect_us": {**latency_summary(_merge([r["connect_histogram"] for r in results])),
-                       "count": established},
+                       "count": established + idle["established"]},
         "schedule_lag_us": latency_summary(lag) if lag else None,
         "histogram": histogram.encode().decode("ascii"),
         "histogram_uncorrected": uncorrected.encode().decode("ascii") if uncorrected else None,
@@ -523,7 +568,24 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         "complete": stopped is None and not run.failures and bool(ends)
         and (timeline is None or max(ends) >= timeline.end_ns),
         "stopped": stopped,
+        "idle_connections": config.idle_connections,
+        "idle": idle,
     }
+
+
+def _idle(config: SwarmConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The idle connections: how many were held, still open when the window ended, and the
+    errors among them (also counted in ``errors``)."""
+    parts = [r.get("idle") or {} for r in results]
+    alive = [part.get("alive_at_end") for part in parts]
+    errors: dict[str, int] = {}
+    for part in parts:
+        for kind, count in (part.get("errors") or {}).items():
+            errors[kind] = errors.get(kind, 0) + count
+    return {"connections": config.idle_connections,
+            "established": sum(part.get("established", 0) for part in parts),
+            "alive_at_end": sum(alive) if alive and None not in alive else None,
+            "errors": errors}
 
 
 def _window(timeline: Timeline | None, starts: list[int], ends: list[int]) -> dict[str, Any]:
