@@ -35,6 +35,7 @@ from bench.runner import (
     child_env,
     default_swarm_command,
     finish_run,
+    raise_fd_limit,
     summary_table,
 )
 from bench.scenario import ModelSpec, Scenario, ScenarioError, TrialSpec
@@ -126,9 +127,13 @@ def prepare_new(options: argparse.Namespace, console: Console
     only = _servers_option(options.servers, loaded)
     models, model_notes = scenario.resolve_models(loaded, available, found, only)
     notes.extend(model_notes)
+    notes.extend(scenario.skip_notes(loaded, models))
     trials = scenario.plan(loaded, models)
     if not trials:
         raise CannotRun("nothing to run: no model of the scenario is available here")
+    fd_note = raise_fd_limit(max(trial.sockets for trial in trials))
+    if fd_note:
+        notes.append(fd_note)
     placement = environment.resolve_placement(loaded.placement, loaded.server_cores)
     if placement.note:
         notes.append(placement.note)
@@ -184,6 +189,9 @@ def prepare_resume(run_dir: Path, console: Console
         console.print(f"{run_dir} is already complete; nothing to resume")
     placement = Placement(placement_data["name"], _tuple(placement_data["server_cpus"]),
                           _tuple(placement_data["swarm_cpus"]), placement_data.get("note"))
+    fd_note = raise_fd_limit(max((trial.sockets for trial in trials), default=0))
+    if fd_note:
+        console.print(f"[yellow]note:[/yellow] {fd_note}", soft_wrap=True)
     store.update_run(status="running", finished_at=None,
                      resumed_at=[*run.get("resumed_at", []), utc_now()])
     return store, loaded, trials, placement
@@ -241,9 +249,11 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
                   f"{_cpus(placement.swarm_cpus)}), about "
                   f"{scenario.estimate_s(trials) / 60:.1f} min; run folder {store.run_dir}",
                   soft_wrap=True)
+    described = (store.read_run().get("environment") or {}).get("interpreters") or []
     context = TrialContext(placement=placement, work_dir=store.logs_dir, run_id=store.run_id,
                            swarm_command=options.swarm_command or default_swarm_command(),
-                           stop=stop)
+                           stop=stop, interpreters={str(entry.get("path")): entry
+                                                    for entry in described})
     procs.become_subreaper()
     result = Runner(store, trials, context, console, kill_strays=True).run()
     procs.kill_all()

@@ -146,6 +146,8 @@ def build_report(
         _verdict_section(verdicts, frame, margin, sweeps),
         _environment_section(run),
         Section("Charts", list(chart_list)),
+        *_interpreter_sections(run, margin),
+        *_c10k_sections(run),
         *_case_sections(agg, cases),
         *_sweep_sections(sweeps),
         *_flagged_sections(run),
@@ -223,6 +225,8 @@ def _overview(run: Run) -> Section:
     busy = _busy_machine(meta.get("environment") or {})
     if busy:
         lines.append(busy)
+    notes = (meta.get("scenario_spec") or {}).get("notes") or []
+    lines += [f"Note: {note}" for note in notes]
     if run.unreadable:
         lines.append("Unreadable trial files (ignored): " + "; ".join(run.unreadable) + ".")
     return Section("Overview", lines)
@@ -367,6 +371,158 @@ CASE_COLUMNS = [
     ("ctx sw / req", "ctx_switches_per_request", fmt_num),
     ("server CPU %", "server_cpu_percent", lambda v: fmt_num(v, 3)),
 ]
+
+
+# ---------------------------------------------------------------- interpreters
+
+
+def _interpreter_sections(run: Run, margin: float) -> list[Section]:
+    """When the run has several interpreters: what each is, and each model's figures under
+    each, side by side, with the ratio to the first interpreter and whether it is noise."""
+    frame = run.frame
+    if frame.empty or frame["interpreter_tag"].dropna().nunique() < 2:
+        return []
+    tags = list(dict.fromkeys(frame["interpreter_tag"].dropna()))
+    described = {str(d.get("tag")): d for d in
+                 (run.meta.get("environment") or {}).get("interpreters") or []}
+    about = Table(["interpreter", "version", "implementation", "GIL", "free-threaded build",
+                   "path"], [[tag, str(d.get("version", "—")), str(d.get("implementation", "—")),
+                              _gil(d.get("gil_enabled")), _yes_no(d.get("free_threaded_build")),
+                              str(d.get("path", "—"))]
+                             for tag, d in ((t, described.get(t, {})) for t in tags)])
+    first = tags[0]
+    columns = ["case", "model", *[f"req/s {t}" for t in tags],
+               *[f"{t} / {first}" for t in tags[1:]], *[f"p99 {t}" for t in tags],
+               *[f"server CPU % {t}" for t in tags]]
+    rows, marks = [], ""
+    cases = stats.case_table(frame)
+    closed = cases[(cases["mode"] != "open") & (cases["group"] != stats.C10K_GROUP)]
+    for case in closed.itertuples():
+        here = frame[frame["case"] == case.case]
+        for model, trials in here.groupby("server_model", sort=False):
+            by_tag = {t: trials[trials["interpreter_tag"] == t] for t in tags}
+            marks += "".join(trials["flags"])
+            valid = {t: g.loc[~g["excluded"], "throughput_rps"].dropna().tolist()
+                     for t, g in by_tag.items()}
+            rows.append([
+                case.case, str(model),
+                *[_median_cell(g, "throughput_rps", fmt_rate) for g in by_tag.values()],
+                *[_ratio(valid[first], valid[t], margin) for t in tags[1:]],
+                *[_median_cell(g, "p99_us", fmt_us) for g in by_tag.values()],
+                *[_median_cell(g, "server_cpu_percent", fmt_num) for g in by_tag.values()],
+            ])
+    table = Table(columns, rows, numeric=set(range(2, len(columns))))
+    table.footnotes = _marker_notes(marks) + [
+        "Cells: median [min–max] of the valid repetitions. The ratio compares median "
+        "throughputs; 'noise' when they cannot be told apart (bootstrap interval of the "
+        f"difference with two or more repetitions each, else a {margin:.0%} margin).",
+        "Different interpreters can differ in single-thread speed as well as in the GIL: a "
+        "single-threaded model (epoll) run under each is the control for that."]
+    return [Section("Interpreters", [
+        "The same models under each interpreter the scenario listed (series are labelled "
+        "model@interpreter in every table and chart).", about, table])]
+
+
+def _gil(value: Any) -> str:
+    return "—" if value is None else ("enabled" if value else "disabled")
+
+
+def _yes_no(value: Any) -> str:
+    return "—" if value is None else ("yes" if value else "no")
+
+
+def _median_cell(trials: pd.DataFrame, metric: str, fmt: Any) -> str:
+    values = trials.loc[~trials["excluded"], metric].dropna()
+    if values.empty:
+        return "—" + "".join(sorted(set("".join(trials["flags"]))))
+    if len(values) > 1 and values.min() != values.max():
+        return f"{fmt(values.median())} [{fmt(values.min())}–{fmt(values.max())}]"
+    return fmt(values.median())
+
+
+def _ratio(base: list[float], other: list[float], margin: float) -> str:
+    """'1.85× (clear)' or '0.98× (noise)': the other's median throughput over the base's."""
+    if not base or not other or not np.median(base):
+        return "—"
+    ratio = float(np.median(other) / np.median(base))
+    high, low = (other, base) if ratio >= 1 else (base, other)
+    tie, _basis = stats.compare(high, low, margin)
+    return f"{ratio:.2f}× ({'noise' if tie else 'clear'})"
+
+
+# ---------------------------------------------------------------- C10K
+
+
+def _c10k_sections(run: Run) -> list[Section]:
+    """Per C10K case: each model's busy-connection latency, server CPU and memory per
+    connection, the connections it really held, and its errors by kind (ERROR 4 included:
+    turning connections away is a result here, not a failed run)."""
+    frame = run.frame
+    rows = frame[frame["group"] == stats.C10K_GROUP] if not frame.empty else frame
+    if rows.empty:
+        return []
+    sections = [Section("C10K", [
+        "Many connections on one server: every trial is shown, errors included (a model that "
+        "turns connections away with ERROR 4 counts them as over_capacity). Latency is the "
+        "busy connections' only, from the open-loop schedule. Held: the most connections "
+        "the server had open at once (its descriptors over those it had before the load). "
+        "RSS per connection: the growth of its resident memory under load over the "
+        "connections the swarm held (busy and idle), and over those the server held (the "
+        "two differ where it turned connections away)."])]
+    for case, trials in rows.groupby("case", sort=False):
+        first = trials.iloc[0]
+        idle = int(first["idle_connections"]) if first["idle_connections"] == \
+            first["idle_connections"] and first["idle_connections"] else 0
+        body = [_c10k_row(str(variant), group)
+                for variant, group in trials.groupby("variant", sort=False)]
+        body.sort(key=lambda row: (row[0] == "failed", row[1]))
+        columns = ["model", "trials ok/n", "established", "held", "req/s", "p50", "p99",
+                   "server CPU %", "RSS / conn", "RSS / held conn", "RSS (max)",
+                   "threads (max)", "over_capacity", "errors", "slowest connect"]
+        table = Table(columns, [row[2:] for row in body], numeric={*range(1, 13), 14})
+        table.footnotes = [
+            "Cells: median over the trials that ran (errors included); established: the busy "
+            "+ idle connections the swarm got (and how many idle ones were still open when "
+            "the window ended).",
+            "errors: every kind the swarm counted, over_capacity included; a slowest connect "
+            "of a second or more is a SYN retransmission (the accept queue overflowed)."]
+        load = f"{int(first['connections']):,} busy connections"
+        if idle:
+            load += f" + {idle:,} idle ones"
+        rate = first["rate"]
+        if rate == rate and rate:
+            load += f", open loop at {rate:,.0f} req/s in all"
+        sections.append(Section(f"{case} ({load})", [table], level=3))
+    return sections
+
+
+def _c10k_row(variant: str, trials: pd.DataFrame) -> list[Any]:
+    """[sort keys..., cells...] for one model in a C10K case."""
+    ran = trials[~trials["failed"]]
+    ok = f"{len(ran)}/{len(trials)}"
+    if ran.empty:
+        why = "; ".join(str(f) for f in trials["failure"].dropna().unique()) or "failed"
+        return ["failed", 0.0, variant + MARK_FAILED, ok, *["—"] * 11, f"failed: {why}", "—"]
+
+    def med(name: str) -> float:
+        values = pd.to_numeric(ran[name], errors="coerce").dropna()
+        return float(values.median()) if not values.empty else math.nan
+
+    established = med("connections_established")
+    idle, alive = med("idle_established"), med("idle_alive")
+    held = fmt_rate(established)
+    if idle == idle and idle:
+        held = f"{fmt_rate(established + idle)} ({fmt_rate(alive)} idle left)"
+    kinds = "; ".join(sorted({k for k in ran["error_kinds"] if k}))
+    errors = fmt_rate(med("errors")) + (f" ({kinds})" if kinds and med("errors") else "")
+    per_held = med("rss_per_held_connection_bytes")
+    p99 = med("p99_us")
+    return ["ok", p99 if p99 == p99 else math.inf, variant + "".join(sorted(set(
+        "".join(ran["flags"])))), ok, held, fmt_rate(med("held_max")), fmt_rate(med(
+            "throughput_rps")), fmt_us(med("p50_us")), fmt_us(p99),
+        fmt_num(med("server_cpu_percent")), fmt_bytes(med("rss_per_connection_bytes")),
+        fmt_bytes(per_held), fmt_bytes(med("rss_max")), fmt_rate(med("threads_max")),
+        fmt_rate(med("over_capacity")), errors, fmt_us(med("connect_max_us"))]
 
 
 def _case_sections(agg: pd.DataFrame, cases: pd.DataFrame) -> list[Section]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -48,6 +49,7 @@ POLL_S = 0.01
 TAIL_CHARS = 3000
 SWARM_START_ALLOWANCE_S = 10.0  # interpreter start, worker processes, connecting
 SWARM_STOP_GRACE_S = 1.0
+FD_MARGIN = 64  # descriptors a process needs besides its connections (as clients.swarm says)
 
 
 class TrialFailed(Exception):
@@ -75,6 +77,8 @@ class TrialContext:
     swarm_command: Sequence[str] = field(default_factory=default_swarm_command)
     stop: threading.Event = field(default_factory=threading.Event)
     swarm_allowance_s: float = SWARM_START_ALLOWANCE_S  # beyond warm-up, duration, timeouts
+    # interpreter path -> its description (version, gil_enabled...), copied into each record
+    interpreters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 # -- sampling --------------------------------------------------------------------------------
@@ -263,7 +267,39 @@ def swarm_arguments(spec: TrialSpec, host: str, port: int, workers: int,
         if not spec.rate:
             raise TrialFailed("open-loop trial without a rate")
         args += ["--rate", f"{spec.rate:.1f}"]
+    if spec.idle_connections:
+        args += ["--idle-connections", str(spec.idle_connections)]
+    if spec.connect_rate:
+        args += ["--connect-rate", f"{spec.connect_rate:g}"]
     return [*args, *spec.swarm_args]
+
+
+def swarm_workers(spec: TrialSpec, default: int) -> int:
+    """Swarm processes for a trial: the case's or the placement's, at least as many as the
+    descriptor limit needs to spread the sockets, never more than the busy connections."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = -(-spec.sockets // max(1, soft - FD_MARGIN))
+    return max(1, min(max(spec.workers or default, needed), spec.connections))
+
+
+def raise_fd_limit(sockets: int) -> str | None:
+    """Lift this process's soft RLIMIT_NOFILE to the hard limit where allowed (the servers and
+    swarms it starts inherit it); a note when a process still cannot hold ``sockets``
+    connections, saying what was possible."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    problem = ""
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as error:
+            problem = f"; raising the soft limit {soft} to the hard limit {hard} failed: {error}"
+    if sockets + FD_MARGIN <= soft:
+        return None
+    return (f"file descriptors: a server holding {sockets:,} connections needs about "
+            f"{sockets + FD_MARGIN:,}, but a process may open {soft:,} (hard limit {hard:,}, "
+            f"which only root can raise: ulimit -Hn, /etc/security/limits.conf{problem}); "
+            "such a server will refuse connections past its limit")
 
 
 def _wait_ready(server: subprocess.Popen[bytes], out_path: Path, timeout_s: float,
@@ -301,12 +337,11 @@ def _run_swarm(spec: TrialSpec, context: TrialContext, logs: _Logs, address: tup
                t0: float) -> _SwarmRun:
     """Run the swarm to completion (bounded by a deadline); stop it whatever happens."""
     placement = context.placement
-    workers = spec.workers or placement.swarm_workers()
-    workers = max(1, min(workers, spec.connections))
+    workers = swarm_workers(spec, placement.swarm_workers())
     command = [*context.swarm_command,
                *swarm_arguments(spec, *address, workers, logs.swarm_json)]
-    budget = (context.swarm_allowance_s + spec.warmup_s + spec.duration_s + 2 * spec.timeout_s
-              + spec.connections * 0.002)
+    budget = (context.swarm_allowance_s + spec.ramp_s() + spec.warmup_s + spec.duration_s
+              + 2 * spec.timeout_s + spec.sockets * 0.002)
     start = time.monotonic()
     with logs.swarm_out.open("wb") as out, logs.swarm_err.open("wb") as err:
         swarm = procs.spawn(command, cpus=placement.swarm_cpus, cwd=context.swarm_root,
@@ -370,12 +405,18 @@ def _check_outcome(server: subprocess.Popen[bytes], run: _SwarmRun,
 
 def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
     """A trial record's identity and settings (notes/run-layout.md), before any result."""
+    interpreter = context.interpreters.get(spec.interpreter) or {}
     return {
         "trial_id": spec.trial_id, "run_id": context.run_id, "case": spec.case,
         "group": spec.group, "model": spec.model, "server_model": spec.server_model,
         "model_args": list(spec.model_args), "interpreter": spec.interpreter,
-        "interpreter_tag": spec.interpreter_tag, "repeat": spec.repeat,
-        "connections": spec.connections, "mix": spec.mix, "payload_bytes": spec.payload_bytes,
+        "interpreter_tag": spec.interpreter_tag,
+        "interpreter_version": interpreter.get("version"),
+        "gil_enabled": interpreter.get("gil_enabled"),
+        "free_threaded_build": interpreter.get("free_threaded_build"),
+        "repeat": spec.repeat, "connections": spec.connections,
+        "idle_connections": spec.idle_connections, "connect_rate": spec.connect_rate,
+        "mix": spec.mix, "payload_bytes": spec.payload_bytes,
         "mode": spec.mode, "pipeline": spec.pipeline, "rate": spec.rate,
         "offered_fraction": spec.offered_fraction, "base_case": spec.base_case,
         "slo_p99_ms": spec.slo_p99_ms, "swarm_args": list(spec.swarm_args),
@@ -397,7 +438,7 @@ def _cpus(cpus: tuple[int, ...] | None) -> list[int] | None:
 def failed_record(spec: TrialSpec, context: TrialContext, failure: str) -> dict[str, Any]:
     """A record for a trial that could not even start (say, no base for a sweep point)."""
     record = base_record(spec, context)
-    record.update(failure=failure, wall_s=0.0, derived=derive(None, None, spec.connections))
+    record.update(failure=failure, wall_s=0.0, derived=derive(None, None, spec.sockets))
     return record
 
 
@@ -456,7 +497,7 @@ def _finish_record(record: dict[str, Any], spec: TrialSpec, logs: _Logs,
     elif sampler is not None:
         record["server"] = {"samples": sampler.samples}
     record["derived"] = derive(swarm, record["server"] if run is not None else None,
-                               spec.connections)
+                               spec.sockets)
     exit_info = record["server_exit"] or {}
     if exit_info.get("killed"):
         record["notes"].append(f"server ignored SIGTERM for {spec.stop_timeout_s:g} s and was "

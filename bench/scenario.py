@@ -32,6 +32,7 @@ TRIAL_SETTINGS: dict[str, type | tuple[type, ...]] = {
     "workers": int,
     "slo_p99_ms": (int, float),
     "swarm_args": list,
+    "connect_rate": (int, float),
 }
 TOP_DEFAULTS: dict[str, Any] = {
     "description": "",
@@ -48,11 +49,13 @@ TOP_DEFAULTS: dict[str, Any] = {
     "workers": 0,
     "slo_p99_ms": 10.0,
     "swarm_args": [],
+    "connect_rate": 0,
     "model_args": {},
     "variants": {},
 }
 GROUP_KEYS = {"name", "label", "mix", "payload_bytes", "connections", "mode", "pipeline",
-              "rates", "fractions", "base", "servers", *TRIAL_SETTINGS}
+              "rates", "fractions", "base", "servers", "idle_connections", "skip_servers",
+              *TRIAL_SETTINGS}
 
 
 class ScenarioError(ValueError):
@@ -80,6 +83,9 @@ class Case:
     slo_p99_ms: float
     servers: tuple[str, ...] = ()
     swarm_args: tuple[str, ...] = ()
+    idle_connections: int = 0  # held open beside the busy ones, never sent on (C10K)
+    connect_rate: float = 0.0  # connections per second while connecting; 0: all at once
+    skip_servers: tuple[tuple[str, str], ...] = ()  # (model, why it does not run this case)
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,17 @@ class TrialSpec:
     stop_timeout_s: float = 3.0
     interpreter_tag: str | None = None
     swarm_args: tuple[str, ...] = ()
+    idle_connections: int = 0
+    connect_rate: float = 0.0
+
+    @property
+    def sockets(self) -> int:
+        """Connections the swarm holds: the busy ones and the idle ones."""
+        return self.connections + self.idle_connections
+
+    def ramp_s(self) -> float:
+        """Seconds the swarm spends connecting before the load starts."""
+        return self.sockets / self.connect_rate if self.connect_rate > 0 else 0.0
 
     def with_rate(self, rate: float) -> TrialSpec:
         """This trial with its open-loop rate filled in (sweeps learn it during the run)."""
@@ -130,7 +147,7 @@ class TrialSpec:
 
     def estimate_s(self) -> float:
         """Expected wall time, for the progress bar's ETA."""
-        return self.warmup_s + self.duration_s + TRIAL_OVERHEAD_S
+        return self.ramp_s() + self.warmup_s + self.duration_s + TRIAL_OVERHEAD_S
 
 
 @dataclass(frozen=True)
@@ -252,7 +269,10 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
     timeout = _positive(settings["timeout_s"], f"{where}: timeout_s")
     workers = _non_negative(settings["workers"], f"{where}: workers")
     slo = _positive(settings["slo_p99_ms"], f"{where}: slo_p99_ms")
+    connect_rate = _non_negative(settings["connect_rate"], f"{where}: connect_rate")
     swarm_args = tuple(_strings(settings["swarm_args"], f"{where}: swarm_args"))
+    idles = _as_list(group.get("idle_connections", 0), int, f"{where}: idle_connections")
+    skip = _skip_servers(group.get("skip_servers", {}), f"{where}: skip_servers")
     mixes = _as_list(group.get("mix", "echo:64"), str, f"{where}: mix")
     payloads: list[int | None] = list(_as_list(group.get("payload_bytes", []), int,
                                                f"{where}: payload_bytes")) or [None]
@@ -263,17 +283,21 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
     points = _open_points(group, mode, where)
     label = group.get("label")
     cases = []
-    for mix_t, payload, conns, pipeline in itertools.product(mixes, payloads, connections,
-                                                             pipelines):
+    for mix_t, payload, conns, idle, pipeline in itertools.product(mixes, payloads,
+                                                                   connections, idles, pipelines):
         mix = _substitute_payload(mix_t, payload, where)
         _positive_int(conns, f"{where}: connections")
+        _non_negative(idle, f"{where}: idle_connections")
         _positive_int(pipeline, f"{where}: pipeline")
         stem = _name(label, f"{where}: label") if label else mix_label(mix)
-        stem = f"{stem}-c{conns}" + (f"-p{pipeline}" if pipeline > 1 else "")
+        stem = (f"{stem}-c{conns}" + (f"-idle{idle}" if idle else "")
+                + (f"-p{pipeline}" if pipeline > 1 else ""))
         common = dict(group=gname, mix=mix, payload_bytes=payload or echo_payload(mix),
                       connections=conns, pipeline=pipeline, duration_s=float(duration),
                       warmup_s=float(warmup), timeout_s=float(timeout), workers=int(workers),
-                      slo_p99_ms=float(slo), servers=servers, swarm_args=swarm_args)
+                      slo_p99_ms=float(slo), servers=servers, swarm_args=swarm_args,
+                      idle_connections=int(idle), connect_rate=float(connect_rate),
+                      skip_servers=skip)
         if mode == "closed":
             cases.append(Case(name=f"{stem}-closed", mode="closed", rate=None, fraction=None,
                               base=None, **common))
@@ -434,8 +458,27 @@ def plan(scenario: Scenario, models: Sequence[ModelSpec]) -> list[TrialSpec]:
                 if case.servers and spec.label not in case.servers \
                         and spec.model not in case.servers:
                     continue
+                if _skip_reason(case, spec) is not None:
+                    continue
                 trials.append(_trial(case, spec, repeat, scenario))
     return trials
+
+
+def _skip_reason(case: Case, spec: ModelSpec) -> str | None:
+    """Why the scenario leaves this model out of this case (its ``skip_servers``), if it does."""
+    reasons = dict(case.skip_servers)
+    return reasons.get(spec.label, reasons.get(spec.model))
+
+
+def skip_notes(scenario: Scenario, models: Sequence[ModelSpec]) -> list[str]:
+    """One note per model a case's ``skip_servers`` leaves out, with the scenario's reason."""
+    notes = []
+    for case in scenario.cases:
+        for spec in models:
+            reason = _skip_reason(case, spec)
+            if reason is not None:
+                notes.append(f"model {spec.label} skipped in case {case.name}: {reason}")
+    return notes
 
 
 def _trial(case: Case, spec: ModelSpec, repeat: int, scenario: Scenario) -> TrialSpec:
@@ -448,7 +491,8 @@ def _trial(case: Case, spec: ModelSpec, repeat: int, scenario: Scenario) -> Tria
         base_case=case.base, duration_s=case.duration_s, warmup_s=case.warmup_s,
         timeout_s=case.timeout_s, workers=case.workers, slo_p99_ms=case.slo_p99_ms,
         placement=scenario.placement, ready_timeout_s=scenario.ready_timeout_s,
-        stop_timeout_s=scenario.stop_timeout_s, swarm_args=case.swarm_args)
+        stop_timeout_s=scenario.stop_timeout_s, swarm_args=case.swarm_args,
+        idle_connections=case.idle_connections, connect_rate=case.connect_rate)
 
 
 def estimate_s(trials: Sequence[TrialSpec]) -> float:
@@ -537,6 +581,14 @@ def _interpreters(value: Any, where: str) -> Iterator[Any]:
         else:
             raise ScenarioError(f"{where}: interpreter {item!r} is not a path or "
                                 "{path = ..., name = ...}")
+
+
+def _skip_servers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """A table of model = "why this group leaves it out" (the reason is shown in the run)."""
+    if not isinstance(value, dict) or not all(isinstance(why, str) and why.strip()
+                                              for why in value.values()):
+        raise ScenarioError(f"{where}: must be a table of model = \"reason\"")
+    return tuple((_name(model, where), why.strip()) for model, why in value.items())
 
 
 def _strings(value: Any, where: str) -> list[str]:

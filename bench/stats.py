@@ -35,9 +35,9 @@ BOOTSTRAP_RESAMPLES = 2000
 
 ID_FIELDS = [
     "trial_id", "case", "group", "model", "server_model", "model_args", "interpreter",
-    "interpreter_tag", "repeat", "connections", "mix", "payload_bytes", "mode", "pipeline",
-    "rate", "offered_fraction", "base_case", "slo_p99_ms", "duration_s", "warmup_s",
-    "placement", "status", "failure",
+    "interpreter_tag", "interpreter_version", "gil_enabled", "repeat", "connections",
+    "idle_connections", "mix", "payload_bytes", "mode", "pipeline", "rate", "offered_fraction",
+    "base_case", "slo_p99_ms", "duration_s", "warmup_s", "placement", "status", "failure",
 ]
 DERIVED_FIELDS = [
     "throughput_rps", "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us",
@@ -52,8 +52,15 @@ METRICS = [
 CASE_FIELDS = ["group", "mode", "connections", "mix", "payload_bytes", "pipeline"]
 FAMILY_FIELDS = ["mode", "mix", "payload_bytes", "pipeline"]  # a case minus connections
 SERIES_FIELDS = ["group", "connections", "mix", "payload_bytes", "pipeline"]  # a sweep minus rate
+C10K_GROUP = "c10k"  # its cases get the report's C10K section, not the sweep tables
 _CONN_PART = re.compile(r"-c\d+(?=-|$)")
 _RATE_PART = re.compile(r"-r\d+(?:\.\d+)?(?:e[+-]?\d+)?(?:pct)?$")
+
+
+CONNECTION_FIGURES = ["connections_established", "idle_established", "idle_alive",
+                      "over_capacity", "connect_p99_us", "connect_max_us", "rss_max",
+                      "threads_max", "fds_max", "idle_connections", "held_max",
+                      "rss_per_held_connection_bytes"]
 
 
 class ReportError(Exception):
@@ -161,7 +168,36 @@ def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
     row["client_cpu_percent_max"] = _client_cpu_max(record)
     reasons = (swarm.get("client") or {}).get("reasons")
     row["saturation_reasons"] = "; ".join(map(str, reasons)) if isinstance(reasons, list) else ""
+    row.update(_connection_figures(record))
     return row
+
+
+def _connection_figures(record: dict[str, Any]) -> dict[str, Any]:
+    """What a many-connection trial needs besides the derived figures: connections the swarm
+    established (busy, idle, idle still open at the end), ERROR 4 turn-aways, the slowest
+    connects, the server's peak RSS, threads and descriptors, the most connections it held
+    (descriptors over those it had before the load) and its RSS growth per held one."""
+    swarm = record.get("swarm") or {}
+    server = record.get("server") or {}
+    samples = server.get("samples") or []
+    held = rss_held = None
+    if samples and isinstance(server.get("fds_max"), int):
+        held = max(0, server["fds_max"] - samples[0]["fds"])
+        if held and isinstance(server.get("rss_max"), int) and server.get("rss_idle"):
+            rss_held = max(0, server["rss_max"] - server["rss_idle"]) / held
+    idle = swarm.get("idle") or {}
+    errors = swarm.get("errors") if isinstance(swarm.get("errors"), dict) else {}
+    connect = swarm.get("connect_us") or {}
+    return {
+        "connections_established": swarm.get("connections_established"),
+        "idle_established": idle.get("established"),
+        "idle_alive": idle.get("alive_at_end"),
+        "over_capacity": errors.get("over_capacity", 0) if swarm else None,
+        "connect_p99_us": connect.get("p99"), "connect_max_us": connect.get("max"),
+        "rss_max": server.get("rss_max"), "threads_max": server.get("threads_max"),
+        "fds_max": server.get("fds_max"), "held_max": held,
+        "rss_per_held_connection_bytes": rss_held,
+    }
 
 
 def summary_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -169,7 +205,8 @@ def summary_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame([_trial_row(r) for r in records])
     if frame.empty:
         frame = pd.DataFrame(columns=ID_FIELDS + DERIVED_FIELDS)
-    for name in METRICS + ["errors", "requests", "rate", "offered_fraction", "connections"]:
+    for name in METRICS + ["errors", "requests", "rate", "offered_fraction", "connections",
+                           *CONNECTION_FIGURES]:
         if name in frame:
             frame[name] = pd.to_numeric(frame[name], errors="coerce")
     frame["variant"] = _variants(frame)
@@ -495,7 +532,7 @@ def sweep_results(run: Run, slo_override_us: float | None = None) -> list[SweepR
     if frame.empty:
         return []
     cases = case_table(frame)
-    opened = cases[cases["mode"] == "open"]
+    opened = cases[(cases["mode"] == "open") & (cases["group"] != C10K_GROUP)]
     spec = run.meta.get("scenario_spec") or {}
     results = []
     for series, group in opened.groupby("series", sort=False):
