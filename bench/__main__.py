@@ -81,27 +81,31 @@ def check_swarm(command: Sequence[str]) -> None:
         raise CannotRun(f"the swarm ({' '.join(command)}) cannot start: {last}")
 
 
-def resolve_interpreters(entries: Sequence[Any]) -> tuple[list[tuple[str, str | None]],
+def resolve_interpreters(entries: Sequence[Any]) -> tuple[list[tuple[Any, ...]],
                                                           list[dict[str, Any]], list[str]]:
-    """Scenario interpreter entries -> ((path, tag) pairs, descriptions, notes on missing).
+    """Scenario interpreter entries -> ((path, tag, env) tuples, descriptions, notes on the
+    missing ones).
 
     No entries: the running interpreter, untagged. Otherwise every found one is tagged, so
-    model labels read ``threaded@python3.13t``."""
+    model labels read ``threaded@python3.13t``; ``env`` (name, value) pairs are set for its
+    servers (and its probe: what it says about its GIL is what the servers get)."""
     if not entries:
-        return [(sys.executable, None)], [environment.this_interpreter()], []
-    found, described, notes = [], [], []
+        return [(sys.executable, None, ())], [environment.this_interpreter()], []
+    found: list[tuple[Any, ...]] = []
+    described, notes = [], []
     for entry in entries:
         spec = entry["path"] if isinstance(entry, dict) else entry
         tag = entry.get("name") if isinstance(entry, dict) else None
-        result = interpreters.lookup(spec)
+        env = dict(entry.get("env") or {}) if isinstance(entry, dict) else {}
+        result = interpreters.lookup(spec, env=env)
         if isinstance(result, str):
-            notes.append(f"interpreter {spec} skipped: {result}")
+            notes.append(f"interpreter {tag or spec} skipped: {result}")
             continue
         tag = tag or Path(spec).name or spec
-        if any(tag == other for _, other in found):
+        if any(tag == other[1] for other in found):
             tag = f"{tag}-{len(found) + 1}"
-        found.append((str(result.path), tag))
-        described.append({**result.describe(), "tag": tag})
+        found.append((str(result.path), tag, tuple(sorted(env.items()))))
+        described.append({**result.describe(), "tag": tag, "env": env})
     return found, described, notes
 
 
@@ -121,7 +125,9 @@ def prepare_new(options: argparse.Namespace, console: Console
     if not found:
         raise CannotRun("none of the scenario's interpreters can be used: " + "; ".join(notes))
     available: dict[str, list[str]] = {}
-    for path, _tag in found:
+    for path, *_ in found:
+        if path in available:
+            continue
         available[path], model_notes = available_models(path)
         notes.extend(f"{path}: {note}" for note in model_notes if options.servers is None)
     only = _servers_option(options.servers, loaded)
@@ -177,8 +183,8 @@ def prepare_resume(run_dir: Path, console: Console
         run = store.read_run()
         spec = run["scenario_spec"]
         loaded = scenario.from_dict(spec["data"], source=spec.get("source", "<run.json>"))
-        models = [ModelSpec(**{**model, "args": tuple(model["args"])})
-                  for model in spec["models"]]
+        models = [ModelSpec(**{**model, "args": tuple(model["args"]), "interpreter_env": tuple(
+            tuple(pair) for pair in model.get("interpreter_env", ()))}) for model in spec["models"]]
         placement_data = run["environment"]["placement"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CannotRun(f"cannot resume {run_dir}: {error}") from None
@@ -252,8 +258,8 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
     described = (store.read_run().get("environment") or {}).get("interpreters") or []
     context = TrialContext(placement=placement, work_dir=store.logs_dir, run_id=store.run_id,
                            swarm_command=options.swarm_command or default_swarm_command(),
-                           stop=stop, interpreters={str(entry.get("path")): entry
-                                                    for entry in described})
+                           stop=stop, interpreters={str(entry.get("tag") or entry.get("path")):
+                                                    entry for entry in described})
     procs.become_subreaper()
     result = Runner(store, trials, context, console, kill_strays=True).run()
     procs.kill_all()

@@ -99,12 +99,14 @@ def why_missing(spec: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def lookup(spec: str, timeout: float = PROBE_TIMEOUT) -> Interpreter | str:
-    """The interpreter ``spec`` names, or the reason it cannot be used (one probe run)."""
+def lookup(spec: str, timeout: float = PROBE_TIMEOUT,
+           env: dict[str, str] | None = None) -> Interpreter | str:
+    """The interpreter ``spec`` names, or the reason it cannot be used (one probe run, with
+    ``env`` added to the environment: PYTHON_GIL=1 re-enables a free-threaded build's GIL)."""
     path = locate(spec)
     if isinstance(path, str):
         return path
-    facts = probe(path, timeout)
+    facts = probe(path, timeout, env)
     if isinstance(facts, str):
         return facts
     try:
@@ -141,7 +143,8 @@ def locate(spec: str) -> Path | str:
     return f"{spec} is not on PATH{hint}"
 
 
-def probe(path: Path, timeout: float = PROBE_TIMEOUT) -> dict[str, object] | str:
+def probe(path: Path, timeout: float = PROBE_TIMEOUT,
+          env: dict[str, str] | None = None) -> dict[str, object] | str:
     """Run the probe under ``path``: its answer as a dict, or why it gave none.
 
     The probe runs in its own session so that a timeout kills everything it started (a shim's
@@ -150,7 +153,8 @@ def probe(path: Path, timeout: float = PROBE_TIMEOUT) -> dict[str, object] | str
     argv = [str(path), "-c", PROBE]
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+                                stderr=subprocess.PIPE, start_new_session=True,
+                                env={**os.environ, **env} if env else None)
     except OSError as error:
         return f"{path} cannot be run: {error.strerror or error}"
     try:

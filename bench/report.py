@@ -378,7 +378,7 @@ CASE_COLUMNS = [
 
 def _interpreter_sections(run: Run, margin: float) -> list[Section]:
     """When the run has several interpreters: what each is, and each model's figures under
-    each, side by side, with the ratio to the first interpreter and whether it is noise."""
+    each, with the throughput ratio to the first interpreter and whether it is noise."""
     frame = run.frame
     if frame.empty or frame["interpreter_tag"].dropna().nunique() < 2:
         return []
@@ -386,41 +386,47 @@ def _interpreter_sections(run: Run, margin: float) -> list[Section]:
     described = {str(d.get("tag")): d for d in
                  (run.meta.get("environment") or {}).get("interpreters") or []}
     about = Table(["interpreter", "version", "implementation", "GIL", "free-threaded build",
-                   "path"], [[tag, str(d.get("version", "—")), str(d.get("implementation", "—")),
-                              _gil(d.get("gil_enabled")), _yes_no(d.get("free_threaded_build")),
-                              str(d.get("path", "—"))]
-                             for tag, d in ((t, described.get(t, {})) for t in tags)])
+                   "environment", "path"],
+                  [[tag, str(d.get("version", "—")), str(d.get("implementation", "—")),
+                    _gil(d.get("gil_enabled")), _yes_no(d.get("free_threaded_build")),
+                    " ".join(f"{k}={v}" for k, v in (d.get("env") or {}).items()) or "—",
+                    str(d.get("path", "—"))]
+                   for tag, d in ((t, described.get(t, {})) for t in tags)])
     first = tags[0]
-    columns = ["case", "model", *[f"req/s {t}" for t in tags],
-               *[f"{t} / {first}" for t in tags[1:]], *[f"p99 {t}" for t in tags],
-               *[f"server CPU % {t}" for t in tags]]
     rows, marks = [], ""
     cases = stats.case_table(frame)
     closed = cases[(cases["mode"] != "open") & (cases["group"] != stats.C10K_GROUP)]
     for case in closed.itertuples():
         here = frame[frame["case"] == case.case]
         for model, trials in here.groupby("server_model", sort=False):
-            by_tag = {t: trials[trials["interpreter_tag"] == t] for t in tags}
             marks += "".join(trials["flags"])
-            valid = {t: g.loc[~g["excluded"], "throughput_rps"].dropna().tolist()
-                     for t, g in by_tag.items()}
-            rows.append([
-                case.case, str(model),
-                *[_median_cell(g, "throughput_rps", fmt_rate) for g in by_tag.values()],
-                *[_ratio(valid[first], valid[t], margin) for t in tags[1:]],
-                *[_median_cell(g, "p99_us", fmt_us) for g in by_tag.values()],
-                *[_median_cell(g, "server_cpu_percent", fmt_num) for g in by_tag.values()],
-            ])
-    table = Table(columns, rows, numeric=set(range(2, len(columns))))
+            base = _valid(trials[trials["interpreter_tag"] == first], "throughput_rps")
+            for tag in tags:
+                mine = trials[trials["interpreter_tag"] == tag]
+                if mine.empty:
+                    continue
+                rows.append([
+                    case.case, str(model), tag, _gil(described.get(tag, {}).get("gil_enabled")),
+                    _median_cell(mine, "throughput_rps", fmt_rate),
+                    "1×" if tag == first else _ratio(base, _valid(mine, "throughput_rps"),
+                                                      margin),
+                    _median_cell(mine, "p99_us", fmt_us),
+                    _median_cell(mine, "server_cpu_percent", fmt_num)])
+    table = Table(["case", "model", "interpreter", "GIL", "req/s", f"vs {first}", "p99",
+                   "server CPU %"], rows, numeric={4, 5, 6, 7})
     table.footnotes = _marker_notes(marks) + [
-        "Cells: median [min–max] of the valid repetitions. The ratio compares median "
+        "Cells: median [min–max] of the valid repetitions. 'vs' is the ratio of median "
         "throughputs; 'noise' when they cannot be told apart (bootstrap interval of the "
         f"difference with two or more repetitions each, else a {margin:.0%} margin).",
-        "Different interpreters can differ in single-thread speed as well as in the GIL: a "
+        "Interpreters can differ in single-thread speed as well as in the GIL: a "
         "single-threaded model (epoll) run under each is the control for that."]
     return [Section("Interpreters", [
         "The same models under each interpreter the scenario listed (series are labelled "
         "model@interpreter in every table and chart).", about, table])]
+
+
+def _valid(trials: pd.DataFrame, metric: str) -> list[float]:
+    return trials.loc[~trials["excluded"], metric].dropna().tolist()
 
 
 def _gil(value: Any) -> str:

@@ -77,7 +77,8 @@ class TrialContext:
     swarm_command: Sequence[str] = field(default_factory=default_swarm_command)
     stop: threading.Event = field(default_factory=threading.Event)
     swarm_allowance_s: float = SWARM_START_ALLOWANCE_S  # beyond warm-up, duration, timeouts
-    # interpreter path -> its description (version, gil_enabled...), copied into each record
+    # interpreter tag (or path, untagged) -> its description (version, gil_enabled...), copied
+    # into each record
     interpreters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
@@ -405,12 +406,13 @@ def _check_outcome(server: subprocess.Popen[bytes], run: _SwarmRun,
 
 def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
     """A trial record's identity and settings (notes/run-layout.md), before any result."""
-    interpreter = context.interpreters.get(spec.interpreter) or {}
+    interpreter = context.interpreters.get(spec.interpreter_tag or spec.interpreter) or {}
     return {
         "trial_id": spec.trial_id, "run_id": context.run_id, "case": spec.case,
         "group": spec.group, "model": spec.model, "server_model": spec.server_model,
         "model_args": list(spec.model_args), "interpreter": spec.interpreter,
         "interpreter_tag": spec.interpreter_tag,
+        "interpreter_env": dict(spec.interpreter_env),
         "interpreter_version": interpreter.get("version"),
         "gil_enabled": interpreter.get("gil_enabled"),
         "free_threaded_build": interpreter.get("free_threaded_build"),
@@ -456,7 +458,9 @@ def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
     try:
         with logs.server_out.open("wb") as out, logs.server_err.open("wb") as err:
             server = procs.spawn(server_command(spec), cpus=context.placement.server_cpus,
-                                 cwd=context.server_root, env=child_env(context.server_root),
+                                 cwd=context.server_root,
+                                 env={**child_env(context.server_root),
+                                      **dict(spec.interpreter_env)},
                                  stdout=out, stderr=err)
         address = _wait_ready(server, logs.server_out, spec.ready_timeout_s, context.stop)
         record["ready_s"] = round(time.monotonic() - t0, 4)

@@ -97,6 +97,7 @@ class ModelSpec:
     args: tuple[str, ...]
     interpreter: str
     interpreter_tag: str | None = None
+    interpreter_env: tuple[tuple[str, str], ...] = ()  # e.g. (("PYTHON_GIL", "1"),)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class TrialSpec:
     swarm_args: tuple[str, ...] = ()
     idle_connections: int = 0
     connect_rate: float = 0.0
+    interpreter_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def sockets(self) -> int:
@@ -415,14 +417,14 @@ def _substitute_payload(template: str, payload: int | None, where: str) -> str:
 
 
 def resolve_models(scenario: Scenario, available: Mapping[str, Sequence[str]],
-                   interpreters: Sequence[tuple[str, str | None]],
+                   interpreters: Sequence[tuple[Any, ...]],
                    only: Sequence[str] | None = None) -> tuple[list[ModelSpec], list[str]]:
     """The models to run (labels, registry models, args) and notes on anything skipped.
 
     ``available``: per interpreter path, the registry models that can run under it;
-    ``interpreters``: (path, tag) pairs that exist; ``only``: the --servers option, which
-    replaces the scenario's list. With no list, every model available under the first
-    interpreter is run.
+    ``interpreters``: (path, tag) or (path, tag, env) tuples that exist, env being
+    (name, value) pairs set for the server; ``only``: the --servers option, which replaces the
+    scenario's list. With no list, every model available under the first interpreter is run.
     """
     notes: list[str] = []
     first = available.get(interpreters[0][0], []) if interpreters else []
@@ -431,13 +433,14 @@ def resolve_models(scenario: Scenario, available: Mapping[str, Sequence[str]],
     for label in wanted:
         model, args = scenario.variants.get(label, (label, ()))
         args = args + scenario.model_args.get(label, ())
-        for path, tag in interpreters:
+        for path, tag, *env in interpreters:
             if model not in available.get(path, ()):
                 notes.append(f"model {label} skipped under {path}: {model} is not available")
                 continue
             full = f"{label}@{tag}" if tag else label
             specs.append(ModelSpec(label=full, model=model, args=args, interpreter=path,
-                                   interpreter_tag=tag))
+                                   interpreter_tag=tag,
+                                   interpreter_env=tuple(env[0]) if env else ()))
     return specs, notes
 
 
@@ -492,7 +495,8 @@ def _trial(case: Case, spec: ModelSpec, repeat: int, scenario: Scenario) -> Tria
         timeout_s=case.timeout_s, workers=case.workers, slo_p99_ms=case.slo_p99_ms,
         placement=scenario.placement, ready_timeout_s=scenario.ready_timeout_s,
         stop_timeout_s=scenario.stop_timeout_s, swarm_args=case.swarm_args,
-        idle_connections=case.idle_connections, connect_rate=case.connect_rate)
+        idle_connections=case.idle_connections, connect_rate=case.connect_rate,
+        interpreter_env=spec.interpreter_env)
 
 
 def estimate_s(trials: Sequence[TrialSpec]) -> float:
@@ -567,20 +571,26 @@ def _positive_int(value: Any, where: str) -> int:
 
 
 def _interpreters(value: Any, where: str) -> Iterator[Any]:
-    """Interpreter entries: a name/path string, or {path = "...", name = "tag"}."""
+    """Interpreter entries: a name/path string, or {path = "...", name = "tag", env = {...}}
+    (env: variables set for the server, e.g. PYTHON_GIL = "1" on a free-threaded build)."""
     if not isinstance(value, list):
         raise ScenarioError(f"{where}: interpreters must be a list")
     for item in value:
         if isinstance(item, str) and item:
             yield item
         elif isinstance(item, dict) and isinstance(item.get("path"), str):
-            _reject_unknown(item, {"path", "name"}, f"{where}: interpreters")
+            _reject_unknown(item, {"path", "name", "env"}, f"{where}: interpreters")
             if "name" in item:
                 _name(item["name"], f"{where}: interpreters name")
+            env = item.get("env", {})
+            if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in env.items()):
+                raise ScenarioError(f"{where}: interpreters env must be a table of "
+                                    "NAME = \"value\" strings")
             yield dict(item)
         else:
             raise ScenarioError(f"{where}: interpreter {item!r} is not a path or "
-                                "{path = ..., name = ...}")
+                                "{path = ..., name = ..., env = {...}}")
 
 
 def _skip_servers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
