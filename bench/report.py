@@ -406,7 +406,7 @@ def _interpreter_sections(run: Run, margin: float) -> list[Section]:
                 if mine.empty:
                     continue
                 rows.append([
-                    case.case, str(model), tag, _gil(described.get(tag, {}).get("gil_enabled")),
+                    case.case, str(model), tag, _gil(_gil_of(mine, described.get(tag, {}))),
                     _median_cell(mine, "throughput_rps", fmt_rate),
                     "1×" if tag == first else _ratio(base, _valid(mine, "throughput_rps"),
                                                       margin),
@@ -427,6 +427,14 @@ def _interpreter_sections(run: Run, margin: float) -> list[Section]:
 
 def _valid(trials: pd.DataFrame, metric: str) -> list[float]:
     return trials.loc[~trials["excluded"], metric].dropna().tolist()
+
+
+def _gil_of(trials: pd.DataFrame, described: dict[str, Any]) -> Any:
+    """Whether the GIL was enabled: as the run described the interpreter, else its trials."""
+    if described.get("gil_enabled") is not None:
+        return described["gil_enabled"]
+    values = trials["gil_enabled"].dropna() if "gil_enabled" in trials else pd.Series([])
+    return bool(values.iloc[0]) if not values.empty else None
 
 
 def _gil(value: Any) -> str:

@@ -6,6 +6,7 @@ The real scenario holds 10,000 connections; these tests hold a few hundred (a th
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,10 @@ from pathlib import Path
 import pytest
 from _helpers import wait_until
 from _helpers_server import running_server
+from test_report import make_trial, write_run
 
+from bench import report, runner, scenario
+from bench.scenario import ModelSpec, ScenarioError
 from clients import swarm as swarm_module
 from clients.swarm import SwarmConfig, SwarmError, run_swarm
 
@@ -81,3 +85,149 @@ def test_cli_takes_idle_connections() -> None:
                           "--idle-connections", "-1"], cwd=REPO, capture_output=True,
                          text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "cannot be negative" in bad.stderr
+
+
+# ---------------------------------------------------------------- the scenario
+
+ALL_MODELS = ["threaded", "select", "poll", "epoll", "asyncio", "nonblocking", "native",
+              "uvloop", "threadpool", "reactor", "prefork", "gevent", "iterative"]
+
+
+def test_c10k_scenario_expands_to_both_cases_and_skips_with_reasons() -> None:
+    loaded = scenario.load("c10k")
+    busy, idle = loaded.cases
+    assert (busy.name, busy.connections, busy.idle_connections, busy.mode, busy.rate) == (
+        "c10k-c10000-open-r10000", 10_000, 0, "open", 10_000.0)  # 1 req/s per connection
+    assert busy.duration_s >= 20 and busy.mix == "echo:64"
+    assert (idle.name, idle.connections, idle.idle_connections) == (
+        "c10k-c10-idle10000-open-r1000", 10, 10_000)
+    assert loaded.placement == "split"
+    models = [ModelSpec(name, name, (), "python3") for name in ALL_MODELS]
+    trials = scenario.plan(loaded, models)
+    assert {t.model for t in trials} == set(ALL_MODELS) - {"iterative", "threadpool"}
+    assert all(t.connect_rate > 0 and t.sockets >= 10_000 for t in trials)
+    notes = scenario.skip_notes(loaded, models)
+    assert len(notes) == 4 and all("skipped in case c10k-" in n and ": " in n for n in notes)
+    assert scenario.estimate_s(trials) < 600  # the budget: under ten minutes for every model
+
+
+def test_idle_connections_and_skip_servers_in_a_group() -> None:
+    loaded = scenario.from_dict({"name": "t", "connect_rate": 500, "group": [{
+        "name": "g", "connections": 5, "idle_connections": [0, 100],
+        "skip_servers": {"select": "FD_SETSIZE"}}]})
+    assert [c.name for c in loaded.cases] == ["echo64-c5-closed", "echo64-c5-idle100-closed"]
+    trials = scenario.plan(loaded, [ModelSpec(m, m, (), "py") for m in ("epoll", "select")])
+    assert [t.model for t in trials] == ["epoll", "epoll"]
+    assert trials[1].sockets == 105 and trials[1].ramp_s() == pytest.approx(0.21)
+    assert trials[1].estimate_s() - trials[0].estimate_s() == pytest.approx(0.21 - 0.01)
+    for bad in ({"skip_servers": ["select"]}, {"skip_servers": {"select": " "}},
+                {"idle_connections": -1}, {"idle_connections": "many"}):
+        with pytest.raises(ScenarioError):
+            scenario.from_dict({"name": "t", "group": [{"name": "g", **bad}]})
+
+
+def test_swarm_workers_follow_the_descriptor_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner.resource, "getrlimit", lambda _kind: (1024, 1024))
+    loaded = scenario.from_dict({"name": "t", "group": [{
+        "name": "g", "connections": 10, "idle_connections": 3000}]})
+    (trial,) = scenario.plan(loaded, [ModelSpec("epoll", "epoll", (), "py")])
+    assert runner.swarm_workers(trial, 1) == 4  # 3,010 sockets, 960 per worker
+    assert runner.swarm_workers(trial, 8) == 8
+    note = runner.raise_fd_limit(trial.sockets)
+    assert note is not None and "1,024" in note and "ulimit -Hn" in note
+    assert runner.raise_fd_limit(500) is None
+
+
+# ---------------------------------------------------------------- a scaled-down c10k run
+
+
+SMALL_C10K = """\
+description = "c10k scaled down: 5 busy + 1,100 idle connections"
+servers = ["epoll", "select", "poll"]
+duration_s = 1.0
+warmup_s = 0.3
+timeout_s = 3.0
+connect_rate = 4000
+
+[[group]]
+name = "c10k"
+label = "c10k"
+connections = [5]
+idle_connections = [1100]
+mode = "open"
+rates = [250]
+skip_servers = { poll = "left out to test the note" }
+"""
+
+
+@pytest.fixture(scope="module")
+def small_c10k(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A real c10k-shaped run (1,100 idle connections: past select's FD_SETSIZE)."""
+    folder = tmp_path_factory.mktemp("c10k")
+    path = folder / "small.toml"
+    path.write_text(SMALL_C10K)
+    done = subprocess.run([sys.executable, "-m", "bench", "run", "--scenario", str(path),
+                           "--out", str(folder / "run")], cwd=REPO, capture_output=True,
+                          text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder / "run", done.stdout
+
+
+def test_small_c10k_run_records_idle_connections(small_c10k: tuple[Path, str]) -> None:
+    run_dir, out = small_c10k
+    assert "model poll skipped in case c10k-c5-idle1100-open-r250: left out to test the note" \
+        in " ".join(out.split())
+    records = {p.stem: json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")}
+    assert set(records) == {"c10k-c5-idle1100-open-r250--epoll--r1",
+                            "c10k-c5-idle1100-open-r250--select--r1"}
+    epoll = records["c10k-c5-idle1100-open-r250--epoll--r1"]
+    select = records["c10k-c5-idle1100-open-r250--select--r1"]
+    for record in (epoll, select):
+        assert record["status"] == "ok", record["failure"]
+        assert record["idle_connections"] == 1100 and record["connect_rate"] == 4000
+        assert record["swarm"]["idle"]["established"] == 1100
+        assert record["interpreter_version"] and record["gil_enabled"] is not None
+    assert epoll["swarm"]["errors"] == {}
+    assert epoll["server"]["fds_max"] >= 1105  # the server held every connection at once
+    growth = epoll["server"]["rss_max"] - epoll["server"]["rss_idle"]
+    assert epoll["derived"]["rss_per_connection_bytes"] == pytest.approx(max(0, growth) / 1105)
+    turned_away = select["swarm"]["errors"]["over_capacity"]
+    assert turned_away == select["swarm"]["idle"]["errors"]["over_capacity"] > 0
+    assert select["server"]["fds_max"] <= 1024
+
+
+def test_small_c10k_report_has_the_c10k_section(small_c10k: tuple[Path, str]) -> None:
+    run_dir, _ = small_c10k
+    text = (run_dir / "report.md").read_text()
+    assert "## C10K" in text
+    assert "### c10k-c5-idle1100-open-r250 (5 busy connections + 1,100 idle ones" in text
+    assert "Note: model poll skipped in case c10k-c5-idle1100-open-r250" in text
+    section = text.split("## C10K", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split(" | ")[0].strip("| †‡"): line.split(" | ")
+            for line in section.splitlines() if line.startswith(("| epoll", "| select"))}
+    columns = [c.strip() for c in section.split("| model |", 1)[1].splitlines()[0].split("|")]
+    columns = ["model", *[c for c in columns if c]]
+    select = dict(zip(columns, [c.strip(" |") for c in rows["select"]], strict=True))
+    epoll = dict(zip(columns, [c.strip(" |") for c in rows["epoll"]], strict=True))
+    record = json.loads((run_dir / "trials" / "c10k-c5-idle1100-open-r250--select--r1.json")
+                        .read_text())
+    assert select["over_capacity"] == f"{record['swarm']['errors']['over_capacity']:,}"
+    assert epoll["over_capacity"] == "0" and epoll["errors"] == "0"
+    assert int(select["held"].replace(",", "")) < 1024 <= int(epoll["held"].replace(",", ""))
+    # a c10k case is not a sweep: no verdict or sweep table for it
+    assert "Open-loop sweep" not in text and "c10k-c5" not in text.split("## Verdict")[1] \
+        .split("## ")[0]
+
+
+def test_c10k_section_lists_a_failed_model_with_its_reason(tmp_path: Path) -> None:
+    case = "c10k-c100-open-r100"
+    records = [make_trial(case, "c10k", "epoll", 1, 100, 100.0, mode="open", rate=100.0),
+               make_trial(case, "c10k", "threaded", 1, 100, 0.0, mode="open", rate=100.0,
+                          failure="swarm did not finish in time (server hung?); stopped it")]
+    folder = write_run(tmp_path / "run", records, {"name": "synthetic"})
+    text = report.to_markdown(report.build_report(folder))
+    section = text.split("## C10K", 1)[1].split("\n## ", 1)[0]
+    assert f"### {case} (100 busy connections, open loop at 100 req/s in all)" in section
+    assert "| threaded✗ | 0/1 |" in section
+    assert "failed: swarm did not finish in time" in section
+    assert section.index("| epoll | 1/1 |") < section.index("| threaded✗")
