@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import cast
 
 from bench.protocol import OUTPUT_LIMIT, ServerSession
-from servers._base import RECV_SIZE, Shutdown
+from servers._base import BACKLOG, RECV_SIZE, Shutdown
 
 DESCRIPTION = "asyncio event loop (--api protocol|streams)"
 
@@ -137,10 +137,17 @@ async def handle_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 
 
 async def start(listener: socket.socket, api: str) -> asyncio.AbstractServer:
-    """Start serving on ``listener`` with the chosen API style."""
+    """Start serving on ``listener`` with the chosen API style.
+
+    Both listen on the socket again, with ``backlog`` (default 100): passing the launcher's
+    keeps the accept queue as deep as every model's, so a burst of connects is not dropped
+    into SYN retransmissions (a second each).
+    """
     if api == "streams":
-        return await asyncio.start_server(handle_stream, sock=listener, limit=RECV_SIZE)
-    return await asyncio.get_running_loop().create_server(SessionProtocol, sock=listener)
+        return await asyncio.start_server(handle_stream, sock=listener, limit=RECV_SIZE,
+                                          backlog=BACKLOG)
+    return await asyncio.get_running_loop().create_server(SessionProtocol, sock=listener,
+                                                          backlog=BACKLOG)
 
 
 def run(listener: socket.socket, api: str,
