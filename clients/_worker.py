@@ -317,6 +317,8 @@ class Worker:
                 timeout = (next_check - now) / 1e9
                 events = poll(timeout if timeout > 0 else 0)
             now = clock()
+            if not free and self.sched_next <= now:  # fell due while every connection was busy:
+                self.waiting_until = now  # their wait is the server's, not the client's lateness
             for fd, mask in events:
                 c = fast[fd]
                 if c is None or mask != 1:
