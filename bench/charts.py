@@ -440,3 +440,57 @@ def _mark_within_slo(
     nearest = rows.iloc[int(np.argmin(np.abs(rows["rate"].to_numpy(float) - target)))]
     ax.plot([nearest["rate"]], [nearest["p99_us_median"]], marker="*", markersize=14,
             color=style["color"], markeredgecolor="black", linestyle="none")
+
+
+# ---------------------------------------------------------------- C10K
+
+C10K_PANELS = [  # metric, axis label, tick formatter (log axis if wide), log base
+    ("p99_us", "p99 latency of the busy connections", fmt_latency_tick, 10),
+    ("server_cpu_percent", "server CPU (% of a core)", None, 10),
+    ("rss_per_held_connection_bytes", "RSS per connection held", fmt_bytes_tick, 4),
+]
+
+
+def c10k_chart(frame: pd.DataFrame, palette: Palette, out: Path) -> Chart | None:
+    """Per C10K case, one bar per model: busy p99, server CPU and RSS per held connection.
+
+    Unlike every other chart, trials with errors are drawn (hatched, label marked): turning
+    connections away (select's ERROR 4) or timing them out is the result here.
+    """
+    rows = frame[(frame["group"] == stats.C10K_GROUP) & ~frame["failed"]] if not frame.empty \
+        else frame
+    if rows.empty:
+        return None
+    cases = list(dict.fromkeys(rows["case"]))
+    fig = Figure(figsize=(15.0, 0.32 * rows["variant"].nunique() * len(cases) + 1.6 * len(cases)),
+                 layout="constrained")
+    axes = fig.subplots(len(cases), len(C10K_PANELS), squeeze=False)
+    for row_axes, case in zip(axes, cases, strict=True):
+        here = rows[rows["case"] == case]
+        medians = here.groupby("variant", sort=False).agg(
+            **{metric: (metric, "median") for metric, *_ in C10K_PANELS},
+            errors=("has_errors", "any"))
+        medians = medians.sort_values("p99_us", ascending=False, na_position="first")
+        labels = [palette.label(v) + (" ‡" if medians.loc[v, "errors"] else "")
+                  for v in medians.index]
+        for ax, (metric, xlabel, formatter, base) in zip(row_axes, C10K_PANELS, strict=True):
+            values = medians[metric].to_numpy(float)
+            ax.barh(np.arange(len(values)), np.nan_to_num(values), height=0.7,
+                    color=[palette(v)["color"] for v in medians.index],
+                    hatch=["xx" if e else None for e in medians["errors"]], edgecolor="white")
+            ax.set_yticks(np.arange(len(values)), labels if ax is row_axes[0] else [])
+            log = formatter is not None and _log_wide(list(values), 5)
+            if log:
+                ax.set_xscale("log")
+                ax.xaxis.set_major_locator(LogLocator(base=base, numticks=12))
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            if formatter is not None:
+                ax.xaxis.set_major_formatter(FuncFormatter(formatter))
+            ax.set_xlabel(xlabel + (" (log)" if log else ""))
+            ax.grid(True, axis="x", alpha=0.3)
+        row_axes[1].set_title(case, fontsize="medium")
+    fig.suptitle("C10K: every model on many connections")
+    return Chart(_save(fig, out / "c10k.png"), "C10K",
+                 "Per case, the median of the trials that ran, errors included (hatched, ‡: "
+                 "connections turned away or timed out; see the C10K tables). RSS per "
+                 "connection is over the connections the server really held.")

@@ -189,6 +189,7 @@ def draw_charts(
              for s in charts.CONNECTION_CHARTS]
     drawn.append(_spectrum(run, palette, out, spectrum_case))
     drawn.append(charts.mixes_chart(agg, cases, palette, out))
+    drawn.append(charts.c10k_chart(run.frame, palette, out))
     drawn += [charts.sweep_chart(s, palette, out, i) for i, s in enumerate(sweeps)]
     return [c for c in drawn if c is not None]
 
@@ -306,7 +307,9 @@ def _verdict_section(
                     "every point met the SLO with a valid measurement; a point with errors, a "
                     "saturated client or a failure ends the walk.")
     if not verdicts:
-        text.append("No case has a valid trial yet.")
+        c10k = not frame.empty and bool((frame["group"] == stats.C10K_GROUP).any())
+        text.append("No verdict: the C10K cases are compared in their own section." if c10k
+                    else "No case has a valid trial yet.")
         return Section("Verdict", text)
     return Section("Verdict", [*text, table])
 

@@ -216,9 +216,12 @@ def test_small_c10k_report_has_the_c10k_section(small_c10k: tuple[Path, str]) ->
     assert select["over_capacity"] == f"{record['swarm']['errors']['over_capacity']:,}"
     assert epoll["over_capacity"] == "0" and epoll["errors"] == "0"
     assert int(select["held"].replace(",", "")) < 1024 <= int(epoll["held"].replace(",", ""))
-    # a c10k case is not a sweep: no verdict or sweep table for it
-    assert "Open-loop sweep" not in text and "c10k-c5" not in text.split("## Verdict")[1] \
-        .split("## ")[0]
+    # a c10k case is not a sweep: no verdict or sweep table for it, but a chart of its own
+    verdict = text.split("## Verdict")[1].split("\n## ")[0]
+    assert "Open-loop sweep" not in text and "c10k-c5" not in verdict
+    assert "the C10K cases are compared in their own section" in verdict
+    assert (run_dir / "charts" / "c10k.png").read_bytes().startswith(b"\x89PNG")
+    assert "![C10K](charts/c10k.png)" in text
 
 
 def test_c10k_section_lists_a_failed_model_with_its_reason(tmp_path: Path) -> None:
