@@ -396,6 +396,7 @@ def _interpreter_sections(run: Run, margin: float) -> list[Section]:
                     str(d.get("path", "—"))]
                    for tag, d in ((t, described.get(t, {})) for t in tags)])
     first = tags[0]
+    twins = _gil_twins(tags, described)
     rows, marks = [], ""
     cases = stats.case_table(frame)
     closed = cases[(cases["mode"] != "open") & (cases["group"] != stats.C10K_GROUP)]
@@ -403,29 +404,51 @@ def _interpreter_sections(run: Run, margin: float) -> list[Section]:
         here = frame[frame["case"] == case.case]
         for model, trials in here.groupby("server_model", sort=False):
             marks += "".join(trials["flags"])
-            base = _valid(trials[trials["interpreter_tag"] == first], "throughput_rps")
+            valid = {tag: _valid(trials[trials["interpreter_tag"] == tag], "throughput_rps")
+                     for tag in tags}
             for tag in tags:
                 mine = trials[trials["interpreter_tag"] == tag]
                 if mine.empty:
                     continue
-                rows.append([
-                    case.case, str(model), tag, _gil(_gil_of(mine, described.get(tag, {}))),
-                    _median_cell(mine, "throughput_rps", fmt_rate),
-                    "1×" if tag == first else _ratio(base, _valid(mine, "throughput_rps"),
-                                                      margin),
-                    _median_cell(mine, "p99_us", fmt_us),
-                    _median_cell(mine, "server_cpu_percent", fmt_num)])
-    table = Table(["case", "model", "interpreter", "GIL", "req/s", f"vs {first}", "p99",
-                   "server CPU %"], rows, numeric={4, 5, 6, 7})
+                row = [case.case, str(model), tag, _gil(_gil_of(mine, described.get(tag, {}))),
+                       _median_cell(mine, "throughput_rps", fmt_rate),
+                       "1×" if tag == first else _ratio(valid[first], valid[tag], margin)]
+                if twins:
+                    twin = twins.get(tag)
+                    row.append(_ratio(valid[twin], valid[tag], margin) if twin else "")
+                rows.append([*row, _median_cell(mine, "p99_us", fmt_us),
+                             _median_cell(mine, "server_cpu_percent", fmt_num)])
+    columns = ["case", "model", "interpreter", "GIL", "req/s", f"vs {first}",
+               *(["vs same build, GIL on"] if twins else []), "p99", "server CPU %"]
+    table = Table(columns, rows, numeric=set(range(4, len(columns))))
     table.footnotes = _marker_notes(marks) + [
         "Cells: median [min–max] of the valid repetitions. 'vs' is the ratio of median "
         "throughputs; 'noise' when they cannot be told apart (bootstrap interval of the "
         f"difference with two or more repetitions each, else a {margin:.0%} margin).",
         "Interpreters can differ in single-thread speed as well as in the GIL: a "
         "single-threaded model (epoll) run under each is the control for that."]
+    if twins:
+        table.footnotes.append("vs same build, GIL on: the same executable with its GIL "
+                               "enabled (PYTHON_GIL=1), so the ratio is the GIL's cost alone.")
     return [Section("Interpreters", [
         "The same models under each interpreter the scenario listed (series are labelled "
         "model@interpreter in every table and chart).", about, table])]
+
+
+def _gil_twins(tags: list[str], described: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """GIL-off interpreter tag -> the tag of the same executable run with its GIL on (a
+    free-threaded build under PYTHON_GIL=1): the ratio between them is the GIL's alone."""
+    twins = {}
+    for tag in tags:
+        mine = described.get(tag, {})
+        if mine.get("gil_enabled") is not False:
+            continue
+        for other in tags:
+            theirs = described.get(other, {})
+            if theirs.get("gil_enabled") and theirs.get("path") == mine.get("path"):
+                twins[tag] = other
+                break
+    return twins
 
 
 def _valid(trials: pd.DataFrame, metric: str) -> list[float]:

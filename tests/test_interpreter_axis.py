@@ -153,3 +153,17 @@ def test_ratio_is_clear_or_noise_by_repetitions(tmp_path: Path) -> None:
     assert rows[("work-c16-closed", "free")][5].endswith("(noise)")
     assert rows[("work-c4-closed", "gil")][3] == "enabled"
     assert rows[("work-c4-closed", "free")][3] == "disabled"
+    assert "vs same build, GIL on" not in section  # nothing says they are one executable
+    # described as one executable with its GIL on and off: the GIL's own ratio gets a column
+    meta = json.loads((folder / "run.json").read_text())
+    meta["environment"]["interpreters"] = [
+        {"tag": "gil", "path": "/opt/python3.13t", "gil_enabled": True},
+        {"tag": "free", "path": "/opt/python3.13t", "gil_enabled": False}]
+    (folder / "run.json").write_text(json.dumps(meta))
+    text = report.to_markdown(report.build_report(folder))
+    section = text.split("## Interpreters", 1)[1].split("\n## ", 1)[0]
+    header = next(line for line in section.splitlines() if line.startswith("| case |"))
+    assert header.split(" | ")[6] == "vs same build, GIL on"
+    row = next(line for line in section.splitlines()
+               if line.startswith("| work-c4-closed | threaded | free |"))
+    assert row.split(" | ")[6] == "1.97× (clear)"
