@@ -51,15 +51,23 @@ class Palette:
 
     @classmethod
     def for_variants(cls, variants: list[str]) -> Palette:
+        """A colour per model; with interpreters (labels ``model@tag``), one colour per model
+        and a line style and marker per interpreter, so a model's lines read as a family."""
         colours = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
-        styles, index = {}, 0
+        lines, markers = ("-", "--", ":", "-."), ("o", "^", "D", "v")
+        models: dict[str, int] = {}
+        tags: dict[str, int] = {}
+        styles = {}
         for variant in variants:
+            model, _, tag = variant.partition("@")
+            way = tags.setdefault(tag, len(tags)) if tag else 0
             if stats.is_native(variant):
                 styles[variant] = {"color": "black", "linestyle": "--", "marker": "s"}
-            else:
-                styles[variant] = {"color": colours[index % len(colours)], "linestyle": "-",
-                                   "marker": "o"}
-                index += 1
+                continue
+            index = models.setdefault(model, len(models))
+            styles[variant] = {"color": colours[index % len(colours)],
+                               "linestyle": lines[way % len(lines)],
+                               "marker": markers[way % len(markers)]}
         return cls(styles)
 
     def label(self, variant: str) -> str:
