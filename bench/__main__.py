@@ -335,8 +335,10 @@ def cmd_list(console: Console) -> int:
         except ScenarioError as error:
             console.print(f"  {name:10} [red]invalid: {error}[/red]")
             continue
-        labels, _ = scenario.resolve_models(loaded, {sys.executable: models},
-                                            [(sys.executable, None)])
+        # every interpreter the scenario lists counted as present (listing probes none)
+        pairs = [(sys.executable, f"i{n}") for n in range(len(loaded.interpreters))] \
+            or [(sys.executable, None)]
+        labels, _ = scenario.resolve_models(loaded, {sys.executable: models}, pairs)
         trials = scenario.plan(loaded, labels)
         console.print(f"  {name:10} {len(trials):4} trials, about "
                       f"{scenario.estimate_s(trials) / 60:4.1f} min here: {loaded.description}",
