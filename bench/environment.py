@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +30,20 @@ class Placement:
     server_cpus: tuple[int, ...] | None
     swarm_cpus: tuple[int, ...] | None
     note: str | None = None
+
+    @contextlib.contextmanager
+    def off_server_cpus(self) -> Iterator[None]:
+        """Keep this process (a sampler, a progress bar) on the swarm's CPUs meanwhile."""
+        before = os.sched_getaffinity(0)
+        swarm, server = self.swarm_cpus, self.server_cpus
+        pin = swarm is not None and server is not None and set(swarm) != set(server)
+        if pin:
+            os.sched_setaffinity(0, set(swarm))
+        try:
+            yield
+        finally:
+            if pin:
+                os.sched_setaffinity(0, before)
 
     def swarm_workers(self) -> int:
         """Default swarm worker processes: one per swarm core (all but one when unpinned)."""

@@ -8,12 +8,9 @@ server CPU per request (over the swarm's measured window) become the sample.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,25 +66,11 @@ class TrialSampler:
         context = TrialContext(placement=self.placement, work_dir=self.work_dir,
                                run_id="regress", server_root=source.root)
         spec = trial_spec(model, case, profile, index, source.side, self.placement)
-        with self._off_the_server_cpu():
+        with self.placement.off_server_cpus():
             record = run_trial(spec, context)
         for log in self.work_dir.glob(f"{spec.trial_id}.*"):
             log.unlink(missing_ok=True)
         return sample_from(record, source, model, case, index)
-
-    @contextlib.contextmanager
-    def _off_the_server_cpu(self) -> Iterator[None]:
-        """Keep this process (the psutil sampler thread) on the swarm's CPUs meanwhile."""
-        swarm, server = self.placement.swarm_cpus, self.placement.server_cpus
-        before = os.sched_getaffinity(0)
-        pin = swarm is not None and server is not None and set(swarm) != set(server)
-        if pin:
-            os.sched_setaffinity(0, set(swarm))
-        try:
-            yield
-        finally:
-            if pin:
-                os.sched_setaffinity(0, before)
 
     def close(self) -> None:
         """Remove the log folder."""

@@ -566,7 +566,7 @@ class Runner:
             self.console.print(f"resuming: {skipped} of {len(self.trials)} trials already done")
         ran = 0
         interrupted = False
-        with self._pinned(), self._progress(pending) as (progress, task):
+        with self.context.placement.off_server_cpus(), self._progress(pending) as (progress, task):
             try:
                 for index, spec in enumerate(pending):
                     if self.context.stop.is_set():
@@ -608,21 +608,6 @@ class Runner:
             for stray in procs.kill_strays():
                 record["notes"].append(f"killed a process left running after the trial: {stray}")
         return record
-
-    @contextlib.contextmanager
-    def _pinned(self) -> Iterator[None]:
-        """Keep the runner (sampler, progress bar) off the server's CPUs while it runs."""
-        cpus = self.context.placement.swarm_cpus
-        server = self.context.placement.server_cpus
-        before = os.sched_getaffinity(0)
-        pin = cpus is not None and server is not None and set(cpus) != set(server)
-        if pin:
-            os.sched_setaffinity(0, set(cpus))
-        try:
-            yield
-        finally:
-            if pin:
-                os.sched_setaffinity(0, before)
 
     @contextlib.contextmanager
     def _progress(self, pending: Sequence[TrialSpec]) -> Iterator[tuple[Progress, Any]]:

@@ -191,3 +191,14 @@ def wait_until(probe: Callable[[], T], accept: Callable[[T], bool], timeout: flo
         time.sleep(interval)
         value = probe()
     return value
+
+
+# PROTOCOL.md, "Test vectors (payload, n -> x)"
+WORK_VECTORS = [
+    (b"", 0, 0),
+    (b"", 1, 12345),
+    (b"abc", 0, 891568578),
+    (b"abc", 3, 4121632265),
+    (b"hello world", 1000, 118134621),
+    (bytes(range(256)) * 4, 100000, 1549966598),
+]

@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from _helpers import Client, close_all, connect_many, exchange, wait_until
+from _helpers import WORK_VECTORS, Client, close_all, connect_many, exchange, wait_until
 from _helpers_server import ModelSpec, ServerProcess, model_specs, running_server
 
 import servers
@@ -38,14 +38,6 @@ pytestmark = pytest.mark.timeout(60)
 
 MIB = 1024 * 1024
 U32 = 0xFFFFFFFF
-WORK_VECTORS = [  # PROTOCOL.md, "Test vectors (payload, n -> x)"
-    (b"", 0, 0),
-    (b"", 1, 12345),
-    (b"abc", 0, 891568578),
-    (b"abc", 3, 4121632265),
-    (b"hello world", 1000, 118134621),
-    (bytes(range(256)) * 4, 100000, 1549966598),
-]
 QUICK = 1.5  # seconds a client may wait for a round trip while other connections misbehave
 CORE_MODELS = ("threaded", "select", "poll", "epoll", "asyncio", "nonblocking")
 

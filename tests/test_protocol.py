@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from _helpers import WORK_VECTORS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,15 +30,6 @@ from bench.protocol import (
     work,
 )
 
-# PROTOCOL.md, "Test vectors (payload, n -> x)"
-WORK_VECTORS = [
-    (b"", 0, 0),
-    (b"", 1, 12345),
-    (b"abc", 0, 891568578),
-    (b"abc", 3, 4121632265),
-    (b"hello world", 1000, 118134621),
-    (bytes(range(256)) * 4, 100000, 1549966598),
-]
 U32 = 0xFFFFFFFF
 
 
