@@ -188,7 +188,7 @@ class ServerSession:
     """
 
     __slots__ = ("output", "closing", "deadline", "pending_work", "_offload_from", "_delayed",
-                 "_input", "_input_start")
+                 "_input")
 
     def __init__(self, offload_from: int | None = None) -> None:
         self.output = bytearray()
@@ -198,7 +198,6 @@ class ServerSession:
         self._offload_from = offload_from
         self._delayed = b""
         self._input = bytearray()
-        self._input_start = 0
 
     @property
     def wants_read(self) -> bool:
@@ -213,9 +212,17 @@ class ServerSession:
 
     def receive(self, data: bytes | bytearray | memoryview, now: float) -> float | None:
         """Take received bytes, answer what can be answered; return a pending deadline."""
-        if data:
-            self._input += data
-        return self.advance(now)
+        busy = self.deadline is not None or self.pending_work is not None or self.closing
+        if busy or self._input:
+            if data:
+                self._input += data
+            return self.advance(now)
+        # nothing buffered or pending (the usual case): answer straight from ``data`` and
+        # keep only what is left unanswered, rather than copying every byte in first
+        pos = self._process(data, now)
+        if pos < len(data):
+            self._input += memoryview(data)[pos:]
+        return self.deadline
 
     def advance(self, now: float) -> float | None:
         """Answer buffered requests in order; return the pending SLEEP deadline, if any."""
@@ -225,15 +232,15 @@ class ServerSession:
             self.output += self._delayed
             self._delayed = b""
             self.deadline = None
-        if self.closing or self.pending_work is not None:
-            return None
         buffer = self._input
+        if self.closing or self.pending_work is not None or not buffer:
+            return None  # nothing to answer: callers may call this after every send
         pos = self._process(buffer, now)
         if pos:
             del buffer[:pos]
         return self.deadline
 
-    def _process(self, buffer: bytearray, now: float) -> int:
+    def _process(self, buffer: bytes | bytearray | memoryview, now: float) -> int:
         """Answer complete frames from ``buffer``; return how many bytes were consumed."""
         output = self.output
         size = len(buffer)
