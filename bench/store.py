@@ -108,6 +108,9 @@ class RunStore:
     def trial_path(self, trial_id: str) -> Path:
         return self.trials_dir / f"{trial_id}.json"
 
+    def has_trial(self, trial_id: str) -> bool:
+        return self.trial_path(trial_id).is_file()
+
     def write_trial(self, record: dict[str, Any]) -> Path:
         path = self.trial_path(record["trial_id"])
         atomic_write_json(path, record)
