@@ -38,7 +38,7 @@ report: $(STAMP)
 freethreaded:
 	bash scripts/build_freethreaded.sh
 
-# performance regression check: the head's servers against BASE's, side by side (bench/regress.py)
+# performance regression check: the head's servers against BASE's, side by side (bench/regress/check.py)
 BASE ?= HEAD~1
 PROFILE ?= quick
 regress: $(STAMP)
@@ -47,11 +47,11 @@ regress: $(STAMP)
 # issue 3's performance goal: swarm vs the native C client against the native server, pinned,
 # then the swarm's CPU against every Python model (SWARM_ARGS, e.g. "--rounds 3 --models none")
 bench-swarm: $(STAMP)
-	$(PY) -m bench.swarm_speed $(SWARM_ARGS)
+	$(PY) -m bench.selfcheck.swarm_speed $(SWARM_ARGS)
 
 # pytest-benchmark trend history in .benchmarks/; BENCH_ARGS=--benchmark-compare compares
 bench-pytest: $(STAMP)
 	$(PY) -m pytest tests/perf -q --benchmark-autosave $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache servers/native/build bench/native/build
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache servers/native/build bench/selfcheck/build

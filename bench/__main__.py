@@ -25,9 +25,10 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import environment, interpreters, procs, scenario
+from bench import environment, procs
 from bench.environment import Placement
-from bench.runner import (
+from bench.run import interpreters, scenario
+from bench.run.runner import (
     REPO_ROOT,
     Runner,
     StopOnSignal,
@@ -38,11 +39,11 @@ from bench.runner import (
     raise_fd_limit,
     summary_table,
 )
-from bench.scenario import ModelSpec, Scenario, ScenarioError, TrialSpec
+from bench.run.scenario import ModelSpec, Scenario, ScenarioError, TrialSpec
 from bench.store import RunStore, utc_now
 
 EXIT_OK, EXIT_REPORT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
-DELEGATED = {"regress": "bench.regress", "baseline": "bench.baseline"}
+DELEGATED = {"regress": "bench.regress.check", "baseline": "bench.regress.baseline"}
 LIST_TIMEOUT_S = 60.0
 
 
@@ -287,22 +288,22 @@ def _cpus(cpus: tuple[int, ...] | None) -> str:
 
 def _report_module(console: Console) -> Any | None:
     try:
-        return importlib.import_module("bench.report")
+        return importlib.import_module("bench.report.document")
     except ModuleNotFoundError as error:
-        if error.name != "bench.report":
+        if error.name != "bench.report.document":
             raise
-        console.print("[red]the report module (bench/report.py) is not in this tree yet; the "
+        console.print("[red]the report module (bench/report/document.py) is not in this tree yet; the "
                       "trial records are in the run folder[/red]")
         return None
 
 
 def render(run_dir: Path, console: Console, extra: Sequence[str] = ()) -> int:
-    """Render RUN_DIR's report through bench.report; 0 when written."""
+    """Render RUN_DIR's report through bench.report.document; 0 when written."""
     return cmd_report([str(run_dir), *extra], console)
 
 
 def cmd_report(args: Sequence[str], console: Console) -> int:
-    """``python -m bench report RUN_DIR [options]``: bench.report's CLI."""
+    """``python -m bench report RUN_DIR [options]``: bench.report.document's CLI."""
     module = _report_module(console)
     if module is None:
         return EXIT_CANNOT_RUN

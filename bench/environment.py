@@ -18,7 +18,8 @@ from typing import Any
 
 import psutil
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from bench import REPO_ROOT
+
 PACKAGES = ("concbench", "psutil", "hdrhistogram", "pandas", "matplotlib", "rich", "scipy",
             "uvloop", "gevent", "greenlet")
 

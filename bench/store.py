@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
+from bench import REPO_ROOT
+
+RESULTS_ROOT = REPO_ROOT / "results"
 
 
 def utc_now() -> str:

@@ -82,7 +82,7 @@ def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
                              "longest SLEEP in the mix) before its connection is given up as "
                              "an error (default 5)")
     parser.add_argument("--verify", action="store_true",
-                        help="check WORK results against bench.protocol.work")
+                        help="check WORK results against protocol.work")
     parser.add_argument("--interval", type=float, default=1.0,
                         help="seconds per reported interval (default 1)")
     parser.add_argument("--seed", type=int, default=None, help="seed for mixes and arrivals")

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench.protocol import HEADER, HEADER_SIZE, MAX_PAYLOAD, ErrorValue, Status
 from clients.mix import Kind, kind_sequence
+from protocol import HEADER, HEADER_SIZE, MAX_PAYLOAD, ErrorValue, Status
 
 RECV_SIZE = 256 * 1024
 FAST_READ_MAX = 64 * 1024  # above this, os.read's per-call allocation costs more than it saves

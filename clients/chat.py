@@ -13,7 +13,8 @@ import sys
 import time
 from typing import TextIO
 
-from bench.protocol import (
+from clients.swarm import SwarmError, parse_target
+from protocol import (
     MAX_SLEEP_US,
     MAX_WORK_ITERATIONS,
     ErrorValue,
@@ -23,7 +24,6 @@ from bench.protocol import (
     Status,
     encode_request,
 )
-from clients.swarm import SwarmError, parse_target
 
 RECV_CHUNK = 64 * 1024
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from bench.protocol import (
+from protocol import (
     HEADER,
     HEADER_SIZE,
     MAX_PAYLOAD,
@@ -126,7 +126,7 @@ def build_kind(entry: MixEntry, payload_seed: int = 0, verify: bool = False) -> 
 
     ECHO payloads are pseudo-random bytes (from ``payload_seed``), so a server that mixes up
     replies is caught; WORK and SLEEP carry no payload. With ``verify``, WORK's result is
-    computed here, once, with ``bench.protocol.work``.
+    computed here, once, with ``protocol.work``.
     """
     op, _, _ = OPERATIONS[entry.op]
     payload = random.Random(payload_seed).randbytes(entry.arg) if op == Op.ECHO else b""

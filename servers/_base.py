@@ -6,7 +6,7 @@ import signal
 import socket
 import sys
 
-from bench.protocol import OVER_CAPACITY_FRAME
+from protocol import OVER_CAPACITY_FRAME
 
 BACKLOG = 8192  # the kernel caps this at net.core.somaxconn
 RECV_SIZE = 256 * 1024

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from bench.protocol import ServerSession
+from protocol import ServerSession
 from servers._base import BACKLOG, RECV_SIZE, refuse, tune
 
 ACCEPTS_PER_WAKE = 64  # bound on accepts per readiness event, so a connect storm cannot starve I/O

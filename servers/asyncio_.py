@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
-from bench.protocol import OUTPUT_LIMIT, ServerSession
+from protocol import OUTPUT_LIMIT, ServerSession
 from servers._base import BACKLOG, RECV_SIZE, Shutdown
 
 DESCRIPTION = "asyncio event loop (--api protocol|streams)"

@@ -1,6 +1,6 @@
 """`native`: a small single-threaded C epoll server, the "speed of light" reference line.
 
-It speaks the whole protocol as ``bench.protocol.ServerSession`` does, byte for byte (WORK's
+It speaks the whole protocol as ``protocol.ServerSession`` does, byte for byte (WORK's
 loop runs in C, so WORK figures are not comparable with the Python models'). The C source
 (``servers/native/server.c``) is compiled on first use with the system C compiler (``$CC``,
 else ``cc``, ``gcc`` or ``clang``) into ``servers/native/build/`` and rebuilt when the source

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 
-from bench.protocol import MAX_WORK_ITERATIONS, Frame, ServerSession, respond
+from protocol import MAX_WORK_ITERATIONS, Frame, ServerSession, respond
 from servers import epoll
 from servers._eventloop import Connection, EventLoop
 

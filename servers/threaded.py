@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from bench.protocol import ServerSession
+from protocol import ServerSession
 from servers._base import RECV_SIZE, refuse, tune
 
 DESCRIPTION = "one thread per client, blocking sockets"

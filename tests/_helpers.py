@@ -1,6 +1,6 @@
 """Test helpers: a small blocking protocol client with a timeout on everything, and polling.
 
-Built on ``bench.protocol`` (``FrameDecoder``, ``encode_request``): the tests never restate the
+Built on ``protocol`` (``FrameDecoder``, ``encode_request``): the tests never restate the
 wire format.
 """
 
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from bench.protocol import Frame, FrameDecoder, Op, encode_request
+from protocol import Frame, FrameDecoder, Op, encode_request
 
 DEFAULT_TIMEOUT = 5.0  # seconds any single client operation may take before the test fails
 RECV_CHUNK = 256 * 1024

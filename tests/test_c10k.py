@@ -18,8 +18,9 @@ from _helpers import wait_until
 from _helpers_server import running_server
 from test_report import make_trial, write_run
 
-from bench import report, runner, scenario
-from bench.scenario import ModelSpec, ScenarioError
+from bench.report import document as report
+from bench.run import runner, scenario
+from bench.run.scenario import ModelSpec, ScenarioError
 from clients import swarm as swarm_module
 from clients.swarm import SwarmConfig, SwarmError, run_swarm
 from servers import available_models

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from _helpers_server import ServerProcess, running_server
 
-from bench.protocol import work
+from protocol import work
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from _helpers import WORK_VECTORS, Client, close_all, connect_many, exchange, wa
 from _helpers_server import ModelSpec, ServerProcess, model_specs, running_server
 
 import servers
-from bench.protocol import (
+from protocol import (
     HEADER,
     MAX_PAYLOAD,
     MAX_SLEEP_US,

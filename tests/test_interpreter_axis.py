@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from test_report import make_trial, write_run
 
-from bench import report, scenario
-from bench.scenario import ScenarioError
+from bench.report import document as report
+from bench.run import scenario
+from bench.run.scenario import ScenarioError
 
 REPO = Path(__file__).resolve().parent.parent
 MISSING = "/nonexistent/python3.99"

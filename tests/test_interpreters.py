@@ -1,4 +1,4 @@
-"""bench.interpreters: finding, probing and describing interpreters, and skipping missing ones.
+"""bench.run.interpreters: finding, probing and describing interpreters, and skipping missing ones.
 
 Fake interpreters are small shell scripts, so every failure path runs without any other Python.
 Tests that need the free-threaded build skip when ``make freethreaded`` has not been run.
@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 from _helpers import Client
 
-from bench import interpreters
-from bench.interpreters import FREETHREADED, REPO, Interpreter, resolve, why_missing
-from bench.protocol import Op, Status, work
+from bench import REPO_ROOT as REPO
+from bench.run import interpreters
+from bench.run.interpreters import FREETHREADED, Interpreter, resolve, why_missing
+from protocol import Op, Status, work
 
 READY_TIMEOUT = 15.0  # seconds a server may take to print READY
 needs_freethreaded = pytest.mark.skipif(

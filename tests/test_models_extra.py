@@ -20,7 +20,7 @@ from _helpers import Client, close_all, connect_many, wait_until
 from _helpers_server import ServerProcess, running_server
 
 import servers
-from bench.protocol import MAX_WORK_ITERATIONS, Frame, Op, Status, encode_request, work
+from protocol import MAX_WORK_ITERATIONS, Frame, Op, Status, encode_request, work
 
 pytestmark = pytest.mark.timeout(60)
 

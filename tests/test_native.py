@@ -2,7 +2,7 @@
 
 The conformance suite runs every rule against ``native`` too; this file checks what is
 particular to it: the on-demand build, that ``python -m servers native`` becomes the C
-process, byte-for-byte agreement with ``bench.protocol.ServerSession``, the child mode for
+process, byte-for-byte agreement with ``protocol.ServerSession``, the child mode for
 other programs, and the native client.
 """
 
@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import native as native_client
-from bench.protocol import Op, ServerSession, Status, encode_request, work
+from bench.selfcheck import native_client
+from protocol import Op, ServerSession, Status, encode_request, work
 from servers import native
 from tests._helpers import Client, wait_until
 from tests.conftest import ServerProcess, running_server

@@ -1,4 +1,4 @@
-"""Unit and property tests of the sans-IO codec, bench/protocol.py, against PROTOCOL.md."""
+"""Unit and property tests of the sans-IO codec, protocol/, against PROTOCOL.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from _helpers import WORK_VECTORS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.protocol import (
+from protocol import (
     HEADER,
     HEADER_SIZE,
     MAX_PAYLOAD,

@@ -19,9 +19,9 @@ import numpy as np
 import psutil
 import pytest
 
-from bench import regress
-from bench import regress_stats as rs
-from bench.regress import Case, Profile, Sample, ServerSource, Settings
+from bench.regress import check as regress
+from bench.regress import stats as rs
+from bench.regress.check import Case, Profile, Sample, ServerSource, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_RPS = 20_000.0
@@ -299,7 +299,7 @@ def test_interrupt_removes_the_worktree(repo: Path) -> None:
 
 def test_cli_nonexistent_revision_exits_2(tmp_path: Path) -> None:
     verdict_path = tmp_path / "verdict.json"
-    done = subprocess.run([sys.executable, "-m", "bench.regress", "--base", "no-such-rev-x",
+    done = subprocess.run([sys.executable, "-m", "bench", "regress", "--base", "no-such-rev-x",
                            "--json", str(verdict_path)], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 2, done.stderr
@@ -321,7 +321,7 @@ def test_step_summary_is_appended(repo: Path, tmp_path: Path,
 
 
 def baseline_run(tmp_path: Path, action: str, factor: float) -> int:
-    from bench import baseline
+    from bench.regress import baseline
 
     parser = baseline.argparse.ArgumentParser()
     baseline.add_arguments(parser)
@@ -349,7 +349,7 @@ def test_baseline_warns_but_never_fails(tmp_path: Path,
 
 
 def test_machine_key_is_a_safe_file_name() -> None:
-    from bench import baseline
+    from bench.regress import baseline
 
     key = baseline.machine_key(baseline.fingerprint())
     assert re.fullmatch(r"[a-z0-9.-]+", key)
@@ -364,7 +364,7 @@ def test_a_a_with_real_servers_passes(tmp_path: Path) -> None:
     """Base HEAD against the working tree, real servers and swarm, minimal samples: exit 0,
     figures from both sides, and the base worktree gone afterwards."""
     verdict_path = tmp_path / "verdict.json"
-    done = subprocess.run([sys.executable, "-m", "bench.regress", "--base", "HEAD", "--models",
+    done = subprocess.run([sys.executable, "-m", "bench", "regress", "--base", "HEAD", "--models",
                            "epoll", "--profile", "quick", "--samples", "3", "--duration", "0.3",
                            "--warmup", "0.1",
                            "--json", str(verdict_path)], cwd=ROOT, capture_output=True,
@@ -383,7 +383,7 @@ def test_a_a_with_real_servers_passes(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_check_exits_2_and_leaves_nothing(signum: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.regress", "--base", "HEAD",
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "regress", "--base", "HEAD",
                              "--models", "epoll", "--profile", "quick", "--samples", "4",
                              "--duration", "0.2", "--warmup", "0.05", "--json", os.devnull],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

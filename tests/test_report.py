@@ -1,7 +1,7 @@
 """The report: summary.csv, charts, verdicts, flags and a self-contained HTML, from synthetic runs.
 
 Run folders are built in tmp paths with trial records shaped like the runner's (see
-bench/runner.py), carrying real encoded HdrHistograms, so the report reads exactly what a real
+bench/run/runner.py), carrying real encoded HdrHistograms, so the report reads exactly what a real
 run gives it.
 """
 
@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from bench import report, stats
+from bench.analysis import stats
+from bench.report import document as report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SLO_MS = 5.0

@@ -22,9 +22,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import procs, scenario
+from bench import procs
 from bench.environment import Placement, resolve_placement
-from bench.runner import (
+from bench.run import scenario
+from bench.run.runner import (
     Runner,
     TrialContext,
     _SwarmRun,
@@ -114,7 +115,7 @@ def reaped() -> Iterator[None]:
 
 def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     """Two models, a closed-loop case and a sweep point scaled to it: records, run.json,
-    environment, the derived figures, and (when bench.report is there) the report."""
+    environment, the derived figures, and (when bench.report.document is there) the report."""
     path = write_scenario(tmp_path, """
         name = "tiny"
         duration_s = 0.6
@@ -177,11 +178,10 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
         assert point["rate"] == pytest.approx(0.5 * base["derived"]["throughput_rps"])
         assert point["swarm"]["rate"] == pytest.approx(point["rate"], rel=0.01)
     assert "Summary" in output and "epoll" in output
-    if (REPO / "bench" / "report.py").exists():
-        summary = (run_dir / "summary.csv").read_text().splitlines()
-        assert len(summary) == 1 + len(records)
-        html = (run_dir / "report.html").read_text()
-        assert "epoll" in html and "threaded" in html
+    summary = (run_dir / "summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + len(records)
+    html = (run_dir / "report.html").read_text()
+    assert "epoll" in html and "threaded" in html
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

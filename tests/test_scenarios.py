@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import scenario
-from bench.scenario import ModelSpec, ScenarioError
+from bench.run import scenario
+from bench.run.scenario import ModelSpec, ScenarioError
 
 # the models the registry will hold once every issue lands: budgets are checked against them
 ALL_MODELS = ["threaded", "select", "poll", "epoll", "asyncio", "nonblocking", "native",

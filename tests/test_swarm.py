@@ -29,7 +29,6 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.protocol import HEADER, FrameDecoder, Op, encode_response, respond, work
 from clients.mix import MixEntry, MixError, build_kind, format_mix, kind_sequence, parse_mix
 from clients.swarm import (
     EXIT_CANNOT_RUN,
@@ -45,6 +44,7 @@ from clients.swarm import (
     parse_target,
     run_swarm,
 )
+from protocol import HEADER, FrameDecoder, Op, encode_response, respond, work
 
 LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "p99_99", "max", "mean"}
 MS = 1000.0  # µs

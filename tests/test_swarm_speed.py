@@ -1,4 +1,4 @@
-"""``bench.swarm_speed``: the verdict logic, a short real run, and Ctrl-C reaping every child."""
+"""The swarm self-check: the verdict logic, a short real run, and Ctrl-C reaping every child."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import procs, swarm_speed
+from bench import procs
+from bench.selfcheck import swarm_speed
 from servers import native
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def test_short_run_writes_a_record_and_leaves_no_child(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_native
 def test_ctrl_c_stops_and_reaps_every_child(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.swarm_speed", "--rounds", "3",
+    proc = subprocess.Popen([sys.executable, "-m", "bench.selfcheck.swarm_speed", "--rounds", "3",
                              "--duration", "5", "--json", str(tmp_path / "r.json")],
                             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     descendants: list[psutil.Process] = []

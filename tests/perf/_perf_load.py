@@ -24,7 +24,7 @@ import numpy as np
 import psutil
 from hdrh.histogram import HdrHistogram
 
-from bench.protocol import Op, Status, encode_request, encode_response
+from protocol import Op, Status, encode_request, encode_response
 
 RECV_SIZE = 64 * 1024
 

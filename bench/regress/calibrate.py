@@ -1,10 +1,10 @@
-"""``python -m bench.regress_calibrate``: how long must one regression sample be, here?
+"""``python -m bench.regress.calibrate``: how long must one regression sample be, here?
 
 Runs same-code samples (the head's servers only, the regression check's sampler) for several
 sample durations, taking turns so that a noisy spell touches every duration alike, and prints
 per model and duration: the coefficient of variation (robust: 1.4826 x MAD / median) of
 throughput and of server CPU per request, the wall time per sample, and the same-code noise
-that a check with N/2 samples per side would see (``bench.regress_stats.same_code_noise``,
+that a check with N/2 samples per side would see (``bench.regress.stats.same_code_noise``,
 the first half against the second).
 The profile's sample length is the shortest one past which the spread stops falling much.
 """
@@ -19,8 +19,8 @@ from dataclasses import replace
 import numpy as np
 from scipy import stats
 
-from bench import regress
-from bench import regress_stats as rs
+from bench.regress import check as regress
+from bench.regress import stats as rs
 
 
 def robust_cv(values: list[float]) -> float:
@@ -82,7 +82,7 @@ def table(rows: list[dict[str, object]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.regress_calibrate",
+    parser = argparse.ArgumentParser(prog="python -m bench.regress.calibrate",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="threaded,epoll,asyncio")

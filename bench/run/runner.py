@@ -38,12 +38,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench import procs
+from bench import REPO_ROOT, procs
 from bench.environment import Placement, load_average
-from bench.scenario import TrialSpec
+from bench.run.scenario import TrialSpec
 from bench.store import RunStore, read_json, utc_now
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_INTERVAL_S = 0.1
 POLL_S = 0.01
 TAIL_CHARS = 3000

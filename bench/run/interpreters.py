@@ -23,8 +23,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-FREETHREADED = REPO / ".cache" / "python3.13t" / "bin" / "python3.13t"
+from bench import REPO_ROOT
+
+FREETHREADED = REPO_ROOT / ".cache" / "python3.13t" / "bin" / "python3.13t"
 MIN_VERSION = (3, 11)  # what the servers need (pyproject.toml requires-python)
 PROBE_TIMEOUT = 10.0  # seconds an interpreter may take to answer the probe
 
@@ -82,7 +83,7 @@ class Interpreter:
         """An environment in which this interpreter imports the repo's packages (bench,
         servers, clients) from the source tree: the repo goes first on ``PYTHONPATH``."""
         env = dict(os.environ if base is None else base)
-        paths = [str(REPO), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         return env
 
@@ -200,6 +201,6 @@ def _first_line(data: bytes) -> str:
 def _short(path: Path) -> str:
     """``path`` relative to the repo when inside it."""
     try:
-        return str(path.relative_to(REPO))
+        return str(path.relative_to(REPO_ROOT))
     except ValueError:
         return str(path)

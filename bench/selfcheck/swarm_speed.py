@@ -1,4 +1,4 @@
-"""``python -m bench.swarm_speed`` (``make bench-swarm``): is the Python swarm fast enough?
+"""``python -m bench swarm-check`` (``make bench-swarm``): is the Python swarm fast enough?
 
 Issue 3's performance goal as a benchmark. The server is pinned to one core and the load
 generator to another; 50 connections, 64-byte ECHO, closed loop, one request in flight each.
@@ -41,14 +41,13 @@ from rich.console import Console
 from rich.table import Table
 
 import servers
-from bench import native as native_client
-from bench import procs
+from bench import REPO_ROOT, procs
 from bench.environment import Placement, collect, load_average, resolve_placement
-from bench.runner import Sampler, child_env, summarize_server
+from bench.run.runner import Sampler, child_env, summarize_server
+from bench.selfcheck import native_client
 from bench.store import RESULTS_ROOT, atomic_write_json, clean, utc_now
 from servers import native
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 GOAL_RATIO = 0.85
 SATURATED_PERCENT = 90.0
 CONTENDED_PERCENT = 15.0  # other processes' share of a pinned core that makes a run "shared"
@@ -487,7 +486,7 @@ def swarm_problem() -> str | None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.swarm_speed",
+    parser = argparse.ArgumentParser(prog="python -m bench.selfcheck.swarm_speed",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--duration", type=float, default=5.0,

@@ -18,7 +18,7 @@ from typing import Any
 
 from clients import mix as clients_mix
 
-SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 PLACEMENTS = ("split", "same", "none")
 MODES = ("closed", "open")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]*$")

@@ -6,8 +6,8 @@ The head's harness and swarm drive both sides; only the servers come from the ba
 measuring code cannot look like a server change. The head side runs the working tree.
 
 Per model, fixed-duration samples alternate base and head in A B B A order (each a fresh server
-on its own core, the swarm on the other, warm-up excluded: bench/runner.py's ``run_trial``), and
-bench/regress_stats.py compares two costs: time per request (1 / throughput) and server CPU per
+on its own core, the swarm on the other, warm-up excluded: bench/run/runner.py's ``run_trial``), and
+bench/regress/stats.py compares two costs: time per request (1 / throughput) and server CPU per
 request. A metric is *flagged* when its median head/base ratio is slower by more than the limit
 (15 %, or 3x the same-code noise measured from the run's own A/A structure when that is larger)
 and a one-sided Mann-Whitney test gives p < 0.01. A flagged model is measured again; only a
@@ -39,9 +39,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from bench import regress_stats as rs
+from bench import REPO_ROOT
+from bench.regress import stats as rs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 EXIT_PASS, EXIT_REGRESSION, EXIT_CANNOT_RUN = 0, 1, 2
 GIT_TIMEOUT_S = 60
 PROBE_TIMEOUT_S = 30
@@ -79,7 +80,7 @@ class Profile:
 ECHO = Case("echo64-c16", "echo:64", 16)
 WORK = Case("work2k-c16", "work:2000", 16)
 
-# Sample length, measured with ``python -m bench.regress_calibrate`` on the 2-core machine while
+# Sample length, measured with ``python -m bench.regress.calibrate`` on the 2-core machine while
 # other jobs loaded it (load average 4-11): the robust CV of server CPU per request was 10-13 %
 # for 0.5 s samples, 3-6 % for 1 s, 3-8 % for 2 s and 1.5-3 % for 4 s; throughput's CV was
 # 10-40 % at every length (it follows the neighbours' load, not the code). Each sample also
@@ -477,7 +478,7 @@ SamplerFactory = Callable[[], Sampler]
 
 def default_sampler() -> Sampler:
     """The real sampler: a fresh server per sample, the head's swarm, split CPU placement."""
-    from bench.regress_sampler import TrialSampler
+    from bench.regress.sampler import TrialSampler
 
     return TrialSampler()
 

@@ -1,4 +1,4 @@
-"""The regression check's real sampler: one runner trial per sample (bench/runner.py).
+"""The regression check's real sampler: one runner trial per sample (bench/run/runner.py).
 
 Each sample is a fresh server (``python -m servers MODEL`` with cwd and PYTHONPATH = the side's
 tree) on the server CPU of the runner's ``split`` placement, loaded by the head's swarm on the
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import Placement, resolve_placement
-from bench.regress import Case, Profile, Sample, ServerSource
-from bench.runner import TrialContext, run_trial
-from bench.scenario import TrialSpec
+from bench.regress.check import Case, Profile, Sample, ServerSource
+from bench.run.runner import TrialContext, run_trial
+from bench.run.scenario import TrialSpec
 
 SWARM_TIMEOUT_S = 5.0
 # models that serve one client at a time: more connections would only queue (and time out)

@@ -1,6 +1,6 @@
 """The report of a run folder: summary.csv, charts/*.png, report.md and report.html.
 
-``python -m bench.report RUN_DIR`` (or ``python -m bench report RUN_DIR``) reads the trial
+``python -m bench.report.document RUN_DIR`` (or ``python -m bench report RUN_DIR``) reads the trial
 records the runner wrote and renders everything again; it never measures. Trials whose client
 saturated or that had errors are flagged in every table and left out of medians and verdicts;
 failed trials are listed with their failure and the tail of their stderr.
@@ -23,8 +23,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from bench import charts, stats
-from bench.stats import MARK_ERRORS, MARK_FAILED, MARK_NOTES, MARK_SATURATED, Run, Verdict
+from bench.analysis import stats
+from bench.analysis.stats import MARK_ERRORS, MARK_FAILED, MARK_NOTES, MARK_SATURATED, Run, Verdict
+from bench.report import charts
 
 STDERR_LINES = 20
 

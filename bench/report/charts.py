@@ -28,7 +28,7 @@ from matplotlib.ticker import (  # noqa: E402
     NullFormatter,
 )
 
-from bench import stats  # noqa: E402
+from bench.analysis import stats  # noqa: E402
 
 DPI = 110
 SPREAD = "error bars: min–max of valid repetitions, point: median"

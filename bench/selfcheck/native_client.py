@@ -1,7 +1,7 @@
 """The minimal native load client (``client.c``): the yardstick for the Python swarm.
 
 A closed-loop C epoll client (N connections, P ECHO requests in flight on each, every byte
-checked), compiled on demand into ``bench/native/build/`` like the ``native`` server model.
+checked), compiled on demand into ``bench/selfcheck/build/`` like the ``native`` server model.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reduce a run folder's trial records: summary table, flags, aggregates, SLO rates, verdicts.
 
-The run folder layout and the trial record are the runner's contract (see bench/runner.py):
+The run folder layout and the trial record are the runner's contract (see bench/run/runner.py):
 ``run.json`` plus ``trials/<trial_id>.json``. Nothing here measures anything; it only reads
 records, so every figure in a report can be traced back to one trial file.
 """

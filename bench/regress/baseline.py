@@ -23,9 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import regress
-from bench import regress_stats as rs
 from bench.environment import cpu_model
+from bench.regress import check as regress
+from bench.regress import stats as rs
 
 BASELINE_DIR = regress.ROOT / "results" / "baseline"
 KEEP_ENTRIES = 50

@@ -1,4 +1,4 @@
-"""Statistics of the head-versus-base regression check (no I/O; see bench/regress.py).
+"""Statistics of the head-versus-base regression check (no I/O; see bench/regress/check.py).
 
 Every metric is turned into a *cost* (lower is better): the time per request (1 / throughput) or
 the server CPU per request. For one model, with samples of the base (A) and the head (B):
@@ -15,7 +15,7 @@ the server CPU per request. For one model, with samples of the base (A) and the 
   the standard deviation of the head/base log ratio when nothing changed.
 - ``threshold``: max(the configured threshold, 3 x noise).
 - ``flagged``: slowdown > threshold AND p < alpha. A confirmed regression needs a second,
-  independent measurement of the same model that is flagged too (bench/regress.py reruns).
+  independent measurement of the same model that is flagged too (bench/regress/check.py reruns).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""From trial records to figures: frames, validity, verdicts, sweeps and histograms."""

@@ -1,0 +1,1 @@
+"""Running a scenario: load and expand it, plan the trials, run each one, record it."""
