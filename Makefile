@@ -47,7 +47,7 @@ regress: $(STAMP)
 # issue 3's performance goal: swarm vs the native C client against the native server, pinned,
 # then the swarm's CPU against every Python model (SWARM_ARGS, e.g. "--rounds 3 --models none")
 bench-swarm: $(STAMP)
-	$(PY) -m bench.selfcheck.swarm_speed $(SWARM_ARGS)
+	$(PY) -m bench swarm-check $(SWARM_ARGS)
 
 # pytest-benchmark trend history in .benchmarks/; BENCH_ARGS=--benchmark-compare compares
 bench-pytest: $(STAMP)

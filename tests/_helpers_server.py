@@ -1,30 +1,25 @@
 """Start server models as subprocesses through the launch contract (PROTOCOL.md).
 
-``running_server(model, *options)`` runs ``python -m servers MODEL OPTIONS``, reads exactly
-one ``READY host port`` line from its stdout within a deadline (stderr goes to a temporary
-file), and always stops and reaps it: SIGTERM, then SIGKILL after ``STOP_GRACE`` seconds.
+``running_server(model, *options)`` runs ``python -m servers MODEL OPTIONS`` through the
+harness's launch-contract client (``bench.launch``): the ``READY host port`` line within a
+deadline, and always a stop and a reap: SIGTERM, then SIGKILL after ``STOP_GRACE`` seconds.
 ``model_specs()`` lists the model variants the conformance suite runs over.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import select
 import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
-from typing import IO
+from pathlib import Path
 
 import psutil
 
 import servers
+from bench.launch import LaunchedServer, LaunchFailed, child_env, server_argv
 
 READY_TIMEOUT = 15.0  # seconds a model may take to print READY (native compiles on first use)
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a test is done with a server
@@ -36,7 +31,6 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "reactor": {"offload-all": ("--offload-from", "0")},  # every WORK through the pool
 }
 
-_READY = re.compile(rb"READY (\S+) (\d+)")
 
 
 @dataclass(frozen=True)
@@ -63,20 +57,15 @@ def model_specs() -> tuple[ModelSpec, ...]:
     return tuple(specs)
 
 
-class ServerStartError(RuntimeError):
-    """The model did not come up as the launch contract says."""
-
-
-@dataclass
 class ServerProcess:
-    """A model running as a subprocess (``python -m servers MODEL ...``)."""
+    """A model running as a subprocess (``python -m servers MODEL ...``), started and stopped
+    by the harness's launch-contract client (``bench.launch.LaunchedServer``)."""
 
-    argv: list[str]
-    proc: subprocess.Popen[bytes]
-    stderr_file: IO[bytes]
-    host: str = ""
-    port: int = 0
-    stdout_extra: bytes = field(default=b"")  # anything on stdout besides the READY line
+    def __init__(self, launched: LaunchedServer) -> None:
+        self.launched = launched
+        self.argv = launched.argv
+        self.proc = launched.proc
+        self.host, self.port = "", 0
 
     @property
     def pid(self) -> int:
@@ -85,6 +74,11 @@ class ServerProcess:
     @property
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
+
+    @property
+    def stdout_extra(self) -> bytes:
+        """Anything on stdout besides the READY line (the contract allows nothing)."""
+        return self.launched.stdout_extra()
 
     def process(self) -> psutil.Process:
         return psutil.Process(self.proc.pid)
@@ -103,89 +97,44 @@ class ServerProcess:
         return fds, threads, rss
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.launched.alive()
 
     def stderr_text(self) -> str:
-        self.stderr_file.seek(0)
-        return self.stderr_file.read().decode(errors="replace")
+        return self.launched.stderr_text()
 
-    def stop(self, signum: int = signal.SIGTERM, grace: float = STOP_GRACE) -> int:
+    def stop(self, signum: int = signal.SIGTERM, grace: float = STOP_GRACE) -> int | None:
         """Signal the server, SIGKILL it after ``grace`` seconds, reap it; the exit status."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signum)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.read_stdout()
-        return self.proc.returncode
+        return self.launched.stop(grace, sig=signum).returncode
 
     def read_stdout(self) -> bytes:
-        """Collect whatever the server wrote to stdout since READY (it should be nothing)."""
-        self.stdout_extra += _read_available(self.proc.stdout)
+        """Whatever the server wrote to stdout besides READY (it should be nothing)."""
         return self.stdout_extra
-
-
-def _read_available(stream: IO[bytes] | None) -> bytes:
-    """What can be read from a pipe now, without blocking."""
-    if stream is None or stream.closed:
-        return b""
-    data = b""
-    fd = stream.fileno()
-    while select.select([fd], [], [], 0)[0]:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _await_ready(server: ServerProcess, timeout: float) -> None:
-    """Read exactly one ``READY host port`` line from the server's stdout, within ``timeout``."""
-    assert server.proc.stdout is not None
-    fd = server.proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    received = b""
-    while b"\n" not in received:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ServerStartError(f"no READY line within {timeout} s; stdout: {received!r}")
-        if not select.select([fd], [], [], remaining)[0]:
-            continue
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            status = server.proc.wait(STOP_GRACE)
-            raise ServerStartError(f"exited with status {status} before READY; "
-                                   f"stdout: {received!r}; stderr: {server.stderr_text()}")
-        received += chunk
-    line, _, server.stdout_extra = received.partition(b"\n")
-    match = _READY.fullmatch(line)
-    if match is None:
-        raise ServerStartError(f"first stdout line is not 'READY host port': {line!r}")
-    server.host, server.port = match[1].decode(), int(match[2])
 
 
 @contextlib.contextmanager
 def running_server(model: str, *args: str,
                    ready_timeout: float = READY_TIMEOUT) -> Iterator[ServerProcess]:
     """Start ``python -m servers MODEL ARGS`` and wait for READY; always stop and reap it."""
-    argv = [sys.executable, "-m", "servers", model, *args]
-    with tempfile.TemporaryFile() as stderr_file:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=stderr_file, bufsize=0)
-        server = ServerProcess(argv, proc, stderr_file)
+    with tempfile.TemporaryDirectory(prefix="concbench-server-") as folder:
+        logs = Path(folder)
+        launched = LaunchedServer(server_argv(model, args), logs / "out", logs / "err",
+                                  env=child_env())
+        server = ServerProcess(launched)
         try:
-            _await_ready(server, ready_timeout)
+            try:
+                server.host, server.port = launched.wait_ready(ready_timeout)
+            except LaunchFailed as error:
+                raise ServerStartError(str(error)) from None
             yield server
         finally:
             server.stop()
-            if proc.stdout is not None:
-                proc.stdout.close()
             stderr = server.stderr_text()
             if stderr:  # shown by pytest with a failing test's report
-                print(f"--- stderr of {' '.join(argv[2:])} ---\n{stderr}")
+                print(f"--- stderr of {' '.join(server.argv[2:])} ---\n{stderr}")
+
+
+class ServerStartError(RuntimeError):
+    """The model did not come up as the launch contract says."""
 
 
 class SharedServer:

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from hdrh.histogram import HdrHistogram
 
+from bench import cli
 from bench.analysis import stats
 from bench.report import document as report
 
@@ -342,7 +343,7 @@ def test_partial_run_renders_what_it_has(tmp_path: Path, capsys: pytest.CaptureF
     meta.update(status="interrupted", plan=meta["plan"] + ["echo64-c1-closed--epoll--r0"])
     meta["environment"].update(load_average_before=[3.5, 2.0, 1.0], load_average_after=[4.0])
     (folder / "run.json").write_text(json.dumps(meta))
-    assert report.main([str(folder), "--spectrum-case", "nope"]) == 0
+    assert cli.main(["report", str(folder), "--spectrum-case", "nope"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "epoll" in out and "report.html" in out and "machine was busy" in out
     text = (folder / "report.md").read_text()
@@ -362,8 +363,8 @@ def test_a_run_without_records_still_renders(tmp_path: Path) -> None:
 
 
 def test_cli_rejects_a_folder_without_run_json(tmp_path: Path) -> None:
-    assert report.main([str(tmp_path)]) == 2
-    assert report.main([str(tmp_path / "missing")]) == 2
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert cli.main(["report", str(tmp_path / "missing")]) == 2
 
 
 def test_sweep_walk_stops_at_slo_misses_and_flagged_points(tmp_path: Path) -> None:

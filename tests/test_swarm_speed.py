@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import procs
+from bench import cli, procs
 from bench.selfcheck import swarm_speed
 from servers import native
 
@@ -83,7 +83,7 @@ def test_short_run_writes_a_record_and_leaves_no_child(tmp_path: Path) -> None:
     if problem := swarm_speed.swarm_problem():
         pytest.skip(f"python -m clients swarm cannot run here: {problem}")
     path = tmp_path / "result.json"
-    status = swarm_speed.main(["--rounds", "1", "--duration", "0.5", "--warmup", "0.2",
+    status = cli.main(["swarm-check", "--rounds", "1", "--duration", "0.5", "--warmup", "0.2",
                                "--models", "epoll", "--json", str(path)])
     assert status in (0, 1)  # the goal itself depends on this busy machine
     record = json.loads(path.read_text())
@@ -102,7 +102,7 @@ def test_short_run_writes_a_record_and_leaves_no_child(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_native
 def test_ctrl_c_stops_and_reaps_every_child(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.selfcheck.swarm_speed", "--rounds", "3",
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "swarm-check", "--rounds", "3",
                              "--duration", "5", "--json", str(tmp_path / "r.json")],
                             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     descendants: list[psutil.Process] = []
@@ -129,7 +129,7 @@ def test_missing_compiler_is_a_clear_message(monkeypatch: pytest.MonkeyPatch,
         raise native.BuildError("no C compiler found (set $CC, or install cc, gcc or clang)")
 
     monkeypatch.setattr(native, "build_server", no_compiler)
-    assert swarm_speed.main(["--models", "none"]) == 2
+    assert cli.main(["swarm-check", "--models", "none"]) == 2
     assert "cannot build the native reference" in capsys.readouterr().err
     assert procs.live_children() == []
 
@@ -140,7 +140,7 @@ def test_without_the_swarm_the_native_client_runs_alone(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(swarm_speed, "swarm_problem", lambda: "not installed")
     path = tmp_path / "result.json"
-    status = swarm_speed.main(["--rounds", "1", "--duration", "0.3", "--warmup", "0.1",
+    status = cli.main(["swarm-check", "--rounds", "1", "--duration", "0.3", "--warmup", "0.1",
                                "--json", str(path)])
     assert status == 2  # the goal could not be measured
     record = json.loads(path.read_text())

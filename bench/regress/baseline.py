@@ -215,14 +215,3 @@ def run(options: argparse.Namespace,
          f"{saved[-1]['git']['sha'][:10]})\n\n{table}\n\n"
          f"{warnings} warning(s); trend warnings never fail a build.\n")
     return regress.EXIT_PASS
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench baseline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

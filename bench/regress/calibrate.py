@@ -1,4 +1,4 @@
-"""``python -m bench.regress.calibrate``: how long must one regression sample be, here?
+"""``python -m bench calibrate``: how long must one regression sample be, here?
 
 Runs same-code samples (the head's servers only, the regression check's sampler) for several
 sample durations, taking turns so that a noisy spell touches every duration alike, and prints
@@ -81,15 +81,16 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.regress.calibrate",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``calibrate`` verb's options."""
     parser.add_argument("--models", default="threaded,epoll,asyncio")
     parser.add_argument("--durations", default="0.5,1,2,4", help="sample lengths, seconds")
     parser.add_argument("--samples", type=int, default=8, help="per model and duration")
     parser.add_argument("--warmup", type=float, default=0.3)
-    options = parser.parse_args(argv)
+
+
+def run(options: argparse.Namespace) -> int:
+    """Measure same-code noise per model and sample length; print the table."""
     profile = replace(regress.PROFILES["quick"], warmup_s=options.warmup)
     started = time.monotonic()
     rows = calibrate([m for m in options.models.split(",") if m],
@@ -98,7 +99,3 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(table(rows))
     print(f"wall time {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

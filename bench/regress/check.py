@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bench import REPO_ROOT
+from bench.launch import child_env
 from bench.regress import stats as rs
 
 ROOT = REPO_ROOT
@@ -80,7 +81,7 @@ class Profile:
 ECHO = Case("echo64-c16", "echo:64", 16)
 WORK = Case("work2k-c16", "work:2000", 16)
 
-# Sample length, measured with ``python -m bench.regress.calibrate`` on the 2-core machine while
+# Sample length, measured with ``python -m bench calibrate`` on the 2-core machine while
 # other jobs loaded it (load average 4-11): the robust CV of server CPU per request was 10-13 %
 # for 0.5 s samples, 3-6 % for 1 s, 3-8 % for 2 s and 1.5-3 % for 4 s; throughput's CV was
 # 10-40 % at every length (it follows the neighbours' load, not the code). Each sample also
@@ -206,14 +207,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
 # --------------------------------------------------------------------------- models
 
 
-def server_env(root: Path) -> dict[str, str]:
-    """The environment that makes ``python -m servers`` import ``root``'s packages."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the worktree clean
-    return env
-
-
 PROBE = """
 import json, servers
 why = getattr(servers, "unavailable_reason", lambda name: None)
@@ -224,8 +217,9 @@ print(json.dumps({"file": servers.__file__, "models": {n: why(n) for n in server
 def probe_models(root: Path) -> dict[str, str | None]:
     """Model name -> why it cannot run (None = runs), as ``root``'s registry says."""
     try:
-        done = subprocess.run([sys.executable, "-c", PROBE], cwd=root, env=server_env(root),
-                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+        done = subprocess.run([sys.executable, "-c", PROBE], cwd=root,
+                              env=child_env(root, write_bytecode=False), capture_output=True,
+                              text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise CannotRun(f"cannot list the models of {root}: {error}") from error
     if done.returncode != 0:
@@ -655,14 +649,3 @@ def run(options: argparse.Namespace, make_sampler: SamplerFactory | None = None)
     path = write_outputs(verdict, markdown(verdict))
     print(f"verdict written to {path}", file=sys.stderr)
     return verdict.exit_status
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench regress", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

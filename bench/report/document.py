@@ -1,7 +1,7 @@
 """The report of a run folder: summary.csv, charts/*.png, report.md and report.html.
 
-``python -m bench.report.document RUN_DIR`` (or ``python -m bench report RUN_DIR``) reads the trial
-records the runner wrote and renders everything again; it never measures. Trials whose client
+``python -m bench report RUN_DIR`` reads the trial records the runner wrote and renders
+everything again; it never measures. Trials whose client
 saturated or that had errors are flagged in every table and left out of medians and verdicts;
 failed trials are listed with their failure and the tail of their stderr.
 """
@@ -13,7 +13,6 @@ import base64
 import html
 import math
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +71,7 @@ class Report:
     charts: list[charts.Chart]
     paths: dict[str, Path]
     sweeps: list[stats.SweepResult]
+    aggregate: pd.DataFrame  # per (case, variant): counts and figures of valid trials
 
 
 # ---------------------------------------------------------------- number formatting
@@ -154,7 +154,7 @@ def build_report(
         *_flagged_sections(run),
         _trials_section(frame),
     ]
-    report = Report(run, title, sections, verdicts, chart_list, paths, sweeps)
+    report = Report(run, title, sections, verdicts, chart_list, paths, sweeps, agg)
     paths["markdown"] = run.run_dir / "report.md"
     paths["markdown"].write_text(to_markdown(report))
     paths["html"] = run.run_dir / "report.html"
@@ -792,8 +792,28 @@ def render_report(
     return report.paths["html"]
 
 
+def summary_table(agg: pd.DataFrame) -> RichTable:
+    """Per case and model, the median of the valid repetitions (the same figures as the
+    report's and summary.csv's), with how many were valid and why the others were not."""
+    table = RichTable(title="Summary (median of valid repetitions)", title_justify="left")
+    for name in ("case", "model", "req/s", "p99", "µs CPU/req", "valid", "flags"):
+        table.add_column(name, justify="left" if name in ("case", "model", "flags")
+                         else "right", no_wrap=name in ("case", "model"))
+    last_case = None
+    for row in agg.itertuples(index=False):
+        table.add_row("" if row.case == last_case else row.case, row.variant,
+                      fmt_rate(getattr(row, "throughput_rps_median", None)),
+                      fmt_us(getattr(row, "p99_us_median", None)),
+                      fmt_num(getattr(row, "cpu_us_per_request_median", None)),
+                      f"{row.n_valid}/{row.n_total}", row.flags or "")
+        last_case = row.case
+    return table
+
+
 def print_summary(report: Report, console: Console) -> None:
-    """A short terminal summary: the verdicts, the exclusions and where the files are."""
+    """The terminal summary: per-case medians, the verdicts, the exclusions, the files."""
+    if not report.aggregate.empty:
+        console.print(summary_table(report.aggregate))
     table = RichTable(title=report.title, title_justify="left")
     for name in ("case", "best", "value", "verdict", "native", "excluded"):
         table.add_column(name, justify="right" if name in ("value", "native", "excluded")
@@ -814,9 +834,8 @@ def print_summary(report: Report, console: Console) -> None:
         console.print(f"{name}: {path}", soft_wrap=True, highlight=False)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench report", description="Render a run folder's report again.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``report`` verb's options."""
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument("--spectrum-case", metavar="CASE",
                         help="case of the latency spectrum chart (default: echo at 128 conns)")
@@ -824,16 +843,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="p99 SLO for sweeps (default: the scenario's setting)")
     parser.add_argument("--margin", type=float, default=stats.DEFAULT_MARGIN,
                         help="single-repetition tie margin, relative (default %(default)s)")
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: render the report of RUN_DIR and print a summary; 2 on an unusable folder."""
-    args = _parser().parse_args(argv)
-    console = Console(stderr=False)
+def render(run_dir: Path, console: Console, *, spectrum_case: str | None = None,
+           slo_ms: float | None = None, margin: float = stats.DEFAULT_MARGIN) -> int:
+    """Render RUN_DIR's report and print its summary: 0, or 2 on an unusable folder."""
     try:
-        report = build_report(args.run_dir, spectrum_case=args.spectrum_case,
-                              slo_ms=args.slo_ms, margin=args.margin)
+        report = build_report(run_dir, spectrum_case=spectrum_case, slo_ms=slo_ms,
+                              margin=margin)
     except stats.ReportError as error:
         console.print(f"[red]report: {error}[/red]")
         return 2
@@ -841,5 +858,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def run(options: argparse.Namespace) -> int:
+    """``python -m bench report RUN_DIR``: render it again and print the summary."""
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    return render(options.run_dir, console, spectrum_case=options.spectrum_case,
+                  slo_ms=options.slo_ms, margin=options.margin)

@@ -16,7 +16,6 @@ import contextlib
 import os
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -26,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -36,14 +34,21 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from bench import REPO_ROOT, procs
 from bench.environment import Placement, load_average
+from bench.launch import (
+    LaunchedServer,
+    LaunchFailed,
+    LaunchInterrupted,
+    child_env,
+    server_argv,
+)
+from bench.run.sampling import TreeSampler, summarize_server
 from bench.run.scenario import TrialSpec
 from bench.store import RunStore, read_json, utc_now
+from protocol import launch
 
-SAMPLE_INTERVAL_S = 0.1
 POLL_S = 0.01
 TAIL_CHARS = 3000
 SWARM_START_ALLOWANCE_S = 10.0  # interpreter start, worker processes, connecting
@@ -79,96 +84,6 @@ class TrialContext:
     # interpreter tag (or path, untagged) -> its description (version, gil_enabled...), copied
     # into each record
     interpreters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-
-# -- sampling --------------------------------------------------------------------------------
-
-
-def sample_tree(pid: int, t: float) -> dict[str, Any] | None:
-    """One psutil sample of a process and all its descendants, summed."""
-    totals = {"t": round(t, 4), "cpu_user": 0.0, "cpu_system": 0.0, "rss": 0, "threads": 0,
-              "fds": 0, "ctx_voluntary": 0, "ctx_involuntary": 0, "procs": 0}
-    for proc in procs.tree(pid):
-        try:
-            with proc.oneshot():
-                cpu = proc.cpu_times()
-                memory = proc.memory_info()
-                threads = proc.num_threads()
-                fds = proc.num_fds()
-                ctx = proc.num_ctx_switches()
-        except psutil.Error:
-            continue
-        totals["cpu_user"] += cpu.user + cpu.children_user
-        totals["cpu_system"] += cpu.system + cpu.children_system
-        totals["rss"] += memory.rss
-        totals["threads"] += threads
-        totals["fds"] += fds
-        totals["ctx_voluntary"] += ctx.voluntary
-        totals["ctx_involuntary"] += ctx.involuntary
-        totals["procs"] += 1
-    return totals if totals["procs"] else None
-
-
-class Sampler(threading.Thread):
-    """Samples a process tree every ``interval`` seconds until stopped."""
-
-    def __init__(self, pid: int, t0: float, interval: float = SAMPLE_INTERVAL_S) -> None:
-        super().__init__(name=f"sampler-{pid}", daemon=True)
-        self.pid, self.t0, self.interval = pid, t0, interval
-        self.samples: list[dict[str, Any]] = []
-        self._stop_event = threading.Event()
-
-    def sample_now(self) -> None:
-        sample = sample_tree(self.pid, time.monotonic() - self.t0)
-        if sample is not None:
-            self.samples.append(sample)
-
-    def run(self) -> None:
-        next_at = time.monotonic()
-        while not self._stop_event.is_set():
-            self.sample_now()
-            next_at += self.interval
-            self._stop_event.wait(max(0.0, next_at - time.monotonic()))
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
-        self.sample_now()
-
-
-def summarize_server(samples: list[dict[str, Any]], window: tuple[float, float],
-                     idle_before: float) -> dict[str, Any]:
-    """Server figures over the measured window (the samples inside it, or bracketing it)."""
-    start, end = window
-    inside = [s for s in samples if start <= s["t"] <= end]
-    if len(inside) < 2:
-        before = [s for s in samples if s["t"] <= start] or samples[:1]
-        after = [s for s in samples if s["t"] >= end] or samples[-1:]
-        inside = [before[-1], *inside, after[0]] if before and after else inside
-    idle = [s for s in samples if s["t"] <= idle_before]
-    summary: dict[str, Any] = {
-        "samples": samples, "window_s": [round(start, 4), round(end, 4)],
-        "cpu_user_s": None, "cpu_system_s": None, "cpu_percent": None, "rss_max": None,
-        "rss_mean": None, "rss_idle": idle[-1]["rss"] if idle else None, "threads_max": None,
-        "fds_max": None, "ctx_switches": None, "span_s": None, "procs_max": None,
-    }
-    if len(inside) < 2 or inside[-1]["t"] <= inside[0]["t"]:
-        return summary
-    first, last = inside[0], inside[-1]
-    span = last["t"] - first["t"]
-    user = last["cpu_user"] - first["cpu_user"]
-    system = last["cpu_system"] - first["cpu_system"]
-    ctx = (last["ctx_voluntary"] + last["ctx_involuntary"]
-           - first["ctx_voluntary"] - first["ctx_involuntary"])
-    summary.update(
-        cpu_user_s=user, cpu_system_s=system, cpu_percent=100.0 * (user + system) / span,
-        rss_max=max(s["rss"] for s in inside), rss_mean=statistics.fmean(s["rss"] for s in inside),
-        threads_max=max(s["threads"] for s in inside), fds_max=max(s["fds"] for s in inside),
-        ctx_switches=ctx, span_s=span, procs_max=max(s["procs"] for s in inside))
-    return summary
-
-
-# -- derived figures -------------------------------------------------------------------------
 
 
 def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
@@ -215,13 +130,6 @@ def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
 # -- one trial -------------------------------------------------------------------------------
 
 
-def child_env(root: Path) -> dict[str, str]:
-    """Our environment with ``root`` first on PYTHONPATH (so its packages import)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
-    return env
-
-
 def tail(path: Path, chars: int = TAIL_CHARS) -> str | None:
     """The last ``chars`` characters of a log file, or None if it is empty or missing."""
     try:
@@ -251,8 +159,8 @@ class _Logs:
 
 def server_command(spec: TrialSpec) -> list[str]:
     """The launch contract: ``<interpreter> -m servers MODEL --host 127.0.0.1 --port 0``."""
-    return [spec.interpreter, "-m", "servers", spec.server_model, "--host", "127.0.0.1",
-            "--port", "0", *spec.model_args]
+    return server_argv(spec.server_model, ["--host", "127.0.0.1", "--port", "0",
+                                           *spec.model_args], spec.interpreter)
 
 
 def swarm_arguments(spec: TrialSpec, host: str, port: int, workers: int,
@@ -283,46 +191,15 @@ def swarm_workers(spec: TrialSpec, default: int) -> int:
 
 
 def raise_fd_limit(sockets: int) -> str | None:
-    """Lift this process's soft RLIMIT_NOFILE to the hard limit where allowed (the servers and
-    swarms it starts inherit it); a note when a process still cannot hold ``sockets``
-    connections, saying what was possible."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    problem = ""
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError) as error:
-            problem = f"; raising the soft limit {soft} to the hard limit {hard} failed: {error}"
+    """Lift this process's descriptor limit (the servers and swarms it starts inherit it); a
+    note when a process still cannot hold ``sockets`` connections, saying what was possible."""
+    soft, hard, problem = launch.raise_fd_limit(sockets + FD_MARGIN)
     if sockets + FD_MARGIN <= soft:
         return None
     return (f"file descriptors: a server holding {sockets:,} connections needs about "
             f"{sockets + FD_MARGIN:,}, but a process may open {soft:,} (hard limit {hard:,}, "
-            f"which only root can raise: ulimit -Hn, /etc/security/limits.conf{problem}); "
+            f"which only root can raise: ulimit -Hn, /etc/security/limits.conf; {problem}); "
             "such a server will refuse connections past its limit")
-
-
-def _wait_ready(server: subprocess.Popen[bytes], out_path: Path, timeout_s: float,
-                stop: threading.Event) -> tuple[str, int]:
-    """Poll the server's stdout file for ``READY <host> <port>`` until the deadline."""
-    deadline = time.monotonic() + timeout_s
-    with out_path.open("rb") as out:
-        buffered = b""
-        while True:
-            buffered += out.read()
-            for line in buffered.splitlines(keepends=True):
-                if line.startswith(b"READY ") and line.endswith(b"\n"):
-                    fields = line.split()
-                    if len(fields) == 3 and fields[2].isdigit():
-                        return fields[1].decode(), int(fields[2])
-                    raise TrialFailed(f"server printed a malformed READY line: {line!r}")
-            if server.poll() is not None:
-                raise TrialFailed(f"server exited with status {server.returncode} before READY")
-            if stop.is_set():
-                raise TrialInterrupted
-            if time.monotonic() > deadline:
-                raise TrialFailed(f"server did not print READY within {timeout_s:g} s")
-            time.sleep(POLL_S)
 
 
 @dataclass
@@ -388,11 +265,12 @@ def measured_window(swarm: Mapping[str, Any] | None, run: _SwarmRun, t0: float,
     return (max(run.start_s, run.end_s - measured), run.end_s)
 
 
-def _check_outcome(server: subprocess.Popen[bytes], run: _SwarmRun,
+def _check_outcome(server: LaunchedServer, run: _SwarmRun,
                    swarm: Mapping[str, Any] | None, spec: TrialSpec) -> None:
     """Raise TrialFailed when the figures cannot stand for the server under load."""
-    if server.poll() is not None:
-        raise TrialFailed(f"server exited with status {server.returncode} during the trial")
+    if not server.alive():
+        raise TrialFailed(f"server exited with status {server.proc.returncode} during the "
+                          "trial")
     if run.timed_out:
         raise TrialFailed("swarm did not finish in time (server hung?); stopped it")
     if swarm is None:
@@ -450,20 +328,22 @@ def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
     record = base_record(spec, context)
     logs = _Logs(context.work_dir, spec.trial_id)
     t0, t0_wall = time.monotonic(), time.time()
-    server: subprocess.Popen[bytes] | None = None
-    sampler: Sampler | None = None
+    server: LaunchedServer | None = None
+    sampler: TreeSampler | None = None
     run: _SwarmRun | None = None
     swarm: dict[str, Any] | None = None
     try:
-        with logs.server_out.open("wb") as out, logs.server_err.open("wb") as err:
-            server = procs.spawn(server_command(spec), cpus=context.placement.server_cpus,
-                                 cwd=context.server_root,
-                                 env={**child_env(context.server_root),
-                                      **dict(spec.interpreter_env)},
-                                 stdout=out, stderr=err)
-        address = _wait_ready(server, logs.server_out, spec.ready_timeout_s, context.stop)
+        server = LaunchedServer(server_command(spec), logs.server_out, logs.server_err,
+                                cpus=context.placement.server_cpus, cwd=context.server_root,
+                                env=child_env(context.server_root, dict(spec.interpreter_env)))
+        try:
+            address = server.wait_ready(spec.ready_timeout_s, context.stop)
+        except LaunchFailed as error:
+            raise TrialFailed(str(error)) from None
+        except LaunchInterrupted:
+            raise TrialInterrupted from None
         record["ready_s"] = round(time.monotonic() - t0, 4)
-        sampler = Sampler(server.pid, t0)
+        sampler = TreeSampler(server.pid, t0)
         sampler.sample_now()
         sampler.start()
         run = _run_swarm(spec, context, logs, address, t0)
@@ -478,8 +358,8 @@ def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
         if sampler is not None:
             sampler.stop()
         if server is not None:
-            crashed = server.poll() is not None
-            stopped = procs.stop(server, grace_s=spec.stop_timeout_s, whole_group=False)
+            crashed = not server.alive()
+            stopped = server.stop(spec.stop_timeout_s)
             record["server_exit"] = {"returncode": stopped.returncode, "killed": stopped.killed,
                                      "stop_s": round(stopped.seconds, 3), "crashed": crashed}
     _finish_record(record, spec, logs, sampler, run, swarm, t0, t0_wall)
@@ -487,7 +367,7 @@ def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
 
 
 def _finish_record(record: dict[str, Any], spec: TrialSpec, logs: _Logs,
-                   sampler: Sampler | None, run: _SwarmRun | None,
+                   sampler: TreeSampler | None, run: _SwarmRun | None,
                    swarm: dict[str, Any] | None, t0: float, t0_wall: float) -> None:
     """Server figures over the measured window, derived figures, notes and log tails."""
     record["swarm"] = swarm
@@ -644,53 +524,6 @@ def _num(value: Any, digits: int = 0) -> str:
 
 def _ms(us: Any) -> str:
     return "–" if us is None else f"{us / 1000:.2f} ms"
-
-
-def summary_table(records: Mapping[str, Mapping[str, Any]], order: Sequence[str]) -> Table:
-    """Per case and model, the median over repetitions: throughput, p99, CPU per request;
-    flags for errors, a saturated client and failed trials."""
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for trial_id in order:
-        record = records.get(trial_id)
-        if record is not None:
-            groups.setdefault((record["case"], record["model"]), []).append(record)
-    rows = [_summary_row(case, model, group) for (case, model), group in groups.items()]
-    table = Table(title="Summary (median over repetitions)")
-    columns = ["case", "model", "req/s", "p99", "µs CPU/req", "CPU", "ok/n"]
-    if any(row[-1] for row in rows):
-        columns.append("flags")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("case", "model", "flags")
-                         else "right", no_wrap=column != "flags")
-    last_case = None
-    for row in rows:
-        shown = ["" if row[0] == last_case else row[0], *row[1:]]
-        table.add_row(*shown[:len(columns)])
-        last_case = row[0]
-    return table
-
-
-def _summary_row(case: str, model: str, group: list[Mapping[str, Any]]) -> list[str]:
-    ok = [r for r in group if r.get("status") == "ok"]
-    figures = {key: _median([(r.get("derived") or {}).get(key) for r in ok])
-               for key in ("throughput_rps", "p99_us", "cpu_us_per_request",
-                           "server_cpu_percent")}
-    flags = []
-    if any((r.get("derived") or {}).get("errors") for r in ok):
-        flags.append("errors")
-    if any((r.get("derived") or {}).get("client_saturated") for r in ok):
-        flags.append("client saturated")
-    if len(ok) < len(group):
-        flags.append("failed")
-    cpu = figures["server_cpu_percent"]
-    return [case, model, _num(figures["throughput_rps"]), _ms(figures["p99_us"]),
-            _num(figures["cpu_us_per_request"], 1), "" if cpu is None else f"{cpu:.0f}%",
-            f"{len(ok)}/{len(group)}", ", ".join(flags)]
-
-
-def _median(values: Sequence[Any]) -> float | None:
-    numbers = [v for v in values if isinstance(v, int | float)]
-    return statistics.median(numbers) if numbers else None
 
 
 def finish_run(store: RunStore, status: str) -> dict[str, Any]:

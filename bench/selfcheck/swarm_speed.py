@@ -43,7 +43,8 @@ from rich.table import Table
 import servers
 from bench import REPO_ROOT, procs
 from bench.environment import Placement, collect, load_average, resolve_placement
-from bench.run.runner import Sampler, child_env, summarize_server
+from bench.launch import LaunchedServer, LaunchFailed, child_env, server_argv
+from bench.run.sampling import TreeSampler, summarize_server
 from bench.selfcheck import native_client
 from bench.store import RESULTS_ROOT, atomic_write_json, clean, utc_now
 from servers import native
@@ -53,7 +54,6 @@ SATURATED_PERCENT = 90.0
 CONTENDED_PERCENT = 15.0  # other processes' share of a pinned core that makes a run "shared"
 READY_TIMEOUT_S = 30.0  # the native model may compile on first use
 CLIENT_ALLOWANCE_S = 20.0  # beyond warm-up + duration: interpreter start, connecting, drain
-POLL_S = 0.05
 SERVER_STOP_S = 3.0  # the launch contract allows 2 s
 SWARM_COMMAND = (sys.executable, "-m", "clients", "swarm")
 
@@ -86,38 +86,23 @@ class RunningServer:
     def __init__(self, model: str, cpus: tuple[int, ...] | None, work_dir: Path) -> None:
         self.model = model
         self.cpus = cpus
-        self.out_path = work_dir / f"server-{model}.out"
-        self.err_path = work_dir / f"server-{model}.err"
-        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
-            self.proc = procs.spawn([sys.executable, "-m", "servers", model], cpus=cpus,
-                                    cwd=REPO_ROOT, env=child_env(REPO_ROOT), stdout=out,
-                                    stderr=err)
-        self.t0 = time.monotonic()
-        self.sampler = Sampler(self.proc.pid, self.t0)
+        self.launched = LaunchedServer(server_argv(model), work_dir / f"server-{model}.out",
+                                       work_dir / f"server-{model}.err", cpus=cpus)
+        self.proc = self.launched.proc
+        self.t0 = self.launched.started
+        self.sampler = TreeSampler(self.proc.pid, self.t0)
         self.host, self.port = "", 0
 
     def start(self) -> None:
         """Wait for READY, then start sampling."""
-        self.host, self.port = self._await_ready()
+        try:
+            self.host, self.port = self.launched.wait_ready(READY_TIMEOUT_S)
+        except LaunchFailed as error:
+            raise BenchError(f"{self.model}: {error}") from None
         self.sampler.start()
 
-    def _await_ready(self) -> tuple[str, int]:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            text = self.out_path.read_text(errors="replace")
-            if text.endswith("\n"):
-                fields = text.split()
-                if len(fields) != 3 or fields[0] != "READY" or not fields[2].isdigit():
-                    raise BenchError(f"{self.model}: bad READY line {text!r}")
-                return fields[1], int(fields[2])
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.model} exited with status {self.proc.returncode} "
-                                 f"before READY: {self.stderr_tail()}")
-            time.sleep(POLL_S)
-        raise BenchError(f"{self.model} printed no READY line within {READY_TIMEOUT_S:g} s")
-
     def stderr_tail(self) -> str:
-        return self.err_path.read_text(errors="replace")[-1500:].strip()
+        return self.launched.stderr_tail()
 
     def cpu_percent(self, window: tuple[float, float]) -> float | None:
         """The server's CPU use over a window on the monotonic clock."""
@@ -130,12 +115,7 @@ class RunningServer:
         whole tree is gone and reaped."""
         if self.sampler.is_alive():
             self.sampler.stop()
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=SERVER_STOP_S)
-        procs.stop(self.proc, sig=signal.SIGKILL)
+        self.launched.stop(SERVER_STOP_S)
 
 
 @contextlib.contextmanager
@@ -161,7 +141,7 @@ def _run_child(command: Sequence[str], cpus: tuple[int, ...] | None, budget_s: f
         proc = procs.spawn(command, cpus=cpus, cwd=REPO_ROOT, env=child_env(REPO_ROOT),
                            stdout=out, stderr=err)
     t0 = time.monotonic()
-    sampler = Sampler(proc.pid, t0)
+    sampler = TreeSampler(proc.pid, t0)
     sampler.start()
     status: int | None = None
     try:
@@ -485,9 +465,8 @@ def swarm_problem() -> str | None:
                                               f"{done.returncode}")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.selfcheck.swarm_speed",
-                                     description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``swarm-check`` verb's options."""
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--duration", type=float, default=5.0,
                         help="measured seconds per client run (default 5)")
@@ -504,11 +483,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"the swarm/native ratio to reach (default {GOAL_RATIO})")
     parser.add_argument("--json", type=Path, help="result path (default results/"
                         "swarm_speed-<time>.json)")
-    options = parser.parse_args(argv)
+
+
+def _check_options(options: argparse.Namespace) -> str | None:
     if options.rounds < 1 or options.duration <= 0 or options.warmup < 0 \
             or options.connections < 1 or options.payload < 0:
-        parser.error("--rounds, --duration and --connections must be positive")
-    return options
+        return "--rounds, --duration and --connections must be positive"
+    return None
 
 
 def choose_models(spec: str) -> list[str]:
@@ -529,9 +510,13 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
+def run(options: argparse.Namespace) -> int:
+    """The self-check: the swarm against the native client, then against every model."""
     console = Console(stderr=True)
+    problem = _check_options(options)
+    if problem:
+        console.print(f"[red]swarm-check: {problem}")
+        return 2
     settings = Settings(connections=options.connections, payload=options.payload,
                         rounds=options.rounds, duration_s=options.duration,
                         warmup_s=options.warmup, goal_ratio=options.goal,
@@ -616,6 +601,3 @@ def report(record: dict[str, Any], path: Path | None, console: Console) -> int:
         return 2
     return 0 if goal_met and models_ok else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,280 @@
+"""``python -m bench run``: a scenario into a run folder, then its report.
+
+    python -m bench run --scenario quick|default|full|PATH.toml [--servers a,b] [--out DIR]
+                        [--repeat N] [--placement split|same|none] [--resume DIR]
+
+Exit status: 0 the run completed (failed trials are recorded in it), 1 it completed but the
+report could not be rendered, 2 it could not start, 130 it was interrupted (``--resume
+RUN_DIR`` completes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench import REPO_ROOT, environment, procs
+from bench.environment import Placement
+from bench.launch import child_env
+from bench.run import interpreters, scenario
+from bench.run.listing import LIST_TIMEOUT_S, models_under, terminal
+from bench.run.runner import (
+    Runner,
+    StopOnSignal,
+    TrialContext,
+    default_swarm_command,
+    finish_run,
+    raise_fd_limit,
+)
+from bench.run.scenario import ModelSpec, Scenario, ScenarioError, TrialSpec
+from bench.store import RunStore, utc_now
+
+EXIT_OK, EXIT_REPORT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class RunRefused(Exception):
+    """The run cannot start; the message says why."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``run`` verb's options."""
+    parser.add_argument("--scenario",
+                     help="quick, default, full (bench/scenarios/) or a path to a .toml file")
+    parser.add_argument("--servers", help="comma-separated models (default: the scenario's, or "
+                     "every available one)")
+    parser.add_argument("--out", type=Path, help="run folder (default results/<UTC>-<scenario>)")
+    parser.add_argument("--repeat", type=int, help="repetitions (overrides the scenario)")
+    parser.add_argument("--placement", choices=scenario.PLACEMENTS,
+                     help="split: server on one core, swarm on the rest (default); same: both "
+                     "on the server's core; none: no pinning")
+    parser.add_argument("--duration", type=float, help="measured seconds per trial (override)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per trial (override)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="complete an interrupted run (its trials with a record are skipped)")
+    parser.add_argument("--no-report", action="store_true", help="do not render the report")
+    parser.add_argument("--swarm-command", nargs="+", help=argparse.SUPPRESS)
+
+
+def check_swarm(command: Sequence[str]) -> None:
+    """Fail early, with the reason, if the swarm cannot even show its help."""
+    try:
+        done = subprocess.run([*command, "--help"], cwd=REPO_ROOT, env=child_env(REPO_ROOT),
+                              capture_output=True, text=True, timeout=LIST_TIMEOUT_S,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise RunRefused(f"the swarm ({' '.join(command)}) cannot start: {error}") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RunRefused(f"the swarm ({' '.join(command)}) cannot start: {last}")
+
+
+def resolve_interpreters(entries: Sequence[Any]) -> tuple[list[tuple[Any, ...]],
+                                                          list[dict[str, Any]], list[str]]:
+    """Scenario interpreter entries -> ((path, tag, env) tuples, descriptions, notes on the
+    missing ones).
+
+    No entries: the running interpreter, untagged. Otherwise every found one is tagged, so
+    model labels read ``threaded@python3.13t``; ``env`` (name, value) pairs are set for its
+    servers (and its probe: what it says about its GIL is what the servers get)."""
+    if not entries:
+        return [(sys.executable, None, ())], [environment.this_interpreter()], []
+    found: list[tuple[Any, ...]] = []
+    described, notes = [], []
+    for entry in entries:
+        spec = entry["path"] if isinstance(entry, dict) else entry
+        tag = entry.get("name") if isinstance(entry, dict) else None
+        env = dict(entry.get("env") or {}) if isinstance(entry, dict) else {}
+        result = interpreters.lookup(spec, env=env)
+        if isinstance(result, str):
+            notes.append(f"interpreter {tag or spec} skipped: {result}")
+            continue
+        tag = tag or Path(spec).name or spec
+        if any(tag == other[1] for other in found):
+            tag = f"{tag}-{len(found) + 1}"
+        found.append((str(result.path), tag, tuple(sorted(env.items()))))
+        described.append({**result.describe(), "tag": tag, "env": env})
+    return found, described, notes
+
+
+def _overrides(options: argparse.Namespace) -> dict[str, Any]:
+    return {"repeat": options.repeat, "placement": options.placement,
+            "duration_s": options.duration, "warmup_s": options.warmup}
+
+
+def prepare_new(options: argparse.Namespace, console: Console
+                ) -> tuple[RunStore, Scenario, list[TrialSpec], Placement]:
+    """Load the scenario, find interpreters and models, create the run folder and run.json."""
+    loaded = scenario.load(options.scenario or "default", _overrides(options))
+    found, described, notes = resolve_interpreters(loaded.interpreters)
+    if not found:
+        raise RunRefused("none of the scenario's interpreters can be used: " + "; ".join(notes))
+    available: dict[str, list[str]] = {}
+    for path, *_ in found:
+        if path in available:
+            continue
+        available[path], model_notes = models_under(path)
+        notes.extend(f"{path}: {note}" for note in model_notes if options.servers is None)
+    only = _servers_option(options.servers, loaded)
+    models, model_notes = scenario.resolve_models(loaded, available, found, only)
+    notes.extend(model_notes)
+    notes.extend(scenario.skip_notes(loaded, models))
+    trials = scenario.plan(loaded, models)
+    if not trials:
+        raise RunRefused("nothing to run: no model of the scenario is available here")
+    fd_note = raise_fd_limit(max(trial.sockets for trial in trials))
+    if fd_note:
+        notes.append(fd_note)
+    placement = environment.resolve_placement(loaded.placement, loaded.server_cores)
+    if placement.note:
+        notes.append(placement.note)
+    run_dir = options.out or RunStore.default_dir(loaded.name)
+    try:
+        store = RunStore.create(run_dir)
+    except FileExistsError as error:
+        raise RunRefused(str(error)) from None
+    spec = {**loaded.to_dict(), "models": [asdict(model) for model in models], "notes": notes}
+    store.write_run({
+        "run_id": store.run_id, "scenario": loaded.name, "scenario_spec": spec,
+        "environment": environment.collect(placement, described), "started_at": utc_now(),
+        "finished_at": None, "status": "running", "plan": [t.trial_id for t in trials],
+        "resumed_at": [],
+    })
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    return store, loaded, trials, placement
+
+
+def _servers_option(value: str | None, loaded: Scenario) -> list[str] | None:
+    """--servers a,b checked against the registry and the scenario's variants."""
+    if value is None:
+        return None
+    from servers import MODELS
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    known = scenario.known_labels(loaded, list(MODELS))
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise RunRefused(f"unknown server(s) {', '.join(unknown) or repr(value)}; "
+                        f"known: {', '.join(known)}")
+    return names
+
+
+def prepare_resume(run_dir: Path, console: Console
+                   ) -> tuple[RunStore, Scenario, list[TrialSpec], Placement]:
+    """Reopen an interrupted run: same scenario, models, placement and plan."""
+    try:
+        store = RunStore.open(run_dir)
+        run = store.read_run()
+        spec = run["scenario_spec"]
+        loaded = scenario.from_dict(spec["data"], source=spec.get("source", "<run.json>"))
+        models = [ModelSpec(**{**model, "args": tuple(model["args"]), "interpreter_env": tuple(
+            tuple(pair) for pair in model.get("interpreter_env", ()))}) for model in spec["models"]]
+        placement_data = run["environment"]["placement"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunRefused(f"cannot resume {run_dir}: {error}") from None
+    trials = scenario.plan(loaded, models)
+    if [t.trial_id for t in trials] != run.get("plan"):
+        raise RunRefused(f"cannot resume {run_dir}: its plan does not match its scenario")
+    if run.get("status") == "complete":
+        console.print(f"{run_dir} is already complete; nothing to resume")
+    placement = Placement(placement_data["name"], _tuple(placement_data["server_cpus"]),
+                          _tuple(placement_data["swarm_cpus"]), placement_data.get("note"))
+    fd_note = raise_fd_limit(max((trial.sockets for trial in trials), default=0))
+    if fd_note:
+        console.print(f"[yellow]note:[/yellow] {fd_note}", soft_wrap=True)
+    store.update_run(status="running", finished_at=None,
+                     resumed_at=[*run.get("resumed_at", []), utc_now()])
+    return store, loaded, trials, placement
+
+
+def _check_resume_options(options: argparse.Namespace) -> None:
+    """--resume continues a run exactly as planned: options that would change it are errors."""
+    given = [f"--{name.replace('_', '-')}" for name in ("scenario", "servers", "out", "repeat",
+                                                         "placement", "duration", "warmup")
+             if getattr(options, name) is not None]
+    if given:
+        raise RunRefused(f"--resume continues the run as it was planned; drop {', '.join(given)}")
+
+
+def _tuple(cpus: list[int] | None) -> tuple[int, ...] | None:
+    return None if cpus is None else tuple(cpus)
+
+
+def run(options: argparse.Namespace) -> int:
+    """Prepare (or reopen) the run, run it under Ctrl-C handling, finish it, report it."""
+    console = terminal()
+    if options.repeat is not None and options.repeat < 1:
+        console.print("[red]--repeat must be at least 1[/red]")
+        return EXIT_CANNOT_RUN
+    stop = threading.Event()
+    store: RunStore | None = None
+    with StopOnSignal(stop) as signals:
+        try:
+            check_swarm(options.swarm_command or default_swarm_command())
+            if options.resume:
+                _check_resume_options(options)
+                store, loaded, trials, placement = prepare_resume(options.resume, console)
+            else:
+                store, loaded, trials, placement = prepare_new(options, console)
+            status = _execute(options, console, store, loaded, trials, placement, stop)
+            if status == EXIT_INTERRUPTED:
+                signals.ignore_further()
+        except (RunRefused, ScenarioError) as error:
+            console.print(f"[red]bench run: {error}[/red]", soft_wrap=True)
+            return EXIT_CANNOT_RUN
+        except KeyboardInterrupt:  # a second Ctrl-C outside a trial: stop now
+            signals.ignore_further()
+            procs.kill_all()
+            if store is not None and store.run_json.exists():
+                finish_run(store, "interrupted")
+            console.print("[yellow]interrupted[/yellow]")
+            return EXIT_INTERRUPTED
+    if status != EXIT_OK or options.no_report:
+        return status
+    # the run's last step is its report: the one summary, from the same analysis as the files
+    from bench.report import document
+
+    return EXIT_OK if document.render(store.run_dir, console) == 0 else EXIT_REPORT_FAILED
+
+
+def _execute(options: argparse.Namespace, console: Console, store: RunStore, loaded: Scenario,
+             trials: list[TrialSpec], placement: Placement, stop: threading.Event) -> int:
+    models = list(dict.fromkeys(t.model for t in trials))
+    console.print(f"[bold]{loaded.name}[/bold]: {len(trials)} trials, "
+                  f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
+                  f"(server CPUs {_cpus(placement.server_cpus)}, swarm CPUs "
+                  f"{_cpus(placement.swarm_cpus)}), about "
+                  f"{scenario.estimate_s(trials) / 60:.1f} min; run folder {store.run_dir}",
+                  soft_wrap=True)
+    described = (store.read_run().get("environment") or {}).get("interpreters") or []
+    context = TrialContext(placement=placement, work_dir=store.logs_dir, run_id=store.run_id,
+                           swarm_command=options.swarm_command or default_swarm_command(),
+                           stop=stop, interpreters={str(entry.get("tag") or entry.get("path")):
+                                                    entry for entry in described})
+    procs.become_subreaper()
+    result = Runner(store, trials, context, console, kill_strays=True).run()
+    procs.kill_all()
+    finish_run(store, result.status)
+    failed = [r for r in result.records.values() if r.get("status") != "ok"]
+    for record in failed:
+        console.print(f"[red]failed[/red] {record['trial_id']}: {record.get('failure')}",
+                      soft_wrap=True, highlight=False)
+    console.print(f"{len(result.records)} of {len(trials)} trials recorded ({len(failed)} failed) "
+                  f"in {store.run_dir}", soft_wrap=True)
+    if result.status == "interrupted":
+        console.print(f"[yellow]interrupted: finished trials are kept; complete the run with "
+                      f"python -m bench run --resume {store.run_dir}[/yellow]", soft_wrap=True)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _cpus(cpus: tuple[int, ...] | None) -> str:
+    return "any" if cpus is None else ",".join(map(str, cpus))
