@@ -44,7 +44,7 @@ PROFILE ?= quick
 regress: $(STAMP)
 	$(PY) -m bench regress --base $(BASE) --profile $(PROFILE)
 
-# issue 3's performance goal: swarm vs the native C client against the native server, pinned,
+# the swarm's own performance goal: swarm vs the native C client against the native server, pinned,
 # then the swarm's CPU against every Python model (SWARM_ARGS, e.g. "--rounds 3 --models none")
 bench-swarm: $(STAMP)
 	$(PY) -m bench swarm-check $(SWARM_ARGS)

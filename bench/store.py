@@ -1,16 +1,16 @@
-"""The run folder (notes/run-layout.md): run.json, one atomic JSON record per finished trial."""
+"""The run folder (docs/results-format.md): run.json, one atomic JSON record per finished trial."""
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import REPO_ROOT
+from protocol.launch import atomic_write_json
+
+__all__ = ["RESULTS_ROOT", "RunStore", "atomic_write_json", "read_json", "utc_now"]
 
 RESULTS_ROOT = REPO_ROOT / "results"
 
@@ -18,33 +18,6 @@ RESULTS_ROOT = REPO_ROOT / "results"
 def utc_now() -> str:
     """An ISO 8601 UTC timestamp, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def clean(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null (strict JSON has no NaN), tuples lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    return value
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(clean(data), handle, indent=1, allow_nan=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 from bench.environment import cpu_model
 from bench.regress import check as regress
 from bench.regress import stats as rs
+from bench.store import atomic_write_json
 
 BASELINE_DIR = regress.ROOT / "results" / "baseline"
 KEEP_ENTRIES = 50
@@ -94,10 +95,7 @@ def load(path: Path) -> dict[str, Any]:
 def save_entry(path: Path, entry: dict[str, Any]) -> None:
     data = load(path)
     data["entries"] = [*data["entries"], entry][-KEEP_ENTRIES:]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(temporary, path)
+    atomic_write_json(path, data, indent=2)
 
 
 def new_entry(profile: regress.Profile, figures: dict[str, Any]) -> dict[str, Any]:

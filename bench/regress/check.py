@@ -42,6 +42,7 @@ from typing import Protocol
 from bench import REPO_ROOT
 from bench.launch import child_env
 from bench.regress import stats as rs
+from bench.store import atomic_write_json
 
 ROOT = REPO_ROOT
 EXIT_PASS, EXIT_REGRESSION, EXIT_CANNOT_RUN = 0, 1, 2
@@ -589,10 +590,7 @@ def write_outputs(verdict: Verdict, text: str) -> Path:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(text + "\n")
     path = verdict.settings.json_path or default_json_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(verdict.as_dict(), indent=2, default=str) + "\n")
-    os.replace(temporary, path)
+    atomic_write_json(path, verdict.as_dict(), indent=2)
     return path
 
 

@@ -3,11 +3,11 @@
 ``run_trial(spec, context)`` is one trial, usable on its own (the regression checker reuses
 it): start the server through the launch contract on its CPUs, wait for READY, sample its whole
 process tree every 100 ms, drive it with the swarm (a subprocess on the other CPUs), stop the
-server (SIGTERM, then SIGKILL), and return the trial record of notes/run-layout.md.
+server (SIGTERM, then SIGKILL), and return the trial record of docs/results-format.md.
 
 ``Runner`` runs a scenario's plan into a run folder: interleaved repetitions, open-loop sweeps
 scaled to each model's measured closed-loop maximum, failed trials recorded and passed over,
-Ctrl-C honoured within seconds, ``--resume``, a progress bar and a summary table.
+Ctrl-C honoured within seconds, ``--resume`` and a progress bar (the summary is the report's).
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ def _check_outcome(server: LaunchedServer, run: _SwarmRun,
 
 
 def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
-    """A trial record's identity and settings (notes/run-layout.md), before any result."""
+    """A trial record's identity and settings (docs/results-format.md), before any result."""
     interpreter = context.interpreters.get(spec.interpreter_tag or spec.interpreter) or {}
     return {
         "trial_id": spec.trial_id, "run_id": context.run_id, "case": spec.case,

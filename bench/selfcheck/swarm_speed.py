@@ -1,11 +1,12 @@
 """``python -m bench swarm-check`` (``make bench-swarm``): is the Python swarm fast enough?
 
-Issue 3's performance goal as a benchmark. The server is pinned to one core and the load
-generator to another; 50 connections, 64-byte ECHO, closed loop, one request in flight each.
+The swarm's performance goal (README, "The swarm") as a benchmark. The server is pinned to
+one core and the load generator to another; 50 connections, 64-byte ECHO, closed loop, one
+request in flight each.
 
-1. Against ``native`` (the C server), the minimal native C client (``bench/native``) and the
-   swarm (one worker) take turns, interleaved, over several rounds after a discarded warm-up
-   of each; the goal is a median per-round ratio swarm/native of at least 0.85.
+1. Against ``native`` (the C server), the minimal native C client (``client.c`` beside this
+   module) and the swarm (one worker) take turns, interleaved, over several rounds after a
+   discarded warm-up of each; the goal is a median per-round ratio swarm/native of at least 0.85.
 2. Against every Python model, the swarm must not be the bottleneck: its core under 90 %
    (its own ``client.cpu_percent``) while the server's core is saturated (>= 90 %, sampled with
    psutil over the swarm's measured window). The native client is run beside it as a reference:
@@ -46,7 +47,7 @@ from bench.environment import Placement, collect, load_average, resolve_placemen
 from bench.launch import LaunchedServer, LaunchFailed, child_env, server_argv
 from bench.run.sampling import TreeSampler, summarize_server
 from bench.selfcheck import native_client
-from bench.store import RESULTS_ROOT, atomic_write_json, clean, utc_now
+from bench.store import RESULTS_ROOT, atomic_write_json, utc_now
 from servers import native
 
 GOAL_RATIO = 0.85
@@ -573,7 +574,7 @@ def report(record: dict[str, Any], path: Path | None, console: Console) -> int:
     record.update(goal_met=goal_met, models_ok=models_ok, contended_runs_total=shared)
     path = path or RESULTS_ROOT / f"swarm_speed-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, clean(record))
+    atomic_write_json(path, record)
     console.print(f"wrote {path}")
 
     out = Console() if sys.stdout.isatty() else Console(width=160)
