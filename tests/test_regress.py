@@ -195,7 +195,7 @@ PROFILE = Profile("test", None, (Case("echo", "echo:64", 4),), samples=8, durati
 
 
 def check(repo: Path, slowdown: Slowdown, tmp_path: Path, **options: object) -> tuple[
-        regress.Verdict, FakeSampler]:
+        regress.GateVerdict, FakeSampler]:
     sampler = FakeSampler(slowdown)
     settings = Settings(base="HEAD~1" if len(git(repo, "log", "--oneline").splitlines()) > 1
                         else "HEAD", profile=PROFILE, repo=repo,

@@ -31,7 +31,7 @@ def robust_cv(values: list[float]) -> float:
 
 
 def calibrate(models: list[str], durations: list[float], samples: int, warmup: float,
-              case: regress.Case) -> list[dict[str, object]]:
+              case: regress.GateCase) -> list[dict[str, object]]:
     """Samples per (model, duration), taking turns; one row of figures per pair."""
     sampler = regress.default_sampler()
     source = regress.ServerSource("head", regress.ROOT, "working tree")

@@ -37,11 +37,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
 from bench import REPO_ROOT
 from bench.launch import child_env
 from bench.regress import stats as rs
+from bench.regress.model import (
+    PROFILES,
+    GateCase,
+    Profile,
+    Sample,
+    Sampler,
+    ServerSource,
+)
+from bench.regress.sampler import TrialSampler
 from bench.store import atomic_write_json
 
 ROOT = REPO_ROOT
@@ -52,82 +60,6 @@ PROBE_TIMEOUT_S = 30
 
 class CannotRun(Exception):
     """The check cannot run, or the two revisions cannot be compared (exit status 2)."""
-
-
-# --------------------------------------------------------------------------- profiles
-
-
-@dataclass(frozen=True)
-class Case:
-    """One load point every model is measured at (closed loop)."""
-
-    name: str
-    mix: str
-    connections: int
-
-
-@dataclass(frozen=True)
-class Profile:
-    """What a check measures: models (None = every model both sides have), cases, sample plan."""
-
-    name: str
-    models: tuple[str, ...] | None
-    cases: tuple[Case, ...]
-    samples: int  # per side and pass
-    duration_s: float  # measured part of one sample
-    warmup_s: float  # excluded from every figure
-    workers: int = 1
-
-
-ECHO = Case("echo64-c16", "echo:64", 16)
-WORK = Case("work2k-c16", "work:2000", 16)
-
-# Sample length, measured with ``python -m bench calibrate`` on the 2-core machine while
-# other jobs loaded it (load average 4-11): the robust CV of server CPU per request was 10-13 %
-# for 0.5 s samples, 3-6 % for 1 s, 3-8 % for 2 s and 1.5-3 % for 4 s; throughput's CV was
-# 10-40 % at every length (it follows the neighbours' load, not the code). Each sample also
-# costs about 1.5-2 s of server and swarm start-up, so 1 s samples (+0.3 s warm-up) buy the
-# most precision per minute; six per side give a one-sided Mann-Whitney p as low as 0.001.
-PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", ("threaded", "epoll", "asyncio"), (ECHO,), samples=6,
-                     duration_s=1.0, warmup_s=0.3),
-    "default": Profile("default", None, (ECHO, WORK), samples=6, duration_s=1.0, warmup_s=0.3),
-}
-
-
-# --------------------------------------------------------------------------- samples
-
-
-@dataclass(frozen=True)
-class ServerSource:
-    """Where one side's servers come from."""
-
-    side: str  # "base" or "head"
-    root: Path  # the tree whose ``servers`` package is run
-    revision: str
-
-
-@dataclass
-class Sample:
-    """One fixed-work measurement of one side's server."""
-
-    side: str
-    model: str
-    case: str
-    index: int  # position in the pass's A B B A schedule
-    ok: bool
-    throughput_rps: float | None = None
-    cpu_us_per_request: float | None = None
-    client_saturated: bool = False
-    failure: str | None = None
-    wall_s: float = 0.0
-
-
-class Sampler(Protocol):
-    """Measures one sample: start ``source``'s server for ``model``, load it, stop it."""
-
-    def __call__(self, source: ServerSource, model: str, case: Case, profile: Profile,
-                 index: int) -> Sample: ...
 
 
 def schedule(samples: int) -> list[str]:
@@ -153,7 +85,7 @@ def git(*args: str, cwd: Path = ROOT) -> str:
     return done.stdout
 
 
-def resolve(rev: str, cwd: Path = ROOT) -> str:
+def resolve_revision(rev: str, cwd: Path = ROOT) -> str:
     """The full commit id of ``rev``, or CannotRun when there is no such commit."""
     try:
         return git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=cwd).strip()
@@ -269,7 +201,7 @@ def stderr_progress(message: str) -> None:
     print(f"[regress] {message}", file=sys.stderr, flush=True)
 
 
-def measure_pass(sampler: Sampler, sources: dict[str, ServerSource], model: str, case: Case,
+def measure_pass(sampler: Sampler, sources: dict[str, ServerSource], model: str, case: GateCase,
                  profile: Profile, progress: Progress) -> list[Sample]:
     """One pass: the A B B A schedule for one model and case, each failed sample retried once.
 
@@ -376,7 +308,7 @@ def failure_note(samples: list[Sample]) -> str:
     return "; ".join(dict.fromkeys(failures))[:500]
 
 
-def judge(model: str, case: Case, passes: list[PassResult], accepted: set[str]) -> ModelResult:
+def judge(model: str, case: GateCase, passes: list[PassResult], accepted: set[str]) -> ModelResult:
     """Turn one or two passes into a status (see STATUS_NOTES)."""
     first = passes[0]
     if not first.metrics:
@@ -395,7 +327,7 @@ def judge(model: str, case: Case, passes: list[PassResult], accepted: set[str]) 
     return ModelResult(model, case.name, "regression", f"confirmed slowdown in {what}", passes)
 
 
-def check_model(sampler: Sampler, sources: dict[str, ServerSource], model: str, case: Case,
+def check_model(sampler: Sampler, sources: dict[str, ServerSource], model: str, case: GateCase,
                 profile: Profile, settings: Settings, progress: Progress) -> ModelResult:
     """First pass, then a rerun when flagged, then the verdict."""
     first = evaluate(measure_pass(sampler, sources, model, case, profile, progress),
@@ -427,7 +359,7 @@ class Settings:
 
 
 @dataclass
-class Verdict:
+class GateVerdict:
     """The whole check's outcome."""
 
     settings: Settings
@@ -473,20 +405,18 @@ SamplerFactory = Callable[[], Sampler]
 
 def default_sampler() -> Sampler:
     """The real sampler: a fresh server per sample, the head's swarm, split CPU placement."""
-    from bench.regress.sampler import TrialSampler
-
     return TrialSampler()
 
 
 def run_check(settings: Settings, make_sampler: SamplerFactory,
-              progress: Progress = stderr_progress) -> Verdict:
+              progress: Progress = stderr_progress) -> GateVerdict:
     """Set up the base worktree, measure every model and case, and judge."""
     started = time.monotonic()
-    verdict = Verdict(settings, EXIT_CANNOT_RUN, "error")
+    verdict = GateVerdict(settings, EXIT_CANNOT_RUN, "error")
     try:
         with sigterm_as_interrupt():
-            verdict.base_sha = resolve(settings.base, settings.repo)
-            verdict.head_sha = resolve("HEAD", settings.repo)
+            verdict.base_sha = resolve_revision(settings.base, settings.repo)
+            verdict.head_sha = resolve_revision("HEAD", settings.repo)
             verdict.head_dirty = is_dirty(settings.repo)
             settings.accepted |= rs.parse_accepted(commit_messages(verdict.base_sha,
                                                                    settings.repo))
@@ -499,7 +429,7 @@ def run_check(settings: Settings, make_sampler: SamplerFactory,
     return verdict
 
 
-def measure_all(settings: Settings, verdict: Verdict, base_root: Path,
+def measure_all(settings: Settings, verdict: GateVerdict, base_root: Path,
                 make_sampler: SamplerFactory, progress: Progress) -> None:
     """Measure every planned model and case into ``verdict``."""
     profile = settings.profile
@@ -536,7 +466,7 @@ def _metric_cell(metric: rs.MetricComparison | None) -> str:
             f"p={metric.p_value:.2g} (limit {metric.threshold:.0%})")
 
 
-def markdown(verdict: Verdict) -> str:
+def markdown(verdict: GateVerdict) -> str:
     """The verdict as a Markdown section (for stdout and $GITHUB_STEP_SUMMARY)."""
     s = verdict.settings
     dirty = ", with uncommitted changes" if verdict.head_dirty else ""
@@ -581,7 +511,7 @@ def _rows(result: ModelResult) -> list[str]:
     return rows
 
 
-def write_outputs(verdict: Verdict, text: str) -> Path:
+def write_outputs(verdict: GateVerdict, text: str) -> Path:
     """Print the table, append it to $GITHUB_STEP_SUMMARY, write the JSON verdict."""
     sys.stdout.write(text)
     sys.stdout.flush()

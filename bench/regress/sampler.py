@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import Placement, resolve_placement
-from bench.regress.check import Case, Profile, Sample, ServerSource
+from bench.regress.model import GateCase, Profile, Sample, ServerSource
 from bench.run.runner import TrialContext, run_trial
 from bench.run.scenario import TrialSpec
 
@@ -24,7 +24,7 @@ SWARM_TIMEOUT_S = 5.0
 ONE_CLIENT_MODELS = {"iterative"}
 
 
-def trial_spec(model: str, case: Case, profile: Profile, index: int, side: str,
+def trial_spec(model: str, case: GateCase, profile: Profile, index: int, side: str,
                placement: Placement) -> TrialSpec:
     """The runner's description of one sample."""
     connections = 1 if model in ONE_CLIENT_MODELS else case.connections
@@ -37,7 +37,7 @@ def trial_spec(model: str, case: Case, profile: Profile, index: int, side: str,
         workers=profile.workers, slo_p99_ms=0.0, placement=placement.name)
 
 
-def sample_from(record: dict[str, Any], source: ServerSource, model: str, case: Case,
+def sample_from(record: dict[str, Any], source: ServerSource, model: str, case: GateCase,
                 index: int) -> Sample:
     """A trial record reduced to the figures the check compares."""
     derived = record.get("derived") or {}
@@ -61,7 +61,7 @@ class TrialSampler:
         self.placement = resolve_placement(placement)
         self.work_dir = Path(tempfile.mkdtemp(prefix="concbench-regress-"))
 
-    def __call__(self, source: ServerSource, model: str, case: Case, profile: Profile,
+    def __call__(self, source: ServerSource, model: str, case: GateCase, profile: Profile,
                  index: int) -> Sample:
         context = TrialContext(placement=self.placement, work_dir=self.work_dir,
                                run_id="regress", server_root=source.root)
