@@ -21,7 +21,8 @@ import pytest
 
 from bench.regress import check as regress
 from bench.regress import stats as rs
-from bench.regress.check import Case, Profile, Sample, ServerSource, Settings
+from bench.regress.check import Settings
+from bench.regress.model import GateCase, Profile, Sample, ServerSource
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_RPS = 20_000.0
@@ -176,7 +177,7 @@ class FakeSampler:
         self.passes: dict[tuple[str, str], int] = {}
         self.roots: set[Path] = set()
 
-    def __call__(self, source: ServerSource, model: str, case: Case, profile: Profile,
+    def __call__(self, source: ServerSource, model: str, case: GateCase, profile: Profile,
                  index: int) -> Sample:
         key = (model, case.name)
         if index == 0 and source.side == "base" or key not in self.passes:
@@ -190,7 +191,7 @@ class FakeSampler:
                       cpu_us_per_request=1e6 / rps)
 
 
-PROFILE = Profile("test", None, (Case("echo", "echo:64", 4),), samples=8, duration_s=0.1,
+PROFILE = Profile("test", None, (GateCase("echo", "echo:64", 4),), samples=8, duration_s=0.1,
                   warmup_s=0.0)
 
 
@@ -260,7 +261,7 @@ def test_unconfirmed_flag_is_inconclusive(repo: Path, tmp_path: Path) -> None:
 
 def test_failing_base_server_exits_2(repo: Path, tmp_path: Path) -> None:
     class Broken(FakeSampler):
-        def __call__(self, source: ServerSource, model: str, case: Case, profile: Profile,
+        def __call__(self, source: ServerSource, model: str, case: GateCase, profile: Profile,
                      index: int) -> Sample:
             if source.side == "base":
                 return Sample("base", model, case.name, index, ok=False, failure="no READY")
