@@ -76,12 +76,24 @@ class ServerSession:
     """The server side of one connection, without I/O.
 
     The caller feeds received bytes to ``receive``, sends and then deletes what it sent
-    from ``output`` (a bytearray), reads only while ``wants_read``, and when ``advance``
-    (or ``receive``) returns a deadline, calls ``advance(now)`` again once the clock
-    reaches it. After sending, call ``advance`` again while there is a ``backlog``: answering
-    pauses when ``output`` passes ``OUTPUT_LIMIT``. ``now`` and deadlines are seconds on one
-    monotonic clock of the caller's choosing. Once ``closing`` is set and ``output`` is
-    empty, close the connection.
+    from ``output`` (a bytearray), and when ``advance`` (or ``receive``) returns a deadline,
+    calls ``advance(now)`` again once the clock reaches it. After sending, call ``advance``
+    again while there is a ``backlog``: answering pauses when ``output`` passes
+    ``OUTPUT_LIMIT``. ``now`` and deadlines are seconds on one monotonic clock of the
+    caller's choosing.
+
+    The connection's lifecycle is decided here, for every model; the caller asks:
+
+    - ``may_read``: read the socket only while this is true (not after the peer's end of
+      stream or BYE, nor while output is over ``OUTPUT_LIMIT``, a SLEEP is pending or WORK
+      is parked: rules 1 and 7);
+    - ``wants_write``: there is output to send (wait for writability while it is true);
+    - ``finished``: close the connection now. After BYE or a fatal error (``closing``): once
+      ``output`` is sent. After the peer's end of stream, which the caller reports with
+      ``eof_received()``: once every complete request is answered and sent, SLEEPs
+      included (a partial frame is dropped, rule 5).
+
+    A reset socket is the caller's to close at once: nothing more can be delivered.
 
     With ``offload_from=n``, a WORK request of at least ``n`` iterations is not computed
     here: answering stops at it and ``pending_work`` holds it (reading stops, as for SLEEP).
@@ -89,12 +101,13 @@ class ServerSession:
     it to ``complete``, which resumes answering in order.
     """
 
-    __slots__ = ("output", "closing", "deadline", "pending_work", "_offload_from", "_delayed",
-                 "_input")
+    __slots__ = ("output", "closing", "eof", "deadline", "pending_work", "_offload_from",
+                 "_delayed", "_input")
 
     def __init__(self, offload_from: int | None = None) -> None:
         self.output = bytearray()
-        self.closing = False
+        self.closing = False  # BYE or a fatal error: answer nothing more
+        self.eof = False  # the peer finished sending (``eof_received``)
         self.deadline: float | None = None  # when the pending SLEEP reply is due
         self.pending_work: Frame | None = None  # a WORK request parked for the caller
         self._offload_from = offload_from
@@ -102,10 +115,41 @@ class ServerSession:
         self._input = bytearray()
 
     @property
-    def wants_read(self) -> bool:
+    def may_read(self) -> bool:
         """True while the model should read this connection (rule 7, the SLEEP/WORK gate)."""
-        return (not self.closing and len(self.output) < OUTPUT_LIMIT and self.deadline is None
-                and self.pending_work is None)
+        return (not self.eof and not self.closing and len(self.output) < OUTPUT_LIMIT
+                and self.deadline is None and self.pending_work is None)
+
+    @property
+    def wants_write(self) -> bool:
+        """True while there is output to send."""
+        return bool(self.output)
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will be answered or sent: close the connection."""
+        if self.closing:
+            return not self.output
+        if not self.eof or self.output or self.deadline is not None or (
+                self.pending_work is not None):
+            return False
+        return not self._answerable()
+
+    def eof_received(self) -> None:
+        """The peer finished sending: answer what it asked, then be ``finished``."""
+        self.eof = True
+
+    def _answerable(self) -> bool:
+        """A complete request (or an oversized header) is buffered, waiting for ``advance``.
+
+        Only a caller whose output is held elsewhere (asyncio's paused transport) can see
+        this with ``output`` empty: everyone else calls ``advance`` after each send.
+        """
+        buffer = self._input
+        if len(buffer) < HEADER_SIZE:
+            return False
+        length = _unpack_from(buffer, 0)[0]
+        return length > MAX_PAYLOAD or HEADER_SIZE + length <= len(buffer)
 
     @property
     def backlog(self) -> int:

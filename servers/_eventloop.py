@@ -39,9 +39,13 @@ class Poller(Protocol):
 
 
 class Connection:
-    """One client socket and its protocol session, for non-blocking models."""
+    """One client socket and its protocol session, for non-blocking models.
 
-    __slots__ = ("sock", "fd", "session", "eof", "failed", "drained", "interest", "timer_due",
+    The session decides when to read, write and close (``may_read``, ``wants_write``,
+    ``finished``); the connection adds only what the socket reports: ``failed``.
+    """
+
+    __slots__ = ("sock", "fd", "session", "failed", "drained", "interest", "timer_due",
                  "offloaded")
 
     def __init__(self, sock: socket.socket, session: ServerSession | None = None) -> None:
@@ -50,7 +54,6 @@ class Connection:
         self.sock = sock
         self.fd = sock.fileno()
         self.session = ServerSession() if session is None else session
-        self.eof = False  # the peer finished sending
         self.failed = False  # reset or hang-up: close at once, nothing more can be delivered
         self.drained = False  # the last recv found nothing more to read
         self.interest = (True, False)  # (read, write) as registered with the poller
@@ -68,7 +71,7 @@ class Connection:
             self.failed = True
             return False
         if count == 0:
-            self.eof = True
+            self.session.eof_received()
             return False
         self.session.receive(view[:count], now)
         return True
@@ -87,22 +90,6 @@ class Connection:
             del session.output[:sent]
             if session.backlog and session.deadline is None:
                 session.advance(time.monotonic())
-
-    @property
-    def finished(self) -> bool:
-        """Nothing more will be sent or received: close it."""
-        session = self.session
-        if self.failed:
-            return True
-        if session.closing:
-            return not session.output
-        return (self.eof and not session.output and session.deadline is None
-                and session.pending_work is None)
-
-    def wants(self) -> tuple[bool, bool]:
-        """The readiness to wait for: (read, write)."""
-        session = self.session
-        return (session.wants_read and not self.eof, bool(session.output))
 
 
 class EventLoop:
@@ -187,7 +174,7 @@ class EventLoop:
         drain = self.poller.edge_triggered
         session = connection.session
         view = self._buffer
-        while session.wants_read and not connection.eof:
+        while session.may_read:
             if not connection.read(view, now):
                 break
             if session.output:
@@ -197,20 +184,23 @@ class EventLoop:
 
     def _settle(self, connection: Connection) -> None:
         """Close a finished connection, or bring its timer and poller interest up to date."""
-        if connection.finished:
+        session = connection.session
+        may_read = session.may_read
+        # finished implies not may_read: the usual case asks the session one question
+        if connection.failed or (not may_read and session.finished):
             self._close(connection)
             return
-        deadline = connection.session.deadline
+        deadline = session.deadline
         if deadline is not None and connection.timer_due != deadline:
             connection.timer_due = deadline
             heapq.heappush(self.timers, (deadline, next(self._sequence), connection))
-        if (self.offload is not None and connection.session.pending_work is not None
+        if (self.offload is not None and session.pending_work is not None
                 and not connection.offloaded):
             connection.offloaded = True
             self.offload(connection)
         if self.poller.edge_triggered:
             return  # registered once for both directions
-        wants = connection.wants()
+        wants = (may_read, session.wants_write)
         if wants != connection.interest:
             connection.interest = wants
             self.poller.modify(connection.fd, *wants)

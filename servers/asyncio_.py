@@ -42,7 +42,6 @@ class SessionProtocol(asyncio.BufferedProtocol):
         self.timer: asyncio.TimerHandle | None = None
         self.write_paused = False
         self.read_paused = False
-        self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream transport (uvloop's does not subclass asyncio.Transport, hence no isinstance)
@@ -59,7 +58,11 @@ class SessionProtocol(asyncio.BufferedProtocol):
         self._step()
 
     def _step(self) -> None:
-        """Hand answers to the transport; keep the timer and reading in line with the session."""
+        """Hand answers to the transport; close, read and time as the session decides.
+
+        What is written counts as sent (``close`` flushes it first); a paused transport is
+        this model's output over the limit, so reading waits for it too.
+        """
         session = self.session
         transport = self.transport
         if transport is None or transport.is_closing():
@@ -72,12 +75,13 @@ class SessionProtocol(asyncio.BufferedProtocol):
             if self.write_paused or session.deadline is not None or not session.backlog:
                 break
             session.advance(self.loop.time())
-        if session.closing or (self.eof and session.deadline is None and not self.write_paused):
+        may_read = session.may_read
+        if not may_read and session.finished:  # finished implies not may_read: ask once
             transport.close()  # flushes what was written first
             return
         if session.deadline is not None and self.timer is None:
             self.timer = self.loop.call_at(session.deadline, self._timer_fired)
-        should_read = session.deadline is None and not self.write_paused
+        should_read = may_read and not self.write_paused
         if should_read == self.read_paused:
             self.read_paused = not should_read
             (transport.resume_reading if should_read else transport.pause_reading)()
@@ -100,7 +104,7 @@ class SessionProtocol(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool:
         """The peer finished sending: answer what it asked (SLEEPs included), then close."""
-        self.eof = True
+        self.session.eof_received()
         self._step()
         return True  # keep the transport; _step closes it once everything is answered
 
@@ -117,16 +121,21 @@ async def handle_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     session = ServerSession()
     writer.transport.set_write_buffer_limits(high=OUTPUT_LIMIT)
     try:
-        while not session.closing:
+        # each turn answers, sends and sleeps everything through, so when may_read ends (end
+        # of stream, BYE, a fatal error) the session is finished
+        while session.may_read:
             data = await reader.read(RECV_SIZE)
             if not data:
-                break
+                session.eof_received()  # may_read is now false: the loop ends
+                continue
             deadline = session.receive(data, loop.time())
-            while session.output or deadline is not None:
-                if session.output:
+            while True:
+                if session.wants_write:
                     writer.write(session.output)
                     session.output = bytearray()
                     await writer.drain()
+                elif deadline is None:
+                    break  # everything asked so far is answered and sent
                 if deadline is not None:
                     await asyncio.sleep(deadline - loop.time())
                 deadline = session.advance(loop.time())

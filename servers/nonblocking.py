@@ -51,7 +51,7 @@ def try_client(client: Connection, view: memoryview, now: float) -> bool:
         before = len(session.output)
         client.flush()
         moved = moved or len(session.output) != before
-    if session.wants_read and not client.eof:
+    if session.may_read:
         moved = client.read(view, now) or moved
         if session.output:
             client.flush()
@@ -69,7 +69,7 @@ def serve(listener: socket.socket, options: argparse.Namespace) -> None:
             alive = []
             for client in clients:
                 busy = try_client(client, view, now) or busy
-                if client.finished:
+                if client.failed or client.session.finished:
                     client.sock.close()
                 else:
                     alive.append(client)

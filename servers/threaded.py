@@ -45,10 +45,12 @@ class ClientSockets:
 
 def answer(sock: socket.socket, session: ServerSession, deadline: float | None) -> None:
     """Write every answer the session has, sleeping through SLEEP deadlines in order."""
-    while session.output or deadline is not None:
-        if session.output:
+    while True:
+        if session.wants_write:
             sock.sendall(session.output)
             session.output.clear()
+        elif deadline is None:
+            return  # everything asked so far is answered and sent
         if deadline is not None:
             time.sleep(max(0.0, deadline - time.monotonic()))
         deadline = session.advance(time.monotonic())
@@ -62,10 +64,13 @@ def handle(sock: socket.socket, live: ClientSockets) -> None:
     view = memoryview(bytearray(FIRST_RECV))
     try:
         tune(sock)
-        while not session.closing:
+        # answer() sends and sleeps everything through, so when may_read ends (end of
+        # stream, BYE, a fatal error) the session is finished
+        while session.may_read:
             count = sock.recv_into(view)
             if count == 0:
-                break
+                session.eof_received()  # may_read is now false: the loop ends
+                continue
             answer(sock, session, session.receive(view[:count], time.monotonic()))
             if count == len(view) < RECV_SIZE:
                 view = memoryview(bytearray(RECV_SIZE))
