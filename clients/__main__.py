@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import sys
-import tempfile
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -23,6 +22,7 @@ from clients.swarm import (
     exit_status,
     run_swarm,
 )
+from protocol.launch import atomic_write_json
 
 SWARM_EPILOG = """\
 --mix SPEC: comma-separated op:arg=weight; arg is payload bytes for echo, iterations for work,
@@ -93,16 +93,12 @@ def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_json(record: dict[str, Any], path: str) -> None:
-    text = json.dumps(record, indent=1) + "\n"
-    if path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    """``-``: standard output; a path: written atomically (a reader never sees half)."""
+    if path != "-":
+        atomic_write_json(Path(path), record)
         return
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    sys.stdout.write(json.dumps(record, indent=1) + "\n")
+    sys.stdout.flush()
 
 
 def _interrupt(signum: int, frame: object) -> None:

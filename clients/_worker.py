@@ -36,6 +36,7 @@ from hdrh.histogram import HdrHistogram
 
 from clients.mix import Kind, kind_sequence
 from protocol import HEADER, HEADER_SIZE, MAX_PAYLOAD, ErrorValue, Status
+from protocol.launch import raise_fd_limit
 
 RECV_SIZE = 256 * 1024
 FAST_READ_MAX = 64 * 1024  # above this, os.read's per-call allocation costs more than it saves
@@ -46,6 +47,10 @@ CHORE_NS = 50_000_000  # timeouts, stop requests and the end of the drain: check
 NEVER = 1 << 62
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
+# the codec's names as plain ints: the reply paths compare against them per frame
+ERROR = int(Status.ERROR)
+FRAME_TOO_LARGE = int(ErrorValue.FRAME_TOO_LARGE)
+OVER_CAPACITY = int(ErrorValue.OVER_CAPACITY)
 
 _unpack_from = HEADER.unpack_from
 
@@ -247,6 +252,7 @@ class Worker:
         size = len(frame)
         unusual = self._unusual_read
         event = self._event
+        readable = IN
         next_check = 0
         now = clock()
         while True:
@@ -260,7 +266,7 @@ class Worker:
             now = clock()
             for fd, mask in events:
                 c = fast[fd]
-                if c is None or mask != 1:  # 1: EPOLLIN alone
+                if c is None or mask != readable:  # anything but EPOLLIN alone
                     event(fd, mask, now)
                     continue
                 try:
@@ -301,6 +307,7 @@ class Worker:
         unusual = self._unusual_read
         event = self._event
         send_due = self._send_due
+        readable = IN
         next_check = 0
         now = clock()
         while True:
@@ -321,7 +328,7 @@ class Worker:
                 self.waiting_until = now  # their wait is the server's, not the client's lateness
             for fd, mask in events:
                 c = fast[fd]
-                if c is None or mask != 1:
+                if c is None or mask != readable:
                     event(fd, mask, now)
                     continue
                 try:
@@ -424,12 +431,11 @@ class Worker:
             outcome = _classify(status, value)
             pos = end
             if kind is None:  # a frame nobody asked for: ERROR 4 at accept, or a broken server
-                self._lose(c, outcome if status == Status.ERROR else "unexpected")
+                self._lose(c, outcome if status == ERROR else "unexpected")
                 return
             self._complete_error(c, outcome)
             done += 1
-            if status == Status.ERROR and value in (ErrorValue.FRAME_TOO_LARGE,
-                                                     ErrorValue.OVER_CAPACITY):
+            if status == ERROR and value in (FRAME_TOO_LARGE, OVER_CAPACITY):
                 self._lose(c, None)  # the server closes this connection after these
                 return
         if data is c.partial:
@@ -809,8 +815,8 @@ def _runqueue_wait_ns() -> int | None:
 
 def _classify(status: int, value: int) -> str:
     """The error kind of a reply that is not the expected one."""
-    if status == Status.ERROR:
-        return "over_capacity" if value == ErrorValue.OVER_CAPACITY else f"error_{value}"
+    if status == ERROR:
+        return "over_capacity" if value == OVER_CAPACITY else f"error_{value}"
     return "mismatch"
 
 
@@ -828,19 +834,12 @@ def _connect_error(code: int | None) -> str:
     return f"connect_{errno.errorcode.get(code or 0, code)}"
 
 
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def worker_main(plan: WorkerPlan, pipe: Any) -> None:
     """Process entry: say ready, wait for the timeline, run, send the result back."""
     try:
         signal.signal(signal.SIGINT, _request_stop)
         signal.signal(signal.SIGTERM, _request_stop)
-        _raise_fd_limit()
+        raise_fd_limit()  # inherited from the parent already, unless started some other way
         pipe.send(("ready", plan.index))
         deadline = time.monotonic() + 120
         while not pipe.poll(0.1):

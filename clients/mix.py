@@ -135,7 +135,8 @@ def build_kind(entry: MixEntry, payload_seed: int = 0, verify: bool = False) -> 
         if verify:
             reply = encode_response(Status.OK, work(payload, entry.arg))
             return Kind(op, entry.arg, payload, frame, len(reply), reply, True)
-        prefix = HEADER.pack(0, Status.OK, 0)[:5]  # length 0 and status OK; any value
+        # length 0 and status OK, any value: the header without its 4-byte value field
+        prefix = HEADER.pack(0, Status.OK, 0)[:HEADER_SIZE - 4]
         return Kind(op, entry.arg, payload, frame, HEADER_SIZE, prefix, False)
     reply = encode_response(Status.OK, 0, payload)
     return Kind(op, entry.arg, payload, frame, len(reply), reply, True)

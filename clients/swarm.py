@@ -16,7 +16,7 @@ import datetime as dt
 import multiprocessing
 import multiprocessing.connection
 import os
-import resource
+import resource  # noqa: F401 -- tests/test_c10k.py patches clients.swarm.resource.getrlimit
 import signal
 import socket
 import time
@@ -28,6 +28,7 @@ from hdrh.histogram import HdrHistogram
 
 from clients._worker import Timeline, WorkerPlan, new_histogram, worker_main
 from clients.mix import DEFAULT_MIX, build_kind, format_mix, parse_mix
+from protocol.launch import raise_fd_limit
 
 RECORD_VERSION = 1
 START_DELAY_S = 0.05  # between "everyone is ready" and the first connect
@@ -114,21 +115,10 @@ class SwarmConfig:
         return -(-self.connections // self.workers) - (-self.idle_connections // self.workers)
 
 
-def raise_fd_limit() -> tuple[int, int, str | None]:
-    """Lift this process's soft RLIMIT_NOFILE to the hard limit where allowed (spawned workers
-    inherit it): (soft, hard) as they now are, and why it could not be raised, if so."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= hard:
-        return soft, hard, None
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError) as error:
-        return soft, hard, f"could not raise the soft limit {soft} to {hard}: {error}"
-    return hard, hard, None
-
-
 def check_fd_limit(config: SwarmConfig) -> None:
-    """Refuse, saying what is possible, a run whose workers would run out of descriptors."""
+    """Refuse, saying what is possible, a run whose workers would run out of descriptors.
+
+    The limit is raised here, in the parent, first: spawned workers inherit it."""
     soft, hard, problem = raise_fd_limit()
     needed = config.sockets_per_worker() + FD_MARGIN
     if needed <= soft:

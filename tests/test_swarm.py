@@ -44,7 +44,16 @@ from clients.swarm import (
     parse_target,
     run_swarm,
 )
-from protocol import HEADER, FrameDecoder, Op, encode_response, respond, work
+from protocol import (
+    HEADER,
+    ErrorValue,
+    FrameDecoder,
+    Op,
+    Status,
+    encode_response,
+    respond,
+    work,
+)
 
 LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "p99_99", "max", "mean"}
 MS = 1000.0  # µs
@@ -237,7 +246,8 @@ def test_errors_are_counted_by_kind() -> None:
     assert refused["connections_established"] == 0
     assert exit_status(refused) == EXIT_CANNOT_RUN
 
-    with one_shot_server(lambda frame_count: encode_response(1, 4, b"over capacity"),
+    with one_shot_server(lambda frame_count: encode_response(
+            Status.ERROR, ErrorValue.OVER_CAPACITY, b"over capacity"),
                          ) as target:
         over = run_swarm(quick(target, connections=2, duration=0.5))
     assert over["errors"] == {"over_capacity": 2}
@@ -245,8 +255,9 @@ def test_errors_are_counted_by_kind() -> None:
 
     def wrong_then_error(frame_count: int) -> bytes:
         if frame_count == 1:
-            return encode_response(0, 0, b"x" * 64)  # right length, wrong bytes
-        return encode_response(1, 3, b"argument out of range")
+            return encode_response(Status.OK, 0, b"x" * 64)  # right length, wrong bytes
+        return encode_response(Status.ERROR, ErrorValue.ARGUMENT_OUT_OF_RANGE,
+                               b"argument out of range")
 
     with one_shot_server(wrong_then_error, replies=2) as target:
         odd = run_swarm(quick(target, connections=1, duration=0.5, timeout=0.5))
@@ -446,10 +457,11 @@ def test_kinds_predict_the_reply_bytes() -> None:
     assert request is not None and request.code == Op.ECHO and len(request.payload) == 100
     assert echo.check == respond(request.code, request.value, request.payload).data
     verified = build_kind(MixEntry("work", 1000, 1), verify=True)
-    assert verified.check == encode_response(0, work(b"", 1000))
+    assert verified.check == encode_response(Status.OK, work(b"", 1000))
     unverified = build_kind(MixEntry("work", 1000, 1))
-    assert encode_response(0, 12345).startswith(unverified.check)
-    assert not encode_response(1, 3, b"x").startswith(unverified.check)
+    assert encode_response(Status.OK, 12345).startswith(unverified.check)
+    refused = encode_response(Status.ERROR, ErrorValue.ARGUMENT_OUT_OF_RANGE, b"x")
+    assert not refused.startswith(unverified.check)
     sequence = kind_sequence([9.0, 1.0], seed=1)
     assert 0.85 < sequence.count(0) / len(sequence) < 0.95
 
