@@ -52,6 +52,12 @@ class Placement:
             return max(1, len(self.swarm_cpus))
         return max(1, len(usable_cpus()) - 1)
 
+    def cpus_used(self) -> list[int]:
+        """Every CPU the server or the swarm may run on (all usable ones when unpinned)."""
+        if self.server_cpus is None or self.swarm_cpus is None:
+            return usable_cpus()
+        return sorted({*self.server_cpus, *self.swarm_cpus})
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "server_cpus": _list(self.server_cpus),
                 "swarm_cpus": _list(self.swarm_cpus), "note": self.note}

@@ -24,7 +24,7 @@ from rich.console import Console
 from bench import REPO_ROOT, environment, procs
 from bench.environment import Placement
 from bench.launch import child_env
-from bench.run import interpreters, scenario
+from bench.run import calibration, interpreters, scenario
 from bench.run.listing import LIST_TIMEOUT_S, models_under, terminal
 from bench.run.runner import (
     Runner,
@@ -141,9 +141,13 @@ def prepare_new(options: argparse.Namespace, console: Console
     except FileExistsError as error:
         raise RunRefused(str(error)) from None
     spec = {**loaded.to_dict(), "models": [asdict(model) for model in models], "notes": notes}
+    machine = environment.collect(placement, described)
+    machine["calibration"] = calibration.measure(placement.cpus_used())
+    console.print(f"machine today: {calibration.describe(machine['calibration'])}",
+                  soft_wrap=True, highlight=False)
     store.write_run({
         "run_id": store.run_id, "scenario": loaded.name, "scenario_spec": spec,
-        "environment": environment.collect(placement, described), "started_at": utc_now(),
+        "environment": machine, "started_at": utc_now(),
         "finished_at": None, "status": "running", "plan": [t.trial_id for t in trials],
         "resumed_at": [],
     })
