@@ -9,6 +9,12 @@ A model module defines:
   ``SystemExit`` with a message for an impossible setting, ``unavailable()`` returning why
   the model cannot run here (or None), and ``listener_options(options)`` returning keyword
   arguments for ``servers._base.make_listener``;
+- optionally ``CLIENTS_AT_ONCE: int``: how many clients the model serves at once with its
+  default options, when that is bounded by design; connections past it are accepted but wait,
+  unanswered, until a served client leaves (``iterative``: 1; ``threadpool``: its
+  ``--threads``, 16). Absent means as many as connect (a model that turns the excess away,
+  like ``select`` past FD_SETSIZE, does not queue it and declares nothing). Read it with
+  ``clients_at_once(name)``; a load generator sizes its connections by it;
 - optionally ``CONFORMANCE_XFAIL: dict[str, str]``: conformance test name (a function in
   tests/test_conformance.py) -> why this model cannot meet that rule, e.g. ``iterative``
   serves one client at a time. tests/conftest.py marks those tests ``xfail(strict=True)``
@@ -58,6 +64,14 @@ def unavailable_reason(name: str) -> str | None:
         return f"cannot import: {error}"
     check = getattr(module, "unavailable", None)
     return check() if check else None
+
+
+def clients_at_once(name: str) -> int | None:
+    """How many clients model ``name`` serves at once by design (its ``CLIENTS_AT_ONCE``).
+
+    None: no bound, every connection is served as it comes.
+    """
+    return getattr(load(name), "CLIENTS_AT_ONCE", None)
 
 
 def available_models() -> list[str]:

@@ -15,6 +15,7 @@ import socket
 from servers.threaded import ClientSockets, accept_client, handle
 
 DESCRIPTION = "one client at a time: accept, serve until it leaves, then the next"
+CLIENTS_AT_ONCE = 1  # everyone else waits in the accept queue
 
 _SERIAL = "one client at a time: other connections wait in the accept queue until it leaves"
 # conformance test name -> why the rule cannot hold for this model (tests/conftest.py makes

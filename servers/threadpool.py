@@ -21,6 +21,7 @@ from servers.threaded import THREAD_STACK, ClientSockets, accept_client, handle
 
 DESCRIPTION = "fixed pool of --threads workers serving whole connections; extra ones queue"
 DEFAULT_THREADS = 16
+CLIENTS_AT_ONCE = DEFAULT_THREADS  # one per worker (with --threads N: N); the rest queue
 MAX_THREADS = 10_000
 JOIN_BUDGET = 0.5  # seconds shutdown waits for workers to finish before leaving them behind
 

@@ -115,6 +115,29 @@ def test_threadpool_serves_its_size_at_once_without_growing() -> None:
         assert server.process().num_threads() == threads + 1
 
 
+# --- models that serve so many clients at once ----------------------------------------------
+
+
+@pytest.mark.parametrize("model", [name for name in servers.available_models()
+                                   if servers.clients_at_once(name) is not None])
+def test_clients_at_once_is_what_the_model_serves(model: str) -> None:
+    at_once = servers.clients_at_once(model)
+    assert at_once is not None
+    with running_server(model) as server:  # default options, as the declaration says
+        clients = connect_many(*server.address, at_once)
+        try:
+            for i, client in enumerate(clients):
+                assert client.echo(b"%d" % i) == ok(b"%d" % i)
+            with Client(*server.address) as extra:
+                extra.send_request(Op.ECHO, 0, b"extra")
+                time.sleep(0.3)
+                assert extra.nothing_pending(), f"served a client past CLIENTS_AT_ONCE={at_once}"
+                clients[0].close()  # one leaves: the queued client is served
+                assert extra.recv_frame() == ok(b"extra")
+        finally:
+            close_all(clients)
+
+
 # --- iterative -----------------------------------------------------------------------------
 
 

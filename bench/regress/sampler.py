@@ -14,20 +14,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import servers
 from bench.environment import Placement, resolve_placement
 from bench.regress.model import GateCase, Profile, Sample, ServerSource
 from bench.run.runner import TrialContext, run_trial
 from bench.run.scenario import TrialSpec
 
 SWARM_TIMEOUT_S = 5.0
-# models that serve one client at a time: more connections would only queue (and time out)
-ONE_CLIENT_MODELS = {"iterative"}
 
 
 def trial_spec(model: str, case: GateCase, profile: Profile, index: int, side: str,
                placement: Placement) -> TrialSpec:
     """The runner's description of one sample."""
-    connections = 1 if model in ONE_CLIENT_MODELS else case.connections
+    # past the clients a model serves at once, connections would only queue (and time out)
+    connections = min(case.connections, servers.clients_at_once(model) or case.connections)
     return TrialSpec(
         trial_id=f"{case.name}--{model}--{side}--s{index}", case=case.name, group="regress",
         model=model, server_model=model, model_args=(), interpreter=sys.executable,

@@ -22,13 +22,12 @@ CONNECTIONS = 16
 REQUESTS = 20_000
 PAYLOAD = 64
 ROUNDS = 5
-# models that serve one client at a time: more connections would only wait in the accept queue
-ONE_CLIENT = {"iterative": 1}
 
 
 @pytest.mark.parametrize("model", servers.available_models())
 def test_echo_closed_loop(benchmark: BenchmarkFixture, model: str) -> None:
-    connections = ONE_CLIENT.get(model, CONNECTIONS)
+    # past the clients a model serves at once, connections would only wait in a queue
+    connections = min(CONNECTIONS, servers.clients_at_once(model) or CONNECTIONS)
     rounds: list[LoadResult] = []
     with running_server(model) as server, split_placement(server.pid):
 
