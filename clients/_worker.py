@@ -2,7 +2,8 @@
 
 The hot loop is written for speed (see the issue's "The hard part"): non-blocking sockets with
 TCP_NODELAY, prebuilt request frames, one clock read per wake-up, no garbage-collector passes,
-latencies appended to ``array('q')`` and folded into HdrHistograms only at interval boundaries.
+latencies appended to ``array('q')`` series (``clients._measure``, which also folds them into
+HdrHistograms) and, in open loop, sends on the schedule of ``clients._schedule``.
 The fast path reads with ``os.read`` (a fast-call builtin: cheaper than ``recv_into``'s keyword
 parsing) and checks a reply with one ``bytes ==`` against the exact expected reply; it sends with
 ``os.write``. Anything unusual (a partial or pipelined read, an error reply, a blocked write, a
@@ -11,7 +12,7 @@ parses with ``HEADER.unpack_from`` straight from one preallocated ``recv_into`` 
 ``Worker._event``, which handle every case.
 
 Time is ``time.monotonic_ns`` (CLOCK_MONOTONIC, the same clock in every process), so the parent
-can hand all workers one timeline. Latencies are recorded in the histograms in microseconds.
+can hand all workers one timeline.
 """
 
 from __future__ import annotations
@@ -20,31 +21,23 @@ import contextlib
 import errno
 import gc
 import os
-import random
-import resource
 import select
 import signal
 import socket
 import time
-from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from hdrh.histogram import HdrHistogram
-
+from clients._measure import Measurements, Progress
+from clients._schedule import NEVER, Schedule
 from clients.mix import Kind, kind_sequence
 from protocol import HEADER, HEADER_SIZE, MAX_PAYLOAD, ErrorValue, Status
 from protocol.launch import raise_fd_limit
 
 RECV_SIZE = 256 * 1024
 FAST_READ_MAX = 64 * 1024  # above this, os.read's per-call allocation costs more than it saves
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 3_600_000_000  # one hour
-HIST_DIGITS = 3
 CHORE_NS = 50_000_000  # timeouts, stop requests and the end of the drain: checked every 50 ms
-NEVER = 1 << 62
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 # the codec's names as plain ints: the reply paths compare against them per frame
@@ -53,32 +46,6 @@ FRAME_TOO_LARGE = int(ErrorValue.FRAME_TOO_LARGE)
 OVER_CAPACITY = int(ErrorValue.OVER_CAPACITY)
 
 _unpack_from = HEADER.unpack_from
-
-
-def new_histogram() -> HdrHistogram:
-    """The histogram every latency figure uses: 1 µs to 1 h, 3 significant digits."""
-    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
-
-
-def fold(samples: array, *histograms: HdrHistogram) -> int:
-    """Record nanosecond samples into histograms (in µs), empty ``samples``; return the count.
-
-    Vectorised: equal microsecond values are recorded once with their count, so the cost is
-    per distinct value, not per sample.
-    """
-    count = len(samples)
-    if not count:
-        return 0
-    micros = (np.array(samples, dtype=np.int64) + 500) // 1000
-    np.clip(micros, HIST_LOWEST_US, HIST_HIGHEST_US, out=micros)
-    values, counts = np.unique(micros, return_counts=True)
-    pairs = list(zip(values.tolist(), counts.tolist(), strict=True))
-    for histogram in histograms:
-        record = histogram.record_value
-        for value, times in pairs:
-            record(value, times)
-    del samples[:]
-    return count
 
 
 @dataclass(frozen=True)
@@ -156,10 +123,10 @@ def _request_stop(signum: int, frame: object) -> None:
 class Worker:
     """Connect, drive the load, measure; ``run`` returns the worker's partial record."""
 
-    def __init__(self, plan: WorkerPlan, timeline: Timeline, progress: Any = None) -> None:
+    def __init__(self, plan: WorkerPlan, timeline: Timeline,
+                 progress: Progress | None = None) -> None:
         self.plan = plan
         self.timeline = timeline
-        self.progress = progress  # called with (interval index, replies, errors) per interval
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         # by file descriptor: the connections the fast path may serve (uniform workload,
@@ -168,26 +135,14 @@ class Worker:
         self.all_conns: list[Conn] = []
         self.buf = bytearray(RECV_SIZE)
         self.view = memoryview(self.buf)
-        self.lat = array("q")  # corrected (open) or plain (closed) latencies, ns
-        self.lat_u = array("q")  # open loop: from the actual send
-        self.lag = array("q")  # open loop: actual send minus scheduled send
-        self.connect_ns = array("q")
-        self.hist = new_histogram()
-        self.hist_u = new_histogram()
-        self.hist_lag = new_histogram()
-        self.hist_interval = new_histogram()
-        self.errors: dict[str, int] = {}
-        self.error_count = 0
-        self.error_responses = 0
-        self.lost = 0  # requests still in flight on a connection that was closed
-        self.intervals: list[dict[str, Any]] = []
+        self.open = plan.mode == "open"
+        self.m = Measurements(self.open, timeline.window_ns, plan.interval_ns, progress)
         self.uniform = len(plan.kinds) == 1
         # the fast path reads at most this (0: no fast path): all the replies that can be in
         # flight, when there is one kind, its whole reply is known and the read stays small
         kind = plan.kinds[0]
         self.fast_chunk = min(kind.reply_length * plan.pipeline, FAST_READ_MAX) if (
             self.uniform and kind.full_check and kind.reply_length <= FAST_READ_MAX) else 0
-        self.open = plan.mode == "open"
         self.sending = True
         self.finished = False
         self.stopped: str | None = None
@@ -196,30 +151,15 @@ class Worker:
         self.to_open = plan.connections + plan.idle  # the busy ones first, then the idle
         self.idle_established = 0
         self.idle_alive: int | None = None  # idle connections still open when the window ended
-        self.idle_errors: dict[str, int] = {}
         self.next_connect = timeline.start_ns
         self.connect_spacing = int(1e9 / plan.connect_rate) if plan.connect_rate > 0 else 0
         self.next_chore = timeline.start_ns
         self.phase = "warmup"  # then "window", "drain"
-        self.next_interval = timeline.window_ns
-        self.interval_index = 0
-        self.interval_errors = 0
-        self.window_end: int | None = None
-        self.rusage_start: resource.struct_rusage | None = None
-        self.wait_start: int | None = None
-        self.window_wall = 0
-        self.cpu: dict[str, float] = {}
         self.parent = os.getppid()
-        self.random = random.Random(plan.seed)
-        # open loop
-        self.free: deque[Conn] = deque()  # one entry per free in-flight slot
-        self.sched_next = timeline.load_ns if self.open else NEVER
-        self.sched_k = 0
-        self.spacing = 1e9 / plan.rate if plan.rate > 0 else 0.0
-        self.waiting_until = -1  # requests scheduled up to here waited for a free connection
-        self.lag_sum = 0  # the client's own lateness (fresh requests only), this interval
-        self.lag_count = 0
-        self.lag_max = 0
+        # open loop: one entry per free in-flight slot, and when the next request is due
+        self.free: deque[Conn] = deque()
+        self.schedule = Schedule(timeline.load_ns, timeline.end_ns,
+                                 plan.rate if self.open else 0.0, plan.arrivals, plan.seed)
 
     # ----------------------------------------------------------------- the hot loops
 
@@ -246,7 +186,7 @@ class Worker:
         write = os.write
         fast = self.fast
         chunk = self.fast_chunk
-        lat_append = self.lat.append
+        lat_append = self.m.lat.append
         kind = self.plan.kinds[0]
         check, frame = kind.check, kind.frame
         size = len(frame)
@@ -300,8 +240,9 @@ class Worker:
         fast = self.fast
         chunk = self.fast_chunk
         free = self.free
-        lat_append = self.lat.append
-        lat_u_append = self.lat_u.append
+        schedule = self.schedule
+        lat_append = self.m.lat.append
+        lat_u_append = self.m.lat_u.append
         free_append = free.append
         check = self.plan.kinds[0].check
         unusual = self._unusual_read
@@ -315,7 +256,7 @@ class Worker:
                 next_check = self._housekeeping(now)
                 if self.finished:
                     return
-            due = self.sched_next if free else NEVER
+            due = schedule.next_ns if free else NEVER
             if due < next_check:  # a send is due first: wait with select's µs resolution
                 if due > now:
                     wait([epoll_fd], (), (), (due - now) / 1e9)
@@ -324,8 +265,8 @@ class Worker:
                 timeout = (next_check - now) / 1e9
                 events = poll(timeout if timeout > 0 else 0)
             now = clock()
-            if not free and self.sched_next <= now:  # fell due while every connection was busy:
-                self.waiting_until = now  # their wait is the server's, not the client's lateness
+            if not free and schedule.next_ns <= now:  # fell due while every connection was busy:
+                schedule.waiting_until = now  # their wait is the server's, not the client's
             for fd, mask in events:
                 c = fast[fd]
                 if c is None or mask != readable:
@@ -345,7 +286,7 @@ class Worker:
                 lat_u_append(now - c.times.popleft())
                 c.count += 1
                 free_append(c)
-            if self.sched_next <= now and free:
+            if schedule.next_ns <= now and free:
                 send_due(now)
 
     def _send_due(self, now: int) -> None:
@@ -353,14 +294,16 @@ class Worker:
         free = self.free
         kinds = self.plan.kinds
         uniform = self.uniform
-        end = self.timeline.end_ns
-        waiting_until = self.waiting_until
-        lag_append = self.lag.append
-        while self.sched_next <= now and free:
+        schedule = self.schedule
+        advance = schedule.advance
+        waiting_until = schedule.waiting_until
+        m = self.m
+        lag_append = m.lag.append
+        sched = schedule.next_ns
+        while sched <= now and free:
             c = free.popleft()
             if c.dead:
                 continue
-            sched = self.sched_next
             if uniform:
                 frame = kinds[0].frame
             else:
@@ -374,20 +317,13 @@ class Worker:
             lag = now - sched
             lag_append(lag)
             if sched > waiting_until:  # it had a free connection: any lateness is the client's
-                self.lag_sum += lag
-                self.lag_count += 1
-                if lag > self.lag_max:
-                    self.lag_max = lag
-            self.sched_k += 1
-            if self.plan.arrivals == "poisson":
-                step = self.random.expovariate(self.plan.rate) * 1e9
-                self.sched_next = sched + max(1, int(step))
-            else:
-                self.sched_next = self.timeline.load_ns + int(self.sched_k * self.spacing)
-            if self.sched_next >= end:
-                self.sched_next = NEVER
-        if self.sched_next <= now:  # the rest must wait for a connection to come free
-            self.waiting_until = now
+                m.lag_sum += lag
+                m.lag_count += 1
+                if lag > m.lag_max:
+                    m.lag_max = lag
+            sched = advance()
+        if sched <= now:  # the rest must wait for a connection to come free
+            schedule.waiting_until = now
 
     # ----------------------------------------------------------------- the slow paths
 
@@ -449,10 +385,10 @@ class Worker:
     def _complete(self, c: Conn, now: int) -> None:
         """A correct reply to the oldest request in flight."""
         if self.open:
-            self.lat.append(now - c.scheds.popleft())
-            self.lat_u.append(now - c.times.popleft())
+            self.m.lat.append(now - c.scheds.popleft())
+            self.m.lat_u.append(now - c.times.popleft())
         else:
-            self.lat.append(now - c.times.popleft())
+            self.m.lat.append(now - c.times.popleft())
         if not self.uniform:
             c.kinds.popleft()
         c.count += 1
@@ -464,7 +400,7 @@ class Worker:
             c.scheds.popleft()
         if not self.uniform:
             c.kinds.popleft()
-        self.error_responses += 1
+        self.m.errors.responses += 1
         self._count_error(outcome)
 
     def _refill(self, c: Conn, done: int, now: int) -> None:
@@ -603,7 +539,7 @@ class Worker:
     def _established(self, c: Conn, now: int) -> None:
         c.connected = True
         self._update_fast(c)
-        self.connect_ns.append(now - c.started_ns)
+        self.m.connect_ns.append(now - c.started_ns)
         if c.idle:  # held and read (an ERROR 4 or a close ends it), never written to
             self.idle_established += 1
             self.ep.modify(c.fd, IN)
@@ -623,7 +559,7 @@ class Worker:
         c.dead = True
         if reason is not None:
             self._count_error(reason, c.idle)
-        self.lost += len(c.times)
+        self.m.errors.lost += len(c.times)
         if self.phase != "warmup" and c.final is None:
             c.final = c.count
         del self.conns[c.fd]
@@ -635,7 +571,7 @@ class Worker:
 
     def _close_all(self) -> None:
         for c in list(self.conns.values()):
-            self.lost += len(c.times)
+            self.m.errors.lost += len(c.times)
             c.dead = True
             c.sock.close()
         self.conns.clear()
@@ -643,21 +579,19 @@ class Worker:
         self.ep.close()
 
     def _count_error(self, kind: str, idle: bool = False) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
-        self.error_count += 1
-        if idle:
-            self.idle_errors[kind] = self.idle_errors.get(kind, 0) + 1
+        self.m.errors.add(kind, idle)
 
     # ----------------------------------------------------------------- time and phases
 
     def _housekeeping(self, now: int) -> int:
         """Phase changes, interval folds, connects, timeouts, stops; the next time to come."""
         timeline = self.timeline
+        m = self.m
         if self.phase == "warmup" and now >= timeline.window_ns:
             self._start_window(now)
-        while self.phase == "window" and now >= min(self.next_interval, timeline.end_ns):
-            until = min(self.next_interval, timeline.end_ns)
-            self._end_interval(until)
+        while self.phase == "window" and now >= min(m.next_interval, timeline.end_ns):
+            until = min(m.next_interval, timeline.end_ns)
+            m.end_interval(until)
             if until >= timeline.end_ns:
                 self._end_window(until)
         if self.to_open and now >= self.next_connect:
@@ -670,7 +604,7 @@ class Worker:
         if self.phase == "warmup":
             upcoming.append(timeline.window_ns)
         elif self.phase == "window":
-            upcoming.append(min(self.next_interval, timeline.end_ns))
+            upcoming.append(min(m.next_interval, timeline.end_ns))
         if self.to_open:
             upcoming.append(self.next_connect)
         return min(upcoming)
@@ -696,121 +630,59 @@ class Worker:
     def _start_window(self, now: int) -> None:
         """Warm-up is over: forget its latencies, note counts and CPU."""
         self.phase = "window"
-        del self.lat[:]
-        del self.lat_u[:]
-        del self.lag[:]
-        self.lag_sum = self.lag_count = self.lag_max = 0
-        self.interval_errors = self.error_count
         for c in self.all_conns:
             c.base = c.count
-        self.rusage_start = resource.getrusage(resource.RUSAGE_SELF)
-        self.wait_start = _runqueue_wait_ns()
-        self.window_wall = now
-        self.next_interval = self.timeline.window_ns + self.plan.interval_ns
-
-    def _end_interval(self, until: int) -> None:
-        """Fold this interval's samples into the histograms and note its figures."""
-        start = self.timeline.window_ns + self.interval_index * self.plan.interval_ns
-        count = fold(self.lat, self.hist, self.hist_interval)
-        fold(self.lat_u, self.hist_u)
-        fold(self.lag, self.hist_lag)
-        errors = self.error_count - self.interval_errors
-        self.interval_errors = self.error_count
-        self.intervals.append({
-            "index": self.interval_index,
-            "duration_ns": max(0, until - start),
-            "requests": count,
-            "errors": errors,
-            "histogram": self.hist_interval.encode().decode("ascii") if count else None,
-            "lag_sum_ns": self.lag_sum,
-            "lag_count": self.lag_count,
-            "lag_max_ns": self.lag_max,
-        })
-        self.hist_interval.reset()
-        self.lag_sum = self.lag_count = self.lag_max = 0
-        if self.progress is not None:
-            self.progress(self.interval_index, count, errors)
-        self.interval_index += 1
-        self.next_interval = start + 2 * self.plan.interval_ns  # the end of the next one
+        self.m.start_window(now)
 
     def _end_window(self, now: int) -> None:
         """The measured window is over: no new requests; wait for the ones in flight."""
         self.phase = "drain"
         self.sending = False
-        self.sched_next = NEVER
-        self.window_end = now
+        self.schedule.stop()
         for c in self.all_conns:
             if c.final is None:
                 c.final = c.count
         self.idle_alive = sum(1 for c in self.conns.values() if c.idle and c.connected)
-        self._take_cpu()
+        self.m.end_window(now)
 
     def _finish(self, now: int, reason: str | None) -> None:
         """End the run now; if the window was still open, it ends here (partial figures)."""
         if self.phase == "window":
-            self._end_interval(now)
+            self.m.end_interval(now)
             self._end_window(now)
         self.finished = True
         self.stopped = reason
 
-    def _take_cpu(self) -> None:
-        if self.rusage_start is None:
-            return
-        end = resource.getrusage(resource.RUSAGE_SELF)
-        wall = (time.monotonic_ns() - self.window_wall) / 1e9
-        user = end.ru_utime - self.rusage_start.ru_utime
-        system = end.ru_stime - self.rusage_start.ru_stime
-        wait_end = _runqueue_wait_ns()
-        waited = (wait_end - self.wait_start) / 1e9 if (
-            wait_end is not None and self.wait_start is not None) else None
-        self.cpu = {"user_s": user, "system_s": system, "wall_s": wall,
-                    "percent": 100.0 * (user + system) / wall if wall > 0 else 0.0,
-                    "runqueue_wait_s": waited,
-                    "wait_percent": 100.0 * waited / wall if waited is not None and wall > 0
-                    else None}
-
     # ----------------------------------------------------------------- the result
 
     def _result(self) -> dict[str, Any]:
-        timeline = self.timeline
-        window_start = timeline.window_ns if self.window_end is not None else None
+        """The worker's partial record, for the parent to merge (``swarm.build_record``)."""
+        m = self.m
+        errors = m.errors
+        window_start = self.timeline.window_ns if m.window_end is not None else None
         per_connection = [(c.final if c.final is not None else c.count) - c.base
                           for c in self.all_conns] if window_start is not None else []
-        connect_hist = new_histogram()
-        fold(self.connect_ns, connect_hist)
         ok_total = sum(c.count for c in self.all_conns)
         return {
             "index": self.plan.index,
             "connections": self.plan.connections,
             "established": self.established,
             "ok_total": ok_total,
-            "error_responses": self.error_responses,
-            "lost": self.lost,
-            "sent_total": ok_total + self.error_responses + self.lost,
+            "error_responses": errors.responses,
+            "lost": errors.lost,
+            "sent_total": ok_total + errors.responses + errors.lost,
             "requests": sum(per_connection),
             "per_connection": per_connection,
-            "histogram": self.hist.encode().decode("ascii"),
-            "histogram_uncorrected": self.hist_u.encode().decode("ascii") if self.open else None,
-            "histogram_lag": self.hist_lag.encode().decode("ascii") if self.open else None,
-            "connect_histogram": connect_hist.encode().decode("ascii"),
-            "intervals": self.intervals,
-            "errors": self.errors,
-            "cpu": self.cpu,
+            **m.histograms(),
+            "intervals": m.intervals,
+            "errors": errors.by_kind,
+            "cpu": m.cpu.figures,
             "window_start_ns": window_start,
-            "window_end_ns": self.window_end,
+            "window_end_ns": m.window_end,
             "stopped": self.stopped,
             "idle": {"connections": self.plan.idle, "established": self.idle_established,
-                     "alive_at_end": self.idle_alive, "errors": self.idle_errors},
+                     "alive_at_end": self.idle_alive, "errors": errors.idle},
         }
-
-
-def _runqueue_wait_ns() -> int | None:
-    """Time this process has spent runnable but waiting for a CPU (Linux schedstat)."""
-    try:
-        with open("/proc/self/schedstat") as handle:
-            return int(handle.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _classify(status: int, value: int) -> str:

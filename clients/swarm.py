@@ -26,7 +26,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from clients._worker import Timeline, WorkerPlan, new_histogram, worker_main
+from clients._measure import new_histogram
+from clients._worker import Timeline, WorkerPlan, worker_main
 from clients.mix import DEFAULT_MIX, build_kind, format_mix, parse_mix
 from protocol.launch import raise_fd_limit
 
