@@ -12,7 +12,7 @@ import itertools
 import socket
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from protocol import ServerSession
 from servers._base import BACKLOG, RECV_SIZE, refuse, tune
@@ -36,6 +36,47 @@ class Poller(Protocol):
         (the peer is gone both ways), reported whatever the interest.
         """
         ...
+
+
+class PollLikePoller:
+    """The ``Poller`` of poll and epoll, which differ only in their constants (as CPython's
+    ``selectors._PollLikeSelector`` serves poll, epoll and devpoll).
+
+    The kernel object keeps the interest set: one event mask per descriptor, registered and
+    modified as interest changes. A subclass names the object and its event bits.
+    """
+
+    edge_triggered = False
+    max_fd: int | None = None
+    _new_poll_object: Callable[[], Any]  # select.poll or select.epoll
+    _READ: int  # the interest that means "tell me when it is readable"
+    _READABLE: int  # the reported bits that mean readable (epoll adds the peer's half-close)
+    _WRITE: int
+    _FAILED: int  # hang-up and error, reported whatever the interest
+    _PER_SECOND: int  # the poll object's timeout unit: 1000 (milliseconds) or 1 (seconds)
+
+    def __init__(self) -> None:
+        self._poll_object = self._new_poll_object()
+
+    def _mask(self, read: bool, write: bool) -> int:
+        return (self._READ if read else 0) | (self._WRITE if write else 0)
+
+    def register(self, fd: int, read: bool, write: bool) -> None:
+        self._poll_object.register(fd, self._mask(read, write))
+
+    def modify(self, fd: int, read: bool, write: bool) -> None:
+        self._poll_object.modify(fd, self._mask(read, write))
+
+    def unregister(self, fd: int) -> None:
+        self._poll_object.unregister(fd)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, bool, bool, bool]]:
+        # None waits forever for both; poll rounds a fraction of a millisecond up, so a timer
+        # is never waited for too briefly (which would spin until it is due)
+        events = self._poll_object.poll(None if timeout is None else timeout * self._PER_SECOND)
+        readable, writable, failed = self._READABLE, self._WRITE, self._FAILED
+        return [(fd, bool(mask & readable), bool(mask & writable), bool(mask & failed))
+                for fd, mask in events]
 
 
 class Connection:

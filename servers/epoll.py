@@ -13,11 +13,9 @@ import argparse
 import select
 import socket
 
-from servers._eventloop import EventLoop
+from servers._eventloop import EventLoop, PollLikePoller
 
 DESCRIPTION = "select.epoll readiness loop (O(ready) per wake-up; --trigger level|edge)"
-_IN = select.EPOLLIN | select.EPOLLPRI
-_FAILED = select.EPOLLHUP | select.EPOLLERR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,34 +23,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epoll notification mode (default: level)")
 
 
-class EpollPoller:
-    max_fd = None
+class EpollPoller(PollLikePoller):
+    _new_poll_object = select.epoll
+    _READ = select.EPOLLIN | select.EPOLLPRI
+    _READABLE = _READ | select.EPOLLRDHUP  # the peer's half-close: the next recv sees EOF
+    _WRITE = select.EPOLLOUT
+    _FAILED = select.EPOLLHUP | select.EPOLLERR
+    _PER_SECOND = 1  # epoll.poll() takes seconds
+    # edge-triggered: registered once for both directions; readiness comes as edges
+    _EDGE_MASK = _READ | _WRITE | select.EPOLLRDHUP | select.EPOLLET
 
     def __init__(self, edge_triggered: bool) -> None:
+        super().__init__()
         self.edge_triggered = edge_triggered
-        self._epoll = select.epoll()
 
     def _mask(self, read: bool, write: bool) -> int:
-        if self.edge_triggered:  # once for both directions; readiness comes as edges
-            return _IN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
-        return (_IN if read else 0) | (select.EPOLLOUT if write else 0)
-
-    def register(self, fd: int, read: bool, write: bool) -> None:
-        self._epoll.register(fd, self._mask(read, write))
-
-    def modify(self, fd: int, read: bool, write: bool) -> None:
-        self._epoll.modify(fd, self._mask(read, write))
-
-    def unregister(self, fd: int) -> None:
-        self._epoll.unregister(fd)
-
-    def poll(self, timeout: float | None) -> list[tuple[int, bool, bool, bool]]:
-        events = self._epoll.poll(-1 if timeout is None else timeout)
-        return [
-            (fd, bool(mask & (_IN | select.EPOLLRDHUP)), bool(mask & select.EPOLLOUT),
-             bool(mask & _FAILED))
-            for fd, mask in events
-        ]
+        return self._EDGE_MASK if self.edge_triggered else super()._mask(read, write)
 
 
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:
