@@ -240,9 +240,10 @@ def test_session_consecutive_sleeps_chain() -> None:
 
 def test_session_zero_sleep_is_immediate() -> None:
     session = ServerSession()
-    session.receive(encode_request(Op.SLEEP, 0, b"z") + encode_request(Op.ECHO, 0, b"e"), 0.0)
-    assert session.deadline is None or session.advance(session.deadline) is None
-    assert take(session) == [Frame(0, 0, b"z"), Frame(0, 0, b"e")]
+    data = encode_request(Op.SLEEP, 0, b"z") + encode_request(Op.ECHO, 0, b"e")
+    assert session.receive(data, 0.0) is None and session.deadline is None  # no timer at all
+    assert take(session) == [Frame(0, 0, b"z"), Frame(0, 0, b"e")]  # answered by receive itself
+    assert session.may_read
 
 
 def test_session_bye_answers_then_closes() -> None:
