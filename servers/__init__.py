@@ -44,6 +44,7 @@ MODELS: dict[str, str] = {
     "prefork": "servers.prefork",
     "gevent": "servers.gevent_",
     "iterative": "servers.iterative",
+    "trio": "servers.trio_",
 }
 
 
