@@ -45,6 +45,7 @@ MODELS: dict[str, str] = {
     "gevent": "servers.gevent_",
     "iterative": "servers.iterative",
     "trio": "servers.trio_",
+    "anyio": "servers.anyio_",
 }
 
 

@@ -29,6 +29,7 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "epoll": {"edge": ("--trigger", "edge")},
     "asyncio": {"streams": ("--api", "streams")},
     "reactor": {"offload-all": ("--offload-from", "0")},  # every WORK through the pool
+    "anyio": {"trio": ("--backend", "trio")},
 }
 
 

@@ -1,0 +1,111 @@
+"""Model-specific behaviour of the framework models (trio, anyio, ...) beyond conformance.
+
+What each promises beyond the protocol: its options (anyio's backends), that it is listed
+only where its framework imports, and the two-second exit with a long WORK running, which
+each framework needs its own way to meet.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from _helpers import close_all, connect_many
+from _helpers_server import running_server
+
+import servers
+from protocol import MAX_WORK_ITERATIONS, Op
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def need(model: str) -> None:
+    reason = servers.unavailable_reason(model)
+    if reason is not None:
+        pytest.skip(f"{model} is not available here: {reason}")
+
+
+def python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (so hiding a package cannot leak into this one)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, stdin=subprocess.DEVNULL)
+
+
+def hiding(package: str, code: str) -> str:
+    """``code`` run with ``import package`` failing."""
+    return f"import sys\nsys.modules[{package!r}] = None\n{code}"
+
+
+# --- options and availability --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "package"), [("trio", "trio"), ("anyio", "anyio")])
+def test_listed_only_where_its_framework_imports(model: str, package: str) -> None:
+    code = hiding(package, "import servers\n"
+                           f"print(servers.unavailable_reason({model!r}))\n"
+                           f"print({model!r} in servers.available_models())")
+    result = python(code)
+    assert result.returncode == 0, result.stderr
+    reason, listed = result.stdout.splitlines()
+    assert package in reason and "pip install" in reason
+    assert listed == "False"
+
+
+def test_anyio_trio_backend_refused_without_trio() -> None:
+    need("anyio")
+    code = hiding("trio", "from servers.__main__ import main\n"
+                          "sys.exit(main(['anyio', '--backend', 'trio']))")
+    result = python(code)
+    assert result.returncode != 0
+    assert "--backend trio" in result.stderr and "trio" in result.stderr
+    assert "READY" not in result.stdout and "Traceback" not in result.stderr, result.stderr
+
+
+def test_anyio_serves_on_both_backends_side_by_side() -> None:
+    """The same handler on asyncio and on trio: each answers, in order, with SLEEPs pending."""
+    need("anyio")
+    need("trio")
+    with (running_server("anyio") as on_asyncio,
+          running_server("anyio", "--backend", "trio") as on_trio):
+        for server in (on_asyncio, on_trio):
+            clients = connect_many(*server.address, 3)
+            try:
+                for i, client in enumerate(clients):
+                    client.send_request(Op.SLEEP, 100_000, b"%d" % i)
+                started = time.monotonic()
+                for i, client in enumerate(clients):
+                    assert client.recv_frame().payload == b"%d" % i
+                assert time.monotonic() - started < 0.3  # the SLEEPs overlapped
+            finally:
+                close_all(clients)
+
+
+# --- all of them: the two-second exit, with WORK running ----------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ("trio",), ("anyio",), ("anyio", "--backend", "trio"),
+], ids=lambda argv: "-".join(a.lstrip("-") for a in argv))
+def test_stop_signal_interrupts_running_work(argv: tuple[str, ...]) -> None:
+    """Three connections each with a 10M-iteration WORK (about 0.7 s each, one after another
+    on a single thread): SIGTERM must not wait for them."""
+    need(argv[0])
+    with running_server(*argv) as server:
+        clients = connect_many(*server.address, 3)
+        try:
+            for client in clients:
+                client.send_request(Op.WORK, MAX_WORK_ITERATIONS)
+            time.sleep(0.3)
+            started = time.monotonic()
+            server.proc.terminate()
+            try:
+                status = server.proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                pytest.fail("still running 2 s after SIGTERM")
+        finally:
+            close_all(clients)
+        assert status == 0, server.stderr_text()
+        assert "Traceback" not in server.stderr_text(), server.stderr_text()
+    print(f"{' '.join(argv)} exited {time.monotonic() - started:.3f} s after SIGTERM")
