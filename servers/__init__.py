@@ -46,6 +46,7 @@ MODELS: dict[str, str] = {
     "iterative": "servers.iterative",
     "trio": "servers.trio_",
     "anyio": "servers.anyio_",
+    "twisted": "servers.twisted_",
 }
 
 

@@ -1,4 +1,5 @@
-"""Model-specific behaviour of the framework models (trio, anyio, ...) beyond conformance.
+"""Model-specific behaviour of the framework models (trio, anyio, twisted, ...) beyond
+conformance.
 
 What each promises beyond the protocol: its options (anyio's backends), that it is listed
 only where its framework imports, and the two-second exit with a long WORK running, which
@@ -41,7 +42,9 @@ def hiding(package: str, code: str) -> str:
 # --- options and availability --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model", "package"), [("trio", "trio"), ("anyio", "anyio")])
+@pytest.mark.parametrize(("model", "package"), [
+    ("trio", "trio"), ("anyio", "anyio"), ("twisted", "twisted"),
+])
 def test_listed_only_where_its_framework_imports(model: str, package: str) -> None:
     code = hiding(package, "import servers\n"
                            f"print(servers.unavailable_reason({model!r}))\n"
@@ -86,7 +89,7 @@ def test_anyio_serves_on_both_backends_side_by_side() -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ("trio",), ("anyio",), ("anyio", "--backend", "trio"),
+    ("trio",), ("anyio",), ("anyio", "--backend", "trio"), ("twisted",),
 ], ids=lambda argv: "-".join(a.lstrip("-") for a in argv))
 def test_stop_signal_interrupts_running_work(argv: tuple[str, ...]) -> None:
     """Three connections each with a 10M-iteration WORK (about 0.7 s each, one after another
