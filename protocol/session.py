@@ -6,7 +6,8 @@
 - ``ServerSession``: decoding, ordered responses, SLEEP as a deadline, BYE and fatal errors,
   the 1 MiB output bound, and the connection's lifecycle (``finished``, ``may_read``,
   ``wants_write``). A server model owns only the socket and the waiting: it feeds received
-  bytes in, writes ``output`` out and calls ``advance`` again when a SLEEP deadline passes.
+  bytes in, reports the end of stream (``eof_received``), writes ``output`` out and calls
+  ``advance`` again when a SLEEP deadline passes.
 """
 
 from __future__ import annotations
