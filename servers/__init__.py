@@ -47,6 +47,7 @@ MODELS: dict[str, str] = {
     "trio": "servers.trio_",
     "anyio": "servers.anyio_",
     "twisted": "servers.twisted_",
+    "tornado": "servers.tornado_",
 }
 
 

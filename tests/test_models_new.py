@@ -1,5 +1,5 @@
-"""Model-specific behaviour of the framework models (trio, anyio, twisted, ...) beyond
-conformance.
+"""Model-specific behaviour of the framework models (trio, anyio, twisted, tornado, ...)
+beyond conformance.
 
 What each promises beyond the protocol: its options (anyio's backends), that it is listed
 only where its framework imports, and the two-second exit with a long WORK running, which
@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from _helpers import close_all, connect_many
+from _helpers import Client, close_all, connect_many, wait_until
 from _helpers_server import running_server
 
 import servers
@@ -43,7 +43,7 @@ def hiding(package: str, code: str) -> str:
 
 
 @pytest.mark.parametrize(("model", "package"), [
-    ("trio", "trio"), ("anyio", "anyio"), ("twisted", "twisted"),
+    ("trio", "trio"), ("anyio", "anyio"), ("twisted", "twisted"), ("tornado", "tornado"),
 ])
 def test_listed_only_where_its_framework_imports(model: str, package: str) -> None:
     code = hiding(package, "import servers\n"
@@ -89,7 +89,7 @@ def test_anyio_serves_on_both_backends_side_by_side() -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ("trio",), ("anyio",), ("anyio", "--backend", "trio"), ("twisted",),
+    ("trio",), ("anyio",), ("anyio", "--backend", "trio"), ("twisted",), ("tornado",),
 ], ids=lambda argv: "-".join(a.lstrip("-") for a in argv))
 def test_stop_signal_interrupts_running_work(argv: tuple[str, ...]) -> None:
     """Three connections each with a 10M-iteration WORK (about 0.7 s each, one after another
@@ -112,3 +112,16 @@ def test_stop_signal_interrupts_running_work(argv: tuple[str, ...]) -> None:
         assert status == 0, server.stderr_text()
         assert "Traceback" not in server.stderr_text(), server.stderr_text()
     print(f"{' '.join(argv)} exited {time.monotonic() - started:.3f} s after SIGTERM")
+
+
+def test_tornado_closes_a_client_gone_during_a_sleep_at_once() -> None:
+    """Its close callback: a reset during a long SLEEP frees the descriptor straight away."""
+    need("tornado")
+    with running_server("tornado") as server:
+        fds_before = server.usage()[0]
+        client = Client(*server.address)
+        client.send_request(Op.SLEEP, 5_000_000)
+        wait_until(lambda: server.usage()[0], lambda fds: fds > fds_before, 2.0)
+        client.reset()
+        fds = wait_until(lambda: server.usage()[0], lambda fds: fds <= fds_before, 1.0)
+        assert fds <= fds_before, "the connection is held until its SLEEP ends"
