@@ -35,7 +35,9 @@ Open loop: requests follow a schedule at --rate. One due while every connection 
 --pipeline requests in flight waits for one, and that wait counts: latency runs from the
 scheduled send (corrected for coordinated omission, as wrk2); the latency from the actual send
 is reported beside it. The client is flagged saturated (in the record and loudly here) when a
-worker's core is 90% busy or, in open loop, its own sends leave late.
+worker's core is 90% busy or, in open loop, its own sends leave late; and, in open loop,
+client.lag_is_tail says when its own send lateness is half the corrected p99 or p99.9 or more:
+that tail is the client's, not the server's.
 
 exit status: 0 the run completed without errors; 1 it ran but with errors, cut short (server
 gone, not answering, Ctrl-C) or a worker failed: the figures are partial; 2 it could not run

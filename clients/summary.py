@@ -36,24 +36,33 @@ def _latency_table(record: dict[str, Any]) -> Table:
     return table
 
 
-def _interval_table(intervals: list[dict[str, Any]]) -> Table:
+def _interval_table(intervals: list[dict[str, Any]], open_loop: bool) -> Table:
     table = Table(title="per interval", title_justify="left")
-    for column in ("t (s)", "req/s", "p50 µs", "p99 µs", "errors"):
+    columns = ["t (s)", "req/s", "p50 µs", "p99 µs", "errors"]
+    if open_loop:
+        columns.append("send lag p99 µs")
+    for column in columns:
         table.add_column(column, justify="right")
     shown = intervals
     if len(intervals) > MAX_INTERVAL_ROWS:
         step = -(-len(intervals) // MAX_INTERVAL_ROWS)
         shown = intervals[::step]
     for item in shown:
-        table.add_row(f"{item['t_s']:.0f}", _number(item["throughput_rps"]),
-                      _number(item["p50_us"]), _number(item["p99_us"]), str(item["errors"]))
+        row = [f"{item['t_s']:.0f}", _number(item["throughput_rps"]), _number(item["p50_us"]),
+               _number(item["p99_us"]), str(item["errors"])]
+        if open_loop:
+            row.append(_number(item.get("client_lag_p99_us")))
+        table.add_row(*row)
     return table
 
 
-def _busy(busy: float | None, wait: float | None) -> str:
+def _busy(busy: float | None, wait: float | None, spin: float | None) -> str:
     if busy is None:
         return "-"
-    return f"{busy:.0f}%" + (f" (+{wait:.0f}% waiting for a CPU)" if wait else "")
+    extra = [f"+{wait:.0f}% waiting for a CPU"] if wait else []
+    if spin:
+        extra.append(f"+{spin:.0f}% spinning until sends were due")
+    return f"{busy:.0f}%" + (f" ({', '.join(extra)})" if extra else "")
 
 
 def print_summary(record: dict[str, Any], console: Console) -> None:
@@ -70,7 +79,7 @@ def print_summary(record: dict[str, Any], console: Console) -> None:
         f"[bold]{record['requests']:,}[/] replies, [bold]{record['throughput_rps']:,.1f}[/] req/s")
     console.print(_latency_table(record))
     if record["intervals"]:
-        console.print(_interval_table(record["intervals"]))
+        console.print(_interval_table(record["intervals"], record["mode"] == "open"))
     fairness = record["fairness"]
     if fairness["connections"]:
         console.print(
@@ -92,15 +101,23 @@ def print_summary(record: dict[str, Any], console: Console) -> None:
     else:
         console.print("errors: none")
     client = record["client"]
-    cpu = ", ".join(_busy(p, w) for p, w in zip(client["cpu_percent"],
-                                                 client["cpu_wait_percent"], strict=True))
+    spins = client.get("cpu_spin_percent") or [None] * len(client["cpu_percent"])
+    cpu = ", ".join(_busy(p, w, s) for p, w, s in zip(client["cpu_percent"],
+                                                      client["cpu_wait_percent"], spins,
+                                                      strict=True))
     per_reply = client["cpu_us_per_reply"]
     console.print(f"client CPU per worker: {cpu}"
                   + (f" ({per_reply:.2f} µs of client CPU per reply)" if per_reply else ""))
     lag = client.get("lag_us")
     if lag and lag["mean"] is not None:
-        console.print(f"client send lateness (open loop): mean {lag['mean']:,.0f} µs, "
+        console.print(f"client's own send lateness (open loop): mean {lag['mean']:,.0f} µs, "
+                      f"p99 {_number(lag.get('p99'))} µs, p99.9 {_number(lag.get('p99_9'))} µs, "
                       f"max {lag['max']:,.0f} µs")
+    tail = client.get("lag_tail")
+    if client.get("lag_is_tail") and tail:
+        console.print(Panel(tail["reason"] + ".\nThe corrected percentiles there describe the "
+                            "client: give the swarm its own core, add --workers or lower "
+                            "--rate.", title="CLIENT LATENESS IS THE TAIL", style="bold red"))
     if client["saturated"]:
         console.print(Panel("\n".join(client["reasons"]) + "\nThese figures describe the "
                             "client, not the server: add --workers or lower the load.",

@@ -39,6 +39,9 @@ STOP_GRACE_S = 3.0  # after a stop request, before a worker is terminated
 FD_MARGIN = 64  # descriptors a worker needs besides its sockets (epoll, pipes, the interpreter)
 CPU_SATURATED = 90.0  # a worker's core at or above this percent: the client is the bottleneck
 LAG_SATURATED_US = 1000.0  # open loop: the client's own mean lateness above this is saturation
+# open loop: the client's own lateness at p99 or p99.9 at least this share of the corrected
+# latency's means that tail is the client's pauses, not the server (``client.lag_is_tail``)
+LAG_TAIL_SHARE = 0.5
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9, "p99_99": 99.99}
 
 # exit statuses of ``python -m clients swarm`` (and ``exit_status``)
@@ -405,6 +408,7 @@ def _intervals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         requests = sum(item["requests"] for item in items)
         seconds = max(item["duration_ns"] for item in items) / 1e9
         lag_count = sum(item["lag_count"] for item in items)
+        lag = _merge([item.get("lag_histogram") for item in items])
         has = histogram.get_total_count() > 0
         merged.append({
             "t_s": round(sum(merged_item["duration_s"] for merged_item in merged), 3),
@@ -418,6 +422,8 @@ def _intervals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                         / lag_count / 1000, 1) if lag_count else None,
             "client_lag_max_us": round(max(item["lag_max_ns"] for item in items) / 1000, 1)
             if lag_count else None,
+            "client_lag_p99_us": float(lag.get_value_at_percentile(99))
+            if lag.get_total_count() else None,
         })
     return merged
 
@@ -448,6 +454,27 @@ def _client_lag(intervals: list[dict[str, Any]]) -> tuple[dict[str, Any], str | 
         return summary, (f"open loop: the client's lateness grows from {first:,.0f} to "
                          f"{last:,.0f} µs: it cannot keep the rate")
     return summary, None
+
+
+def lag_tail(latency: dict[str, float | None],
+             own_lag: dict[str, float | None]) -> dict[str, Any]:
+    """Open loop: is the corrected tail the client's own lateness? ``flagged`` when the lag's
+    p99 or p99.9 is at least LAG_TAIL_SHARE of the corrected latency's; the figures, and why."""
+    figures: dict[str, Any] = {"flagged": False, "threshold_share": LAG_TAIL_SHARE}
+    reasons = []
+    for name, label in (("p99", "p99"), ("p99_9", "p99.9")):
+        lag, total = own_lag.get(name), latency.get(name)
+        share = round(lag / total, 3) if lag is not None and total else None
+        figures.update({f"lag_{name}_us": lag, f"latency_{name}_us": total,
+                        f"share_{name}": share})
+        if share is not None and share >= LAG_TAIL_SHARE:
+            reasons.append(f"{label} {lag:,.0f} of {total:,.0f} µs ({share:.0%})")
+    if reasons:
+        figures["flagged"] = True
+        figures["reason"] = ("open loop: the client's own send lateness is the latency tail: "
+                             + ", ".join(reasons) + ": that share is the client's pauses, not "
+                             "the server's latency")
+    return figures
 
 
 def _round(value: float | None) -> float | None:
@@ -489,21 +516,25 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
     histogram = _merge([r["histogram"] for r in results])
     uncorrected = _merge([r["histogram_uncorrected"] for r in results]) if open_loop else None
     lag = _merge([r["histogram_lag"] for r in results]) if open_loop else None
+    own_lag = _merge([r.get("histogram_own_lag") for r in results]) if open_loop else None
     intervals = _intervals(results)
     cpu = [round(r["cpu"].get("percent", 0.0), 1) if r["cpu"] else None for r in results]
     waits = [_round(r["cpu"].get("wait_percent")) if r["cpu"] else None for r in results]
+    spins = [_round(r["cpu"].get("spin_percent")) if r["cpu"] else None for r in results]
     reasons = _cpu_reasons(cpu, waits)
     lag_summary, lag_reason = _client_lag(intervals)
     if lag_reason:
         reasons.append(lag_reason)
-    cpu_seconds = sum(r["cpu"]["user_s"] + r["cpu"]["system_s"] for r in results if r["cpu"])
+    latency = latency_summary(histogram)
+    tail = lag_tail(latency, latency_summary(own_lag)) if own_lag is not None else None
+    cpu_seconds = sum(r["cpu"]["user_s"] + r["cpu"]["system_s"] - r["cpu"].get("spin_s", 0.0)
+                      for r in results if r["cpu"])  # spinning until a send is due is no work
     stopped = "interrupted" if run.interrupted else next(
         (r["stopped"] for r in results if r["stopped"]), None)
     if run.failures and stopped is None:
         stopped = "worker failed"
     established = sum(r["established"] for r in results)
     idle = _idle(config, results)
-    latency = latency_summary(histogram)
     answered = requests + sum(r["error_responses"] for r in results)
     return {
         "version": RECORD_VERSION,
@@ -542,12 +573,13 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         "intervals": intervals,
         "fairness": _fairness(per_connection, duration),
         "per_connection": per_connection,
-        "client": {"cpu_percent": cpu, "cpu_wait_percent": waits,
+        "client": {"cpu_percent": cpu, "cpu_wait_percent": waits, "cpu_spin_percent": spins,
                    "saturated": bool(reasons), "reasons": reasons,
                    "cpu_threshold_percent": CPU_SATURATED,
                    "cpu_us_per_reply": round(cpu_seconds / requests * 1e6, 2)
                    if requests else None,
-                   "lag_us": lag_summary if open_loop else None,
+                   "lag_us": {**latency_summary(own_lag), **lag_summary} if own_lag else None,
+                   "lag_is_tail": bool(tail and tail["flagged"]), "lag_tail": tail,
                    "worker_failures": {str(i): why for i, why in sorted(run.failures.items())}},
         "totals": {
             "sent": sum(r["sent_total"] for r in results),
