@@ -5,6 +5,7 @@
     report       render a run folder's report again
     regress      the CI gate: this tree's servers against a base revision's, side by side
     baseline     save or compare this machine's trend baseline (never fails a build)
+    cost         instructions and system calls per request, per model and case (deterministic)
     calibrate    how long one regression sample must be on this machine
     swarm-check  is the Python swarm fast enough to measure the servers? (make bench-swarm)
 
@@ -39,6 +40,7 @@ VERBS: dict[str, Verb] = {
     "report": Verb("bench.report.document", "render a run folder's report (again)"),
     "regress": Verb("bench.regress.check", "performance-regression gate against a revision"),
     "baseline": Verb("bench.regress.baseline", "save or compare this machine's trend baseline"),
+    "cost": Verb("bench.cost.command", "instructions and system calls per request, per model"),
     "calibrate": Verb("bench.regress.calibrate", "how long a regression sample must be here"),
     "swarm-check": Verb("bench.selfcheck.swarm_speed",
                         "is the swarm fast enough? (the native C client as the yardstick)"),
