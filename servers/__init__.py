@@ -48,6 +48,7 @@ MODELS: dict[str, str] = {
     "anyio": "servers.anyio_",
     "twisted": "servers.twisted_",
     "tornado": "servers.tornado_",
+    "socketserver": "servers.socketserver_",
 }
 
 

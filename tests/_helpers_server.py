@@ -30,6 +30,7 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "asyncio": {"streams": ("--api", "streams")},
     "reactor": {"offload-all": ("--offload-from", "0")},  # every WORK through the pool
     "anyio": {"trio": ("--backend", "trio")},
+    "socketserver": {"forking": ("--mixin", "forking")},
 }
 
 

@@ -1,20 +1,22 @@
-"""Model-specific behaviour of the framework models (trio, anyio, twisted, tornado, ...)
-beyond conformance.
+"""Model-specific behaviour of the framework models (trio, anyio, twisted, tornado,
+socketserver, ...) beyond conformance.
 
-What each promises beyond the protocol: its options (anyio's backends), that it is listed
-only where its framework imports, and the two-second exit with a long WORK running, which
-each framework needs its own way to meet.
+What each promises beyond the protocol: its options (anyio's backends, socketserver's
+mixins), that it is listed only where its framework imports, and the two-second exit with a
+long WORK running, which each framework needs its own way to meet.
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 from _helpers import Client, close_all, connect_many, wait_until
-from _helpers_server import running_server
+from _helpers_server import ServerProcess, running_server
 
 import servers
 from protocol import MAX_WORK_ITERATIONS, Op
@@ -90,6 +92,7 @@ def test_anyio_serves_on_both_backends_side_by_side() -> None:
 
 @pytest.mark.parametrize("argv", [
     ("trio",), ("anyio",), ("anyio", "--backend", "trio"), ("twisted",), ("tornado",),
+    ("socketserver",), ("socketserver", "--mixin", "forking"),
 ], ids=lambda argv: "-".join(a.lstrip("-") for a in argv))
 def test_stop_signal_interrupts_running_work(argv: tuple[str, ...]) -> None:
     """Three connections each with a 10M-iteration WORK (about 0.7 s each, one after another
@@ -125,3 +128,68 @@ def test_tornado_closes_a_client_gone_during_a_sleep_at_once() -> None:
         client.reset()
         fds = wait_until(lambda: server.usage()[0], lambda fds: fds <= fds_before, 1.0)
         assert fds <= fds_before, "the connection is held until its SLEEP ends"
+
+
+# --- socketserver --------------------------------------------------------------------------
+
+
+def running(process: psutil.Process) -> bool:
+    """Not exited (a zombie waiting for its reaper has exited)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def children_of(server: ServerProcess, count: int) -> list[psutil.Process]:
+    """The server's running child processes, once there are ``count`` of them."""
+    return wait_until(lambda: [c for c in server.process().children() if running(c)],
+                      lambda found: len(found) == count, 5.0)
+
+
+def test_socketserver_threading_serves_a_thread_per_connection() -> None:
+    with running_server("socketserver") as server:
+        threads_before = server.process().num_threads()
+        clients = connect_many(*server.address, 5)
+        try:
+            for i, client in enumerate(clients):
+                assert client.echo(b"%d" % i).payload == b"%d" % i
+            assert server.process().num_threads() == threads_before + 5
+            assert children_of(server, 0) == []
+        finally:
+            close_all(clients)
+        settled = wait_until(lambda: server.process().num_threads(),
+                             lambda n: n == threads_before, 3.0)
+        assert settled == threads_before
+
+
+def test_socketserver_forking_serves_a_process_per_connection() -> None:
+    with running_server("socketserver", "--mixin", "forking") as server:
+        threads = server.process().num_threads()
+        clients = connect_many(*server.address, 4)
+        try:
+            for i, client in enumerate(clients):
+                assert client.echo(b"%d" % i).payload == b"%d" % i
+            assert len(children_of(server, 4)) == 4
+            assert server.process().num_threads() == threads
+        finally:
+            close_all(clients)
+        assert children_of(server, 0) == [], "children outlived their connections"
+
+
+def test_socketserver_forking_children_die_with_the_server() -> None:
+    with running_server("socketserver", "--mixin", "forking") as server:
+        clients = connect_many(*server.address, 2)
+        try:
+            for client in clients:
+                assert client.echo(b"x").payload == b"x"
+            children = children_of(server, 2)
+            server.proc.send_signal(signal.SIGKILL)  # no chance to stop them itself
+            server.proc.wait(5)
+            left = wait_until(lambda: [c for c in children if running(c)],
+                              lambda alive: not alive, 3.0)
+            for child in left:  # never leave them running, even when the test fails
+                child.kill()
+            assert not left, f"children outlived the server: {[c.pid for c in left]}"
+        finally:
+            close_all(clients)
