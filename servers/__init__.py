@@ -49,6 +49,7 @@ MODELS: dict[str, str] = {
     "twisted": "servers.twisted_",
     "tornado": "servers.tornado_",
     "socketserver": "servers.socketserver_",
+    "asyncio-threads": "servers.asyncio_threads",
 }
 
 

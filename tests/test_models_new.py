@@ -1,13 +1,17 @@
 """Model-specific behaviour of the framework models (trio, anyio, twisted, tornado,
-socketserver, ...) beyond conformance.
+socketserver) and the thread- and interpreter-based ones (asyncio-threads, ...) beyond
+conformance.
 
 What each promises beyond the protocol: its options (anyio's backends, socketserver's
-mixins), that it is listed only where its framework imports, and the two-second exit with a
-long WORK running, which each framework needs its own way to meet.
+mixins, asyncio-threads' thread count), that it is listed only where its framework imports,
+and the two-second exit with a long WORK running, which each framework needs its own way to
+meet.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +46,21 @@ def hiding(package: str, code: str) -> str:
 
 
 # --- options and availability --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("asyncio-threads", "--threads", "0"),
+    ("asyncio-threads", "--threads", "257"),
+    ("socketserver", "--mixin", "greenlets"),
+    ("anyio", "--backend", "curio"),
+], ids=lambda args: "_".join(args))
+def test_impossible_model_options_refused(args: tuple[str, ...]) -> None:
+    need(args[0])
+    result = subprocess.run([sys.executable, "-m", "servers", *args], capture_output=True,
+                            text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    assert "READY" not in result.stdout
+    assert args[1] in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(("model", "package"), [
@@ -92,7 +111,8 @@ def test_anyio_serves_on_both_backends_side_by_side() -> None:
 
 @pytest.mark.parametrize("argv", [
     ("trio",), ("anyio",), ("anyio", "--backend", "trio"), ("twisted",), ("tornado",),
-    ("socketserver",), ("socketserver", "--mixin", "forking"),
+    ("socketserver",), ("socketserver", "--mixin", "forking"), ("asyncio-threads",),
+    ("asyncio-threads", "--threads", "4"),
 ], ids=lambda argv: "-".join(a.lstrip("-") for a in argv))
 def test_stop_signal_interrupts_running_work(argv: tuple[str, ...]) -> None:
     """Three connections each with a 10M-iteration WORK (about 0.7 s each, one after another
@@ -193,3 +213,41 @@ def test_socketserver_forking_children_die_with_the_server() -> None:
             assert not left, f"children outlived the server: {[c.pid for c in left]}"
         finally:
             close_all(clients)
+
+
+# --- asyncio-threads -----------------------------------------------------------------------
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on ``port`` (ss, from iproute2)."""
+    done = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                          timeout=10, check=True)
+    return sum(1 for line in done.stdout.splitlines() if line.strip())
+
+
+def threads_of(server: ServerProcess, count: int) -> int:
+    """The server's thread count once it reaches ``count`` (READY comes before the threads)."""
+    return wait_until(lambda: server.process().num_threads(), lambda n: n >= count, 3.0)
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_asyncio_threads_runs_a_loop_per_thread_on_its_own_socket() -> None:
+    with running_server("asyncio-threads", "--threads", "3") as server:
+        assert threads_of(server, 3 + 1) == 3 + 1  # the loops and the supervisor
+        assert listening_sockets(server.port) == 3
+        clients = connect_many(*server.address, 24)
+        try:
+            for i, client in enumerate(clients):
+                client.send_request(Op.SLEEP, 200_000, b"%d" % i)
+            started = time.monotonic()
+            for i, client in enumerate(clients):
+                assert client.recv_frame().payload == b"%d" % i
+            assert time.monotonic() - started < 0.6  # every loop's SLEEPs overlapped
+        finally:
+            close_all(clients)
+
+
+def test_asyncio_threads_defaults_to_the_cpus_it_may_use() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    with running_server("asyncio-threads") as server:
+        assert threads_of(server, cpus + 1) == cpus + 1
