@@ -1,8 +1,18 @@
-"""The run folder (docs/results-format.md): run.json, one atomic JSON record per finished trial."""
+"""The run folder (docs/results-format.md): what a trial is, run.json, one atomic JSON record
+per finished trial.
+
+A trial is a ``Case`` (the scenario point) run against a ``ModelSpec`` (a server under an
+interpreter) at one repetition: a ``TrialSpec``, whose ``as_record()`` is the identity part of
+its trial record. The spec lives here rather than in ``bench/run`` because both the run stage,
+which writes records, and the analysis, which reads them, need its field list, and the analysis
+must not import the run stage (no stage imports a later one; run imports report).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,9 +20,12 @@ from typing import Any
 from bench import REPO_ROOT
 from protocol.launch import atomic_write_json
 
-__all__ = ["RESULTS_ROOT", "RunStore", "atomic_write_json", "read_json", "utc_now"]
+__all__ = ["RESULTS_ROOT", "Case", "ModelSpec", "RunStore", "TrialSpec", "atomic_write_json",
+           "read_json", "record_keys", "utc_now"]
 
 RESULTS_ROOT = REPO_ROOT / "results"
+RECORD_KEY = "record_key"  # dataclass field metadata: its trial record key (None: not recorded)
+RECORD_AS = "record_as"  # dataclass field metadata: how its value is written (default: lists)
 
 
 def utc_now() -> str:
@@ -23,6 +36,131 @@ def utc_now() -> str:
 def read_json(path: Path) -> Any:
     with path.open(encoding="utf-8") as handle:
         return json.load(handle)
+
+
+# ---------------------------------------------------------------- what a trial is
+
+
+def _unrecorded(default: Any = ()) -> Any:
+    """A field that shapes the plan but is not part of the trial record."""
+    return field(default=default, metadata={RECORD_KEY: None})
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of the scenario: a workload at a concurrency, run against every model.
+
+    Every field is a trial record key (under its own name, or the one its metadata gives)
+    unless marked unrecorded: add a field here, fill it in the scenario expander, and it is in
+    every record and in the analysis's columns.
+    """
+
+    name: str = field(metadata={RECORD_KEY: "case"})
+    group: str
+    mix: str
+    payload_bytes: int | None
+    connections: int
+    mode: str
+    pipeline: int
+    rate: float | None  # open loop: requests/s (for a sweep point, filled in during the run)
+    fraction: float | None = field(metadata={RECORD_KEY: "offered_fraction"})
+    base: str | None = field(metadata={RECORD_KEY: "base_case"})
+    duration_s: float
+    warmup_s: float
+    timeout_s: float
+    # swarm processes asked for (0: the placement's); the swarm's record has the real count
+    workers: int = field(metadata={RECORD_KEY: None})
+    slo_p99_ms: float  # the one place the SLO is recorded: every trial carries its case's
+    servers: tuple[str, ...] = _unrecorded()
+    swarm_args: tuple[str, ...] = ()
+    idle_connections: int = 0  # held open beside the busy ones, never sent on (C10K)
+    connect_rate: float = 0.0  # connections per second while connecting; 0: all at once
+    skip_servers: tuple[tuple[str, str], ...] = _unrecorded()  # (model, why it does not run)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A server to run: a registry model (or variant of one) under one interpreter."""
+
+    label: str = field(metadata={RECORD_KEY: "model"})
+    model: str = field(metadata={RECORD_KEY: "server_model"})
+    args: tuple[str, ...] = field(metadata={RECORD_KEY: "model_args"})
+    interpreter: str
+    interpreter_tag: str | None = None
+    # e.g. (("PYTHON_GIL", "1"),); a table in the record
+    interpreter_env: tuple[tuple[str, str], ...] = field(default=(), metadata={RECORD_AS: dict})
+
+
+def _record_items(kind: type) -> Iterator[tuple[str, str, Callable[[Any], Any] | None]]:
+    """(attribute, record key, writer) of a spec dataclass's recorded fields, in order."""
+    for item in fields(kind):
+        key = item.metadata.get(RECORD_KEY, item.name)
+        if key is not None:
+            yield item.name, key, item.metadata.get(RECORD_AS)
+
+
+def record_keys(kind: type) -> list[str]:
+    """The trial record keys a spec dataclass (``Case``, ``ModelSpec``) writes, in order."""
+    return [key for _, key, _ in _record_items(kind)]
+
+
+def _as_record(spec: Any) -> dict[str, Any]:
+    record = {}
+    for name, key, writer in _record_items(type(spec)):
+        value = getattr(spec, name)
+        if writer is not None:
+            value = writer(value)
+        elif isinstance(value, tuple):
+            value = list(value)  # what JSON gives back
+        record[key] = value
+    return record
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial needs: a case, a server and a repetition (the runner turns it into
+    a trial record whose identity is ``as_record()``)."""
+
+    case: Case
+    server: ModelSpec
+    repeat: int
+    ready_timeout_s: float = 10.0
+    stop_timeout_s: float = 3.0
+    id_override: str | None = None  # a caller's own trial id (the regression gate's samples)
+
+    @property
+    def trial_id(self) -> str:
+        """``<case>--<model>--r<repeat>`` (docs/results-format.md)."""
+        return self.id_override or f"{self.case.name}--{self.server.label}--r{self.repeat}"
+
+    @property
+    def model(self) -> str:
+        """The model's label (``epoll-edge``, ``threaded@python3.13t``): the series name."""
+        return self.server.label
+
+    @property
+    def sockets(self) -> int:
+        """Connections the swarm holds: the busy ones and the idle ones."""
+        return self.case.connections + self.case.idle_connections
+
+    def ramp_s(self) -> float:
+        """Seconds the swarm spends connecting before the load starts."""
+        rate = self.case.connect_rate
+        return self.sockets / rate if rate > 0 else 0.0
+
+    def with_rate(self, rate: float) -> TrialSpec:
+        """This trial with its open-loop rate filled in (sweeps learn it during the run)."""
+        return replace(self, case=replace(self.case, rate=rate))
+
+    def as_record(self) -> dict[str, Any]:
+        """The trial record's identity and settings, keyed as docs/results-format.md says."""
+        return {"trial_id": self.trial_id, **_as_record(self.case), **_as_record(self.server),
+                "repeat": self.repeat}
+
+    @staticmethod
+    def record_fields() -> list[str]:
+        """The keys ``as_record()`` writes, in its order (the analysis's identity columns)."""
+        return ["trial_id", *record_keys(Case), *record_keys(ModelSpec), "repeat"]
 
 
 class RunStore:

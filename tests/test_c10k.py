@@ -108,7 +108,7 @@ def test_c10k_scenario_expands_to_both_cases_and_skips_with_reasons() -> None:
     models = [ModelSpec(name, name, (), "python3") for name in ALL_MODELS]
     trials = scenario.plan(loaded, models)
     assert {t.model for t in trials} == set(ALL_MODELS) - {"iterative", "threadpool"}
-    assert all(t.connect_rate > 0 and t.sockets >= 10_000 for t in trials)
+    assert all(t.case.connect_rate > 0 and t.sockets >= 10_000 for t in trials)
     notes = scenario.skip_notes(loaded, models)
     assert len(notes) == 4 and all("skipped in case c10k-" in n and ": " in n for n in notes)
     assert scenario.estimate_s(trials) < 600  # the budget: under ten minutes for every model
@@ -122,7 +122,8 @@ def test_idle_connections_and_skip_servers_in_a_group() -> None:
     trials = scenario.plan(loaded, [ModelSpec(m, m, (), "py") for m in ("epoll", "select")])
     assert [t.model for t in trials] == ["epoll", "epoll"]
     assert trials[1].sockets == 105 and trials[1].ramp_s() == pytest.approx(0.21)
-    assert trials[1].estimate_s() - trials[0].estimate_s() == pytest.approx(0.21 - 0.01)
+    assert scenario.trial_estimate_s(trials[1]) - scenario.trial_estimate_s(trials[0]) == \
+        pytest.approx(0.21 - 0.01)
     for bad in ({"skip_servers": ["select"]}, {"skip_servers": {"select": " "}},
                 {"idle_connections": -1}, {"idle_connections": "many"}):
         with pytest.raises(ScenarioError):

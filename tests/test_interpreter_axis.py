@@ -120,7 +120,8 @@ def test_interpreter_entries_are_validated() -> None:
                                        [("/a", "current", ()),
                                         ("/b", "ft-gil", (("PYTHON_GIL", "1"),))])
     (trial_a, trial_b) = scenario.plan(loaded, specs)
-    assert trial_a.interpreter_env == () and trial_b.interpreter_env == (("PYTHON_GIL", "1"),)
+    assert trial_a.server.interpreter_env == ()
+    assert trial_b.server.interpreter_env == (("PYTHON_GIL", "1"),)
     assert trial_b.trial_id == "echo64-c16-closed--epoll@ft-gil--r1"
 
 

@@ -17,6 +17,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -363,8 +364,8 @@ def fake_interpreter(tmp_path: Path, script: str) -> str:
 def test_a_server_that_never_becomes_ready_is_a_failed_trial(
         tmp_path: Path, reaped: None, script: str, failure: str, in_tail: str | None) -> None:
     spec = tiny_trials(("epoll",), ready_timeout_s=1.0)[0]
-    spec = scenario.TrialSpec(**{**spec.__dict__,
-                                 "interpreter": fake_interpreter(tmp_path, script)})
+    spec = replace(spec, server=replace(spec.server,
+                                        interpreter=fake_interpreter(tmp_path, script)))
     start = time.monotonic()
     record = run_trial(spec, context(tmp_path))
     assert time.monotonic() - start < 6
@@ -489,7 +490,7 @@ def test_sweep_rates_come_from_the_models_closed_loop_maximum() -> None:
     loaded = scenario.from_dict({"name": "t", "repeat": 2, "group": [
         {"name": "s", "label": "s", "mode": "open", "fractions": [0.5], "connections": 4}]})
     trials = scenario.plan(loaded, [scenario.ModelSpec("m", "m", (), "py")])
-    point_r2 = [t for t in trials if t.offered_fraction and t.repeat == 2][0]
+    point_r2 = [t for t in trials if t.case.fraction and t.repeat == 2][0]
 
     def ok(rps: float) -> dict:
         return {"status": "ok", "derived": {"throughput_rps": rps}}

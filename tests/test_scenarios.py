@@ -165,9 +165,9 @@ def test_variants_model_args_interpreters_and_group_servers() -> None:
     assert specs[4].args == ("--stack", "64")
     assert notes == ["model threaded skipped under /py/b: threaded is not available"]
     trials = scenario.plan(loaded, specs)
-    restricted = [t.model for t in trials if t.case == "echo64-c2-closed"]
+    restricted = [t.model for t in trials if t.case.name == "echo64-c2-closed"]
     assert restricted == ["epoll@a", "epoll@b", "epoll-edge@a", "epoll-edge@b"]
-    assert trials[0].interpreter == "/py/a" and trials[1].interpreter == "/py/b"
+    assert trials[0].server.interpreter == "/py/a" and trials[1].server.interpreter == "/py/b"
 
 
 def test_default_models_are_the_available_ones() -> None:

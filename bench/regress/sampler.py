@@ -18,7 +18,7 @@ import servers
 from bench.environment import Placement, resolve_placement
 from bench.regress.model import GateCase, Profile, Sample, ServerSource
 from bench.run.runner import TrialContext, run_trial
-from bench.run.scenario import TrialSpec
+from bench.store import Case, ModelSpec, TrialSpec
 
 SWARM_TIMEOUT_S = 5.0
 
@@ -28,13 +28,12 @@ def trial_spec(model: str, case: GateCase, profile: Profile, index: int, side: s
     """The runner's description of one sample."""
     # past the clients a model serves at once, connections would only queue (and time out)
     connections = min(case.connections, servers.clients_at_once(model) or case.connections)
-    return TrialSpec(
-        trial_id=f"{case.name}--{model}--{side}--s{index}", case=case.name, group="regress",
-        model=model, server_model=model, model_args=(), interpreter=sys.executable,
-        repeat=index, connections=connections, mix=case.mix, payload_bytes=None, mode="closed",
-        pipeline=1, rate=None, offered_fraction=None, base_case=None,
-        duration_s=profile.duration_s, warmup_s=profile.warmup_s, timeout_s=SWARM_TIMEOUT_S,
-        workers=profile.workers, slo_p99_ms=0.0, placement=placement.name)
+    point = Case(name=case.name, group="regress", mix=case.mix, payload_bytes=None,
+                 connections=connections, mode="closed", pipeline=1, rate=None, fraction=None,
+                 base=None, duration_s=profile.duration_s, warmup_s=profile.warmup_s,
+                 timeout_s=SWARM_TIMEOUT_S, workers=profile.workers, slo_p99_ms=0.0)
+    return TrialSpec(case=point, server=ModelSpec(model, model, (), sys.executable),
+                     repeat=index, id_override=f"{case.name}--{model}--{side}--s{index}")
 
 
 def sample_from(record: dict[str, Any], source: ServerSource, model: str, case: GateCase,

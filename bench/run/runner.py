@@ -45,8 +45,8 @@ from bench.launch import (
     server_argv,
 )
 from bench.run.sampling import TreeSampler, summarize_server
-from bench.run.scenario import TrialSpec
-from bench.store import RunStore, read_json, utc_now
+from bench.run.scenario import trial_estimate_s
+from bench.store import RunStore, TrialSpec, read_json, utc_now
 from protocol import launch
 
 POLL_S = 0.01
@@ -159,27 +159,29 @@ class _Logs:
 
 def server_command(spec: TrialSpec) -> list[str]:
     """The launch contract: ``<interpreter> -m servers MODEL --host 127.0.0.1 --port 0``."""
-    return server_argv(spec.server_model, ["--host", "127.0.0.1", "--port", "0",
-                                           *spec.model_args], spec.interpreter)
+    server = spec.server
+    return server_argv(server.model, ["--host", "127.0.0.1", "--port", "0", *server.args],
+                       server.interpreter)
 
 
 def swarm_arguments(spec: TrialSpec, host: str, port: int, workers: int,
                     json_path: Path) -> list[str]:
     """The swarm's command-line options for this trial."""
-    args = ["--target", f"{host}:{port}", "--connections", str(spec.connections),
-            "--workers", str(workers), "--duration", f"{spec.duration_s:g}",
-            "--warmup", f"{spec.warmup_s:g}", "--mode", spec.mode,
-            "--pipeline", str(spec.pipeline), "--mix", spec.mix,
-            "--timeout", f"{spec.timeout_s:g}", "--json", str(json_path)]
-    if spec.mode == "open":
-        if not spec.rate:
+    case = spec.case
+    args = ["--target", f"{host}:{port}", "--connections", str(case.connections),
+            "--workers", str(workers), "--duration", f"{case.duration_s:g}",
+            "--warmup", f"{case.warmup_s:g}", "--mode", case.mode,
+            "--pipeline", str(case.pipeline), "--mix", case.mix,
+            "--timeout", f"{case.timeout_s:g}", "--json", str(json_path)]
+    if case.mode == "open":
+        if not case.rate:
             raise TrialFailed("open-loop trial without a rate")
-        args += ["--rate", f"{spec.rate:.1f}"]
-    if spec.idle_connections:
-        args += ["--idle-connections", str(spec.idle_connections)]
-    if spec.connect_rate:
-        args += ["--connect-rate", f"{spec.connect_rate:g}"]
-    return [*args, *spec.swarm_args]
+        args += ["--rate", f"{case.rate:.1f}"]
+    if case.idle_connections:
+        args += ["--idle-connections", str(case.idle_connections)]
+    if case.connect_rate:
+        args += ["--connect-rate", f"{case.connect_rate:g}"]
+    return [*args, *case.swarm_args]
 
 
 def swarm_workers(spec: TrialSpec, default: int) -> int:
@@ -187,7 +189,7 @@ def swarm_workers(spec: TrialSpec, default: int) -> int:
     descriptor limit needs to spread the sockets, never more than the busy connections."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = -(-spec.sockets // max(1, soft - FD_MARGIN))
-    return max(1, min(max(spec.workers or default, needed), spec.connections))
+    return max(1, min(max(spec.case.workers or default, needed), spec.case.connections))
 
 
 def raise_fd_limit(sockets: int) -> str | None:
@@ -217,8 +219,9 @@ def _run_swarm(spec: TrialSpec, context: TrialContext, logs: _Logs, address: tup
     workers = swarm_workers(spec, placement.swarm_workers())
     command = [*context.swarm_command,
                *swarm_arguments(spec, *address, workers, logs.swarm_json)]
-    budget = (context.swarm_allowance_s + spec.ramp_s() + spec.warmup_s + spec.duration_s
-              + 2 * spec.timeout_s + spec.sockets * 0.002)
+    case = spec.case
+    budget = (context.swarm_allowance_s + spec.ramp_s() + case.warmup_s + case.duration_s
+              + 2 * case.timeout_s + spec.sockets * 0.002)
     start = time.monotonic()
     with logs.swarm_out.open("wb") as out, logs.swarm_err.open("wb") as err:
         swarm = procs.spawn(command, cpus=placement.swarm_cpus, cwd=context.swarm_root,
@@ -282,25 +285,15 @@ def _check_outcome(server: LaunchedServer, run: _SwarmRun,
 
 
 def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
-    """A trial record's identity and settings (docs/results-format.md), before any result."""
-    interpreter = context.interpreters.get(spec.interpreter_tag or spec.interpreter) or {}
+    """A trial record's identity and settings (docs/results-format.md), before any result:
+    the spec's own fields, then where it ran, then the result fields still empty."""
+    server = spec.server
+    interpreter = context.interpreters.get(server.interpreter_tag or server.interpreter) or {}
     return {
-        "trial_id": spec.trial_id, "run_id": context.run_id, "case": spec.case,
-        "group": spec.group, "model": spec.model, "server_model": spec.server_model,
-        "model_args": list(spec.model_args), "interpreter": spec.interpreter,
-        "interpreter_tag": spec.interpreter_tag,
-        "interpreter_env": dict(spec.interpreter_env),
+        **spec.as_record(), "run_id": context.run_id,
         "interpreter_version": interpreter.get("version"),
         "gil_enabled": interpreter.get("gil_enabled"),
         "free_threaded_build": interpreter.get("free_threaded_build"),
-        "repeat": spec.repeat, "connections": spec.connections,
-        "idle_connections": spec.idle_connections, "connect_rate": spec.connect_rate,
-        "mix": spec.mix, "payload_bytes": spec.payload_bytes,
-        "mode": spec.mode, "pipeline": spec.pipeline, "rate": spec.rate,
-        "offered_fraction": spec.offered_fraction, "base_case": spec.base_case,
-        "slo_p99_ms": spec.slo_p99_ms, "swarm_args": list(spec.swarm_args),
-        "duration_s": spec.duration_s,
-        "warmup_s": spec.warmup_s, "timeout_s": spec.timeout_s,
         "placement": context.placement.name,
         "server_cpus": _cpus(context.placement.server_cpus),
         "swarm_cpus": _cpus(context.placement.swarm_cpus),
@@ -335,7 +328,8 @@ def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
     try:
         server = LaunchedServer(server_command(spec), logs.server_out, logs.server_err,
                                 cpus=context.placement.server_cpus, cwd=context.server_root,
-                                env=child_env(context.server_root, dict(spec.interpreter_env)))
+                                env=child_env(context.server_root,
+                                              dict(spec.server.interpreter_env)))
         try:
             address = server.wait_ready(spec.ready_timeout_s, context.stop)
         except LaunchFailed as error:
@@ -375,7 +369,7 @@ def _finish_record(record: dict[str, Any], spec: TrialSpec, logs: _Logs,
         record["swarm_exit"] = {"returncode": run.returncode, "timed_out": run.timed_out,
                                 "start_s": round(run.start_s, 4), "end_s": round(run.end_s, 4)}
     if sampler is not None and sampler.samples and run is not None:
-        window = measured_window(swarm, run, t0, t0_wall, spec.duration_s)
+        window = measured_window(swarm, run, t0, t0_wall, spec.case.duration_s)
         record["server"] = summarize_server(sampler.samples, window, run.start_s)
     elif sampler is not None:
         record["server"] = {"samples": sampler.samples}
@@ -404,17 +398,17 @@ def sweep_rate(spec: TrialSpec, records: Mapping[str, dict[str, Any]]
     """The open-loop rate for a sweep point: ``offered_fraction`` of the model's closed-loop
     maximum from the base case (same repetition, else the median of the others). Returns
     (rate, base trial id), or a failure message."""
-    assert spec.base_case is not None and spec.offered_fraction is not None
-    same = f"{spec.base_case}--{spec.model}--r{spec.repeat}"
-    candidates = [same] + sorted(k for k in records
-                                 if k.startswith(f"{spec.base_case}--{spec.model}--r"))
+    base, fraction = spec.case.base, spec.case.fraction
+    assert base is not None and fraction is not None
+    same = f"{base}--{spec.model}--r{spec.repeat}"
+    candidates = [same] + sorted(k for k in records if k.startswith(f"{base}--{spec.model}--r"))
     for trial_id in candidates:
         record = records.get(trial_id)
         if record and record.get("status") == "ok":
             rps = (record.get("derived") or {}).get("throughput_rps")
             if rps:
-                return round(spec.offered_fraction * rps, 2), trial_id
-    return (f"no closed-loop maximum for {spec.model}: base case {spec.base_case} has no "
+                return round(fraction * rps, 2), trial_id
+    return (f"no closed-loop maximum for {spec.model}: base case {base} has no "
             "successful trial")
 
 
@@ -458,7 +452,7 @@ class Runner:
                     records[spec.trial_id] = record
                     ran += 1
                     progress.console.print(format_line(record), soft_wrap=True)
-                    progress.advance(task, spec.estimate_s())
+                    progress.advance(task, trial_estimate_s(spec))
                     if self.on_record:
                         self.on_record(record)
                 else:
@@ -473,7 +467,7 @@ class Runner:
 
     def _one(self, spec: TrialSpec, records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
         base_trial = base_rps = None
-        if spec.offered_fraction is not None:
+        if spec.case.fraction is not None:
             found = sweep_rate(spec, records)
             if isinstance(found, str):
                 return failed_record(spec, self.context, found)
@@ -494,7 +488,7 @@ class Runner:
                             TextColumn("{task.description}"), BarColumn(),
                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                             console=self.console, refresh_per_second=4, transient=False)
-        total = sum(t.estimate_s() for t in pending) or 1.0
+        total = sum(trial_estimate_s(t) for t in pending) or 1.0
         with progress:
             task = progress.add_task("starting", total=total, done="")
             yield progress, task

@@ -3,7 +3,9 @@
 A scenario file has top-level settings and one ``[[group]]`` table per part of the question
 (``echo``, ``cpu``, ``io``, ``sweep``...). Each group lists its axes; every combination of
 them is a *case* (``echo64-c16-closed``); every case runs once per model per repetition.
-See ``bench/scenarios/default.toml`` for a commented example of every key.
+See ``bench/scenarios/default.toml`` for a commented example of every key. A trial is a
+case, a model and a repetition: ``Case``, ``ModelSpec`` and ``TrialSpec`` are declared with the
+record they become, in ``bench/store.py``, and importable from here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.store import Case, ModelSpec, TrialSpec
 from clients import mix as clients_mix
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
@@ -60,96 +63,6 @@ GROUP_KEYS = {"name", "label", "mix", "payload_bytes", "connections", "mode", "p
 
 class ScenarioError(ValueError):
     """A scenario file that cannot be run, with a message saying where and why."""
-
-
-@dataclass(frozen=True)
-class Case:
-    """One point of the scenario: a workload at a concurrency, run against every model."""
-
-    name: str
-    group: str
-    mix: str
-    payload_bytes: int | None
-    connections: int
-    mode: str
-    pipeline: int
-    rate: float | None
-    fraction: float | None
-    base: str | None
-    duration_s: float
-    warmup_s: float
-    timeout_s: float
-    workers: int
-    slo_p99_ms: float
-    servers: tuple[str, ...] = ()
-    swarm_args: tuple[str, ...] = ()
-    idle_connections: int = 0  # held open beside the busy ones, never sent on (C10K)
-    connect_rate: float = 0.0  # connections per second while connecting; 0: all at once
-    skip_servers: tuple[tuple[str, str], ...] = ()  # (model, why it does not run this case)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A server to run: a registry model (or variant of one) under one interpreter."""
-
-    label: str
-    model: str
-    args: tuple[str, ...]
-    interpreter: str
-    interpreter_tag: str | None = None
-    interpreter_env: tuple[tuple[str, str], ...] = ()  # e.g. (("PYTHON_GIL", "1"),)
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything one trial needs; the runner turns it into a trial record."""
-
-    trial_id: str
-    case: str
-    group: str
-    model: str
-    server_model: str
-    model_args: tuple[str, ...]
-    interpreter: str
-    repeat: int
-    connections: int
-    mix: str
-    payload_bytes: int | None
-    mode: str
-    pipeline: int
-    rate: float | None
-    offered_fraction: float | None
-    base_case: str | None
-    duration_s: float
-    warmup_s: float
-    timeout_s: float
-    workers: int
-    slo_p99_ms: float
-    placement: str
-    ready_timeout_s: float = 10.0
-    stop_timeout_s: float = 3.0
-    interpreter_tag: str | None = None
-    swarm_args: tuple[str, ...] = ()
-    idle_connections: int = 0
-    connect_rate: float = 0.0
-    interpreter_env: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def sockets(self) -> int:
-        """Connections the swarm holds: the busy ones and the idle ones."""
-        return self.connections + self.idle_connections
-
-    def ramp_s(self) -> float:
-        """Seconds the swarm spends connecting before the load starts."""
-        return self.sockets / self.connect_rate if self.connect_rate > 0 else 0.0
-
-    def with_rate(self, rate: float) -> TrialSpec:
-        """This trial with its open-loop rate filled in (sweeps learn it during the run)."""
-        return replace(self, rate=rate)
-
-    def estimate_s(self) -> float:
-        """Expected wall time, for the progress bar's ETA."""
-        return self.ramp_s() + self.warmup_s + self.duration_s + TRIAL_OVERHEAD_S
 
 
 @dataclass(frozen=True)
@@ -485,23 +398,20 @@ def skip_notes(scenario: Scenario, models: Sequence[ModelSpec]) -> list[str]:
 
 
 def _trial(case: Case, spec: ModelSpec, repeat: int, scenario: Scenario) -> TrialSpec:
-    return TrialSpec(
-        trial_id=f"{case.name}--{spec.label}--r{repeat}", case=case.name, group=case.group,
-        model=spec.label, server_model=spec.model, model_args=spec.args,
-        interpreter=spec.interpreter, interpreter_tag=spec.interpreter_tag, repeat=repeat,
-        connections=case.connections, mix=case.mix, payload_bytes=case.payload_bytes,
-        mode=case.mode, pipeline=case.pipeline, rate=case.rate, offered_fraction=case.fraction,
-        base_case=case.base, duration_s=case.duration_s, warmup_s=case.warmup_s,
-        timeout_s=case.timeout_s, workers=case.workers, slo_p99_ms=case.slo_p99_ms,
-        placement=scenario.placement, ready_timeout_s=scenario.ready_timeout_s,
-        stop_timeout_s=scenario.stop_timeout_s, swarm_args=case.swarm_args,
-        idle_connections=case.idle_connections, connect_rate=case.connect_rate,
-        interpreter_env=spec.interpreter_env)
+    return TrialSpec(case=case, server=spec, repeat=repeat,
+                     ready_timeout_s=scenario.ready_timeout_s,
+                     stop_timeout_s=scenario.stop_timeout_s)
+
+
+def trial_estimate_s(trial: TrialSpec) -> float:
+    """Expected wall time of one trial, for the progress bar's ETA."""
+    case = trial.case
+    return trial.ramp_s() + case.warmup_s + case.duration_s + TRIAL_OVERHEAD_S
 
 
 def estimate_s(trials: Sequence[TrialSpec]) -> float:
     """Expected wall time of a plan."""
-    return sum(trial.estimate_s() for trial in trials)
+    return sum(trial_estimate_s(trial) for trial in trials)
 
 
 # -- small validators ------------------------------------------------------------------------
