@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest bench-swarm
+.PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest bench-swarm \
+        cost cost-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,8 +42,27 @@ freethreaded:
 # performance regression check: the head's servers against BASE's, side by side (bench/regress/check.py)
 BASE ?= HEAD~1
 PROFILE ?= quick
-regress: $(STAMP)
-	$(PY) -m bench regress --base $(BASE) --profile $(PROFILE)
+regress: $(STAMP) cost-tools
+	$(PY) -m bench regress --base $(BASE) --profile $(PROFILE) $(REGRESS_ARGS)
+
+# instructions and system calls per request, per model and case (bench/cost/), into results/cost/
+# (COST_ARGS, e.g. COST_ARGS="--models epoll,threaded --cases echo64-c1")
+cost: $(STAMP) cost-tools
+	$(PY) -m bench cost $(COST_ARGS)
+
+# the cost probe's tools, Debian's valgrind and strace: installed with apt when missing and we are
+# root, otherwise one line saying what to install
+COST_PROGRAMS := valgrind callgrind_control vgdb strace
+cost-tools:
+	@missing=""; for p in $(COST_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "cost: missing$$missing; install them with: apt-get install -y valgrind strace (as root)"; exit 2; fi; \
+	echo "cost: installing valgrind and strace with apt-get (missing:$$missing)"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -q valgrind strace >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q valgrind strace >/dev/null; } || \
+		{ echo "cost: apt-get could not install valgrind and strace; install them by hand"; exit 2; }
 
 # the swarm's own performance goal: swarm vs the native C client against the native server, pinned,
 # then the swarm's CPU against every Python model (SWARM_ARGS, e.g. "--rounds 3 --models none")

@@ -193,6 +193,9 @@ class FakeSampler:
 
 PROFILE = Profile("test", None, (GateCase("echo", "echo:64", 4),), samples=8, duration_s=0.1,
                   warmup_s=0.0)
+# the timing stage alone, on every model: these toy repositories have no real servers to
+# probe, and their A/A commits reach no model (tests/test_cost.py covers the cost stage)
+TIMING_ONLY = {"stages": ("timing",), "reach": "all"}
 
 
 def check(repo: Path, slowdown: Slowdown, tmp_path: Path, **options: object) -> tuple[
@@ -200,7 +203,7 @@ def check(repo: Path, slowdown: Slowdown, tmp_path: Path, **options: object) -> 
     sampler = FakeSampler(slowdown)
     settings = Settings(base="HEAD~1" if len(git(repo, "log", "--oneline").splitlines()) > 1
                         else "HEAD", profile=PROFILE, repo=repo,
-                        json_path=tmp_path / "verdict.json", **options)
+                        json_path=tmp_path / "verdict.json", **{**TIMING_ONLY, **options})
     verdict = regress.run_check(settings, lambda: sampler, progress=lambda message: None)
     regress.write_outputs(verdict, regress.markdown(verdict))
     return verdict, sampler
@@ -268,7 +271,8 @@ def test_failing_base_server_exits_2(repo: Path, tmp_path: Path) -> None:
             return super().__call__(source, model, case, profile, index)
 
     broken = Broken(lambda side, model, run: 1.0)
-    settings = Settings(base="HEAD", profile=PROFILE, repo=repo, json_path=tmp_path / "v.json")
+    settings = Settings(base="HEAD", profile=PROFILE, repo=repo, json_path=tmp_path / "v.json",
+                        **TIMING_ONLY)
     verdict = regress.run_check(settings, lambda: broken, progress=lambda message: None)
     assert verdict.exit_status == regress.EXIT_CANNOT_RUN
     assert {r.status for r in verdict.results} == {"error"}
@@ -278,7 +282,7 @@ def test_failing_base_server_exits_2(repo: Path, tmp_path: Path) -> None:
 
 def test_nonexistent_revision_exits_2(repo: Path) -> None:
     sampler = FakeSampler(lambda side, model, run: 1.0)
-    settings = Settings(base="no-such-rev", profile=PROFILE, repo=repo)
+    settings = Settings(base="no-such-rev", profile=PROFILE, repo=repo, **TIMING_ONLY)
     verdict = regress.run_check(settings, lambda: sampler, progress=lambda message: None)
     assert verdict.exit_status == regress.EXIT_CANNOT_RUN
     assert "no such revision" in (verdict.error or "")
@@ -291,7 +295,7 @@ def test_interrupt_removes_the_worktree(repo: Path) -> None:
         roots.append(source.root)
         raise KeyboardInterrupt
 
-    settings = Settings(base="HEAD", profile=PROFILE, repo=repo)
+    settings = Settings(base="HEAD", profile=PROFILE, repo=repo, **TIMING_ONLY)
     with pytest.raises(KeyboardInterrupt):
         regress.run_check(settings, lambda: interrupted, progress=lambda message: None)
     assert no_worktrees_left(repo)
@@ -368,8 +372,8 @@ def test_a_a_with_real_servers_passes(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bench", "regress", "--base", "HEAD", "--models",
                            "epoll", "--profile", "quick", "--samples", "3", "--duration", "0.3",
                            "--warmup", "0.1",
-                           "--json", str(verdict_path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=100, check=False)
+                           "--stages", "timing", "--json", str(verdict_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=100, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     verdict = json.loads(verdict_path.read_text())
     [result] = verdict["results"]
@@ -386,7 +390,8 @@ def test_a_a_with_real_servers_passes(tmp_path: Path) -> None:
 def test_interrupted_check_exits_2_and_leaves_nothing(signum: int) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "bench", "regress", "--base", "HEAD",
                              "--models", "epoll", "--profile", "quick", "--samples", "4",
-                             "--duration", "0.2", "--warmup", "0.05", "--json", os.devnull],
+                             "--duration", "0.2", "--warmup", "0.05", "--stages", "timing",
+                             "--json", os.devnull],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

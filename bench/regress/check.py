@@ -1,5 +1,16 @@
 """``python -m bench regress --base REV``: is the head slower than REV? Measured side by side.
 
+Two stages, for the models the change can reach (bench/regress/reach.py: ``git diff
+--name-only REV`` against the models' imports; ``--models`` or ``--reach all`` overrides):
+
+1. **cost** (bench/regress/cost_stage.py): instructions per request under callgrind and system
+   calls per request under strace, both sides, deterministic. A confirmed growth past 1 % of
+   instructions, or (at one connection) of any system call's count past 0.05 per request,
+   fails the check.
+2. **timing** (below): time and server CPU per request with statistics. A confirmed slowdown
+   fails the check only when its limit was tight enough to mean something (at most
+   ``TIMING_FAIL_LIMIT``, 25 %); past that, on a noisy machine, it is reported as advisory.
+
 REV is checked out into a temporary git worktree (removed again on success, failure or Ctrl-C).
 The head's harness and swarm drive both sides; only the servers come from the base worktree
 (``python -m servers MODEL`` run with cwd and PYTHONPATH = that worktree), so a change to the
@@ -37,10 +48,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from bench import REPO_ROOT
+from bench.cost.cases import CASES as COST_CASES
+from bench.cost.tools import install_hint, missing_packages
 from bench.launch import child_env
+from bench.regress import cost_stage
 from bench.regress import stats as rs
+from bench.regress.cost_stage import CostMeasure, CostResult
 from bench.regress.model import (
     PROFILES,
     GateCase,
@@ -49,6 +65,7 @@ from bench.regress.model import (
     Sampler,
     ServerSource,
 )
+from bench.regress.reach import reached_models
 from bench.regress.sampler import TrialSampler
 from bench.store import atomic_write_json
 
@@ -56,6 +73,9 @@ ROOT = REPO_ROOT
 EXIT_PASS, EXIT_REGRESSION, EXIT_CANNOT_RUN = 0, 1, 2
 GIT_TIMEOUT_S = 60
 PROBE_TIMEOUT_S = 30
+# a timing regression fails the check only when the limit it beat was at most this wide
+TIMING_FAIL_LIMIT = 0.25
+STAGES = ("cost", "timing")
 
 
 class CannotRun(Exception):
@@ -143,12 +163,19 @@ def sigterm_as_interrupt() -> Iterator[None]:
 PROBE = """
 import json, servers
 why = getattr(servers, "unavailable_reason", lambda name: None)
-print(json.dumps({"file": servers.__file__, "models": {n: why(n) for n in servers.MODELS}}))
+print(json.dumps({"file": servers.__file__, "models": {n: why(n) for n in servers.MODELS},
+                  "modules": dict(servers.MODELS)}))
 """
 
 
 def probe_models(root: Path) -> dict[str, str | None]:
     """Model name -> why it cannot run (None = runs), as ``root``'s registry says."""
+    return probe_registry(root)["models"]
+
+
+def probe_registry(root: Path) -> dict[str, Any]:
+    """``root``'s registry: ``models`` (name -> why it cannot run, or None) and ``modules``
+    (name -> module)."""
     try:
         done = subprocess.run([sys.executable, "-c", PROBE], cwd=root,
                               env=child_env(root, write_bytecode=False), capture_output=True,
@@ -161,7 +188,7 @@ def probe_models(root: Path) -> dict[str, str | None]:
     answer = json.loads(done.stdout)
     if not Path(answer["file"]).resolve().is_relative_to(root.resolve()):
         raise CannotRun(f"{root}: imported servers from {answer['file']}, not from the tree")
-    return answer["models"]
+    return answer
 
 
 @dataclass
@@ -282,6 +309,8 @@ STATUS_NOTES = {
     "unconfirmed": "flagged once, not confirmed by the rerun: inconclusive",
     "regression": "slower, significant, confirmed by a rerun",
     "accepted": "slower, significant, confirmed, and accepted by a perf-accept line",
+    "advisory": "slower, significant, confirmed, but past a limit too wide to fail a build",
+    "not gated": "measured and shown, but its counts follow the clock",
     "inconclusive": "too few good samples to say",
     "skipped": "not compared",
     "error": "the check could not run for this model",
@@ -308,8 +337,11 @@ def failure_note(samples: list[Sample]) -> str:
     return "; ".join(dict.fromkeys(failures))[:500]
 
 
-def judge(model: str, case: GateCase, passes: list[PassResult], accepted: set[str]) -> ModelResult:
-    """Turn one or two passes into a status (see STATUS_NOTES)."""
+def judge(model: str, case: GateCase, passes: list[PassResult], accepted: set[str],
+          fail_limit: float = TIMING_FAIL_LIMIT) -> ModelResult:
+    """Turn one or two passes into a status (see STATUS_NOTES). A confirmed slowdown whose
+    limit was wider than ``fail_limit`` in either pass is advisory: on a machine that noisy
+    the timing stage could not have caught anything smaller, so it does not fail a build."""
     first = passes[0]
     if not first.metrics:
         bad_sides = {s.side for s in first.samples if not s.ok}
@@ -324,6 +356,11 @@ def judge(model: str, case: GateCase, passes: list[PassResult], accepted: set[st
     what = " and ".join(METRIC_LABELS.get(m, m) for m in sorted(confirmed, reverse=True))
     if rs.is_accepted(model, accepted):
         return ModelResult(model, case.name, "accepted", f"accepted slowdown ({what})", passes)
+    limit = max(m.threshold for one in passes for m in one.metrics if m.metric in confirmed)
+    if limit > fail_limit:
+        return ModelResult(model, case.name, "advisory",
+                           f"slowdown in {what}, but its limit {limit:.0%} is past "
+                           f"{fail_limit:.0%}: advisory", passes)
     return ModelResult(model, case.name, "regression", f"confirmed slowdown in {what}", passes)
 
 
@@ -338,7 +375,7 @@ def check_model(sampler: Sampler, sources: dict[str, ServerSource], model: str, 
                  "rerunning to confirm")
         passes.append(evaluate(measure_pass(sampler, sources, model, case, profile, progress),
                                settings.threshold, settings.alpha, seed=1))
-    return judge(model, case, passes, settings.accepted)
+    return judge(model, case, passes, settings.accepted, settings.timing_fail_limit)
 
 
 # --------------------------------------------------------------------------- the check
@@ -356,6 +393,12 @@ class Settings:
     accepted: set[str] = field(default_factory=set)
     json_path: Path | None = None
     repo: Path = ROOT
+    stages: tuple[str, ...] = STAGES
+    reach: str = "changed"  # "changed": the models the diff reaches; "all": every model
+    cost_cases: tuple[str, ...] = cost_stage.GATE_CASES
+    cost_threshold_pct: float = cost_stage.DEFAULT_THRESHOLD_PCT
+    timing_fail_limit: float = TIMING_FAIL_LIMIT
+    jobs: int = 2
 
 
 @dataclass
@@ -370,6 +413,10 @@ class GateVerdict:
     head_dirty: bool = False
     skipped: dict[str, str] = field(default_factory=dict)
     results: list[ModelResult] = field(default_factory=list)
+    cost_results: list[CostResult] = field(default_factory=list)
+    reached: dict[str, str] = field(default_factory=dict)  # model -> a changed file it runs
+    changed_files: list[str] = field(default_factory=list)
+    stage_wall_s: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     wall_s: float = 0.0
 
@@ -382,20 +429,31 @@ class GateVerdict:
             "profile": profile, "threshold": self.settings.threshold,
             "alpha": self.settings.alpha, "noise_factor": rs.NOISE_FACTOR,
             "accepted": sorted(self.settings.accepted), "skipped": self.skipped,
-            "results": [r.as_dict() for r in self.results], "wall_s": self.wall_s,
+            "reach": {"mode": self.settings.reach, "changed_files": self.changed_files,
+                      "models": self.reached},
+            "cost": {"cases": list(self.settings.cost_cases),
+                     "instructions_threshold_pct": self.settings.cost_threshold_pct,
+                     "syscall_tolerance_per_request": cost_stage.SYSCALL_TOLERANCE,
+                     "results": [r.as_dict() for r in self.cost_results]},
+            "timing_fail_limit": self.settings.timing_fail_limit,
+            "results": [r.as_dict() for r in self.results], "stage_wall_s": self.stage_wall_s,
+            "wall_s": self.wall_s,
         }
 
 
-def overall(results: list[ModelResult]) -> tuple[int, str]:
-    """(exit status, verdict word) from the per-model results."""
+def overall(results: Sequence[ModelResult | CostResult], *, reached_none: bool = False
+            ) -> tuple[int, str]:
+    """(exit status, verdict word) from the per-model results of both stages."""
     statuses = {r.status for r in results}
     if "regression" in statuses:
         return EXIT_REGRESSION, "regression"
     if "error" in statuses:
         return EXIT_CANNOT_RUN, "error"
     if not statuses - {"skipped"}:
+        if reached_none:
+            return EXIT_PASS, "pass (the change reaches no model)"
         return EXIT_CANNOT_RUN, "nothing compared"
-    if statuses & {"unconfirmed", "inconclusive"}:
+    if statuses & {"unconfirmed", "inconclusive", "advisory"}:
         return EXIT_PASS, "inconclusive"
     return EXIT_PASS, "pass"
 
@@ -409,7 +467,8 @@ def default_sampler() -> Sampler:
 
 
 def run_check(settings: Settings, make_sampler: SamplerFactory,
-              progress: Progress = stderr_progress) -> GateVerdict:
+              progress: Progress = stderr_progress,
+              measure_cost: CostMeasure = cost_stage.measure_sides) -> GateVerdict:
     """Set up the base worktree, measure every model and case, and judge."""
     started = time.monotonic()
     verdict = GateVerdict(settings, EXIT_CANNOT_RUN, "error")
@@ -421,7 +480,7 @@ def run_check(settings: Settings, make_sampler: SamplerFactory,
             settings.accepted |= rs.parse_accepted(commit_messages(verdict.base_sha,
                                                                    settings.repo))
             with worktree(verdict.base_sha, settings.repo) as base_root:
-                measure_all(settings, verdict, base_root, make_sampler, progress)
+                measure_all(settings, verdict, base_root, make_sampler, progress, measure_cost)
     except CannotRun as error:
         verdict.error = str(error)
         verdict.exit_status, verdict.verdict = EXIT_CANNOT_RUN, "error"
@@ -429,29 +488,91 @@ def run_check(settings: Settings, make_sampler: SamplerFactory,
     return verdict
 
 
-def measure_all(settings: Settings, verdict: GateVerdict, base_root: Path,
-                make_sampler: SamplerFactory, progress: Progress) -> None:
-    """Measure every planned model and case into ``verdict``."""
-    profile = settings.profile
-    plan = plan_models(settings.models or profile.models, probe_models(base_root),
-                       probe_models(settings.repo))
-    verdict.skipped = plan.skipped
-    for model, why in plan.skipped.items():
-        progress(f"{model}: skipped ({why})")
-    sources = {"base": ServerSource("base", base_root, verdict.base_sha or ""),
-               "head": ServerSource("head", settings.repo, "working tree")}
+def changed_files(base_sha: str, repo: Path) -> list[str]:
+    """Files that differ between the base commit and the working tree (what the head runs)."""
+    return [line for line in git("diff", "--name-only", base_sha, cwd=repo).splitlines() if line]
+
+
+def reach(settings: Settings, verdict: GateVerdict, base_root: Path, base: dict[str, Any],
+          head: dict[str, Any]) -> list[str] | None:
+    """The models the change reaches, in the head's order (None: every model is wanted)."""
+    if settings.models or settings.reach == "all":
+        return None
+    verdict.changed_files = changed_files(verdict.base_sha or "HEAD", settings.repo)
+    found = reached_models(verdict.changed_files, base["modules"], base_root)
+    found.update(reached_models(verdict.changed_files, head["modules"], settings.repo))
+    verdict.reached = {m: found[m] for m in head["modules"] if m in found}
+    return list(verdict.reached)
+
+
+def stage_models(requested: Sequence[str] | None, reached: list[str] | None) -> list[str] | None:
+    """A stage's wish list: the request (None = every model) cut down to the reached models;
+    [] when nothing is left to measure."""
+    if reached is None:
+        return list(requested) if requested else None
+    return [m for m in (requested or reached) if m in reached]
+
+
+def run_cost(settings: Settings, verdict: GateVerdict, models: list[str], roots: dict[str, Path],
+             progress: Progress, measure_cost: CostMeasure) -> None:
+    """Stage 1: instructions and system calls per request, into ``verdict.cost_results``."""
+    if measure_cost is cost_stage.measure_sides and (missing := missing_packages()):
+        raise CannotRun(install_hint(missing))
+    started = time.monotonic()
+    progress(f"cost: {', '.join(models)} x {', '.join(settings.cost_cases)}, base and head")
+    verdict.cost_results = cost_stage.run_stage(
+        models, roots, cases=settings.cost_cases, threshold_pct=settings.cost_threshold_pct,
+        accepted=settings.accepted, jobs=settings.jobs, progress=progress, measure=measure_cost)
+    verdict.stage_wall_s["cost"] = round(time.monotonic() - started, 1)
+
+
+def run_timing(settings: Settings, verdict: GateVerdict, models: list[str],
+               sources: dict[str, ServerSource], make_sampler: SamplerFactory,
+               progress: Progress) -> None:
+    """Stage 2: time and CPU per request, A B B A, into ``verdict.results``."""
+    started = time.monotonic()
     sampler = make_sampler()
     try:
-        for case in profile.cases:
-            for model in plan.models:
-                verdict.results.append(check_model(sampler, sources, model, case, profile,
-                                                   settings, progress))
+        for case in settings.profile.cases:
+            for model in models:
+                verdict.results.append(check_model(sampler, sources, model, case,
+                                                   settings.profile, settings, progress))
     finally:
         close = getattr(sampler, "close", None)
         if close is not None:
             close()
-    verdict.results += [ModelResult(m, "-", "skipped", why) for m, why in plan.skipped.items()]
-    verdict.exit_status, verdict.verdict = overall(verdict.results)
+    verdict.stage_wall_s["timing"] = round(time.monotonic() - started, 1)
+
+
+def measure_all(settings: Settings, verdict: GateVerdict, base_root: Path,
+                make_sampler: SamplerFactory, progress: Progress,
+                measure_cost: CostMeasure = cost_stage.measure_sides) -> None:
+    """Both stages, for the models the change reaches, into ``verdict``."""
+    base, head = probe_registry(base_root), probe_registry(settings.repo)
+    reached = reach(settings, verdict, base_root, base, head)
+    if reached is not None:
+        progress("the change reaches: " + (", ".join(reached) or "no model"))
+    sources = {"base": ServerSource("base", base_root, verdict.base_sha or ""),
+               "head": ServerSource("head", settings.repo, "working tree")}
+    wishes = {"cost": stage_models(settings.models, reached),
+              "timing": stage_models(settings.models or settings.profile.models, reached)}
+    for stage in (s for s in STAGES if s in settings.stages):
+        if wishes[stage] == []:
+            continue
+        plan = plan_models(wishes[stage], base["models"], head["models"])
+        verdict.skipped.update(plan.skipped)
+        if not plan.models:
+            continue
+        if stage == "cost":
+            roots = {"base": base_root, "head": settings.repo}
+            run_cost(settings, verdict, plan.models, roots, progress, measure_cost)
+        else:
+            run_timing(settings, verdict, plan.models, sources, make_sampler, progress)
+    for model, why in verdict.skipped.items():
+        progress(f"{model}: skipped ({why})")
+    verdict.results += [ModelResult(m, "-", "skipped", why) for m, why in verdict.skipped.items()]
+    verdict.exit_status, verdict.verdict = overall([*verdict.cost_results, *verdict.results],
+                                                   reached_none=reached == [])
 
 
 # --------------------------------------------------------------------------- output
@@ -472,14 +593,18 @@ def markdown(verdict: GateVerdict) -> str:
     dirty = ", with uncommitted changes" if verdict.head_dirty else ""
     lines = [f"### Performance regression check: {verdict.verdict.upper()}", "",
              f"base `{s.base}` ({(verdict.base_sha or '?')[:10]}) vs head "
-             f"({(verdict.head_sha or '?')[:10]}{dirty}); "
-             f"profile `{s.profile.name}`: {s.profile.samples} samples per side of "
-             f"{s.profile.duration_s:g} s (+{s.profile.warmup_s:g} s warm-up), A B B A. "
-             f"A regression is a slowdown past the limit ({s.threshold:.0%}, or 3x the "
-             f"same-code noise), with p < {s.alpha:g}, in two passes.", ""]
+             f"({(verdict.head_sha or '?')[:10]}{dirty}).", ""]
     if verdict.error:
         lines += [f"**The check could not run:** {verdict.error}", ""]
+    lines += _reach_lines(verdict)
+    if verdict.cost_results:
+        lines += _cost_lines(verdict)
     if verdict.results:
+        lines += [f"**Timing** (profile `{s.profile.name}`: {s.profile.samples} samples per "
+                  f"side of {s.profile.duration_s:g} s (+{s.profile.warmup_s:g} s warm-up), "
+                  f"A B B A). A regression is a slowdown past the limit ({s.threshold:.0%}, or "
+                  f"3x the same-code noise), with p < {s.alpha:g}, in two passes; it fails the "
+                  f"check only if that limit is at most {s.timing_fail_limit:.0%}.", ""]
         lines += ["| model | case | base req/s | head req/s | time per request: change "
                   "[95% CI] | server CPU per request: change [95% CI] | verdict |",
                   "|---|---|---:|---:|---|---|---|"]
@@ -488,8 +613,47 @@ def markdown(verdict: GateVerdict) -> str:
         lines.append("")
     if s.accepted:
         lines.append(f"Accepted slowdowns (perf-accept): {', '.join(sorted(s.accepted))}.")
-    lines.append(f"Wall time {verdict.wall_s:.0f} s; exit status {verdict.exit_status}.")
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in verdict.stage_wall_s.items())
+    lines.append(f"Wall time {verdict.wall_s:.0f} s ({stages or 'no stage ran'}); "
+                 f"exit status {verdict.exit_status}.")
     return "\n".join(lines) + "\n"
+
+
+def _reach_lines(verdict: GateVerdict) -> list[str]:
+    if verdict.settings.models or verdict.settings.reach == "all":
+        return []
+    if not verdict.reached:
+        return [f"The change ({len(verdict.changed_files)} files) reaches no model's code.", ""]
+    reached = ", ".join(f"{m} (`{f}`)" for m, f in verdict.reached.items())
+    return [f"The change reaches: {reached}.", ""]
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "?" if value is None else f"{value:,.{digits}f}"
+
+
+def _cost_cells(pair: dict[str, float | None], digits: int) -> str:
+    change = pair.get("change_pct")
+    text = f"{_number(pair.get('base'), digits)} → {_number(pair.get('head'), digits)}"
+    return text + (f" ({change:+.2f}%)" if change is not None else "")
+
+
+def _cost_lines(verdict: GateVerdict) -> list[str]:
+    s = verdict.settings
+    lines = [f"**Cost** (deterministic: callgrind and strace, one request in flight; cases "
+             f"{', '.join(s.cost_cases)}). A regression is instructions per request up by more "
+             f"than {s.cost_threshold_pct:g} %, or (at one connection) any system call up by "
+             f"more than {cost_stage.SYSCALL_TOLERANCE:g} per request, in two runs.", "",
+             "| model | case | instructions per request | system calls per request | "
+             "verdict |", "|---|---|---:|---:|---|"]
+    for r in verdict.cost_results:
+        status = f"**{r.status}**" + (f": {r.note}" if r.note else "")
+        if not r.instructions_per_request:
+            lines.append(f"| {r.model} | {r.case} | | | {status} |")
+            continue
+        lines.append(f"| {r.model} | {r.case} | {_cost_cells(r.instructions_per_request, 0)} | "
+                     f"{_cost_cells(r.syscalls_per_request, 2)} | {status} |")
+    return [*lines, ""]
 
 
 def _rows(result: ModelResult) -> list[str]:
@@ -547,6 +711,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accept", default="",
                         help="models whose slowdown is intended (as a perf-accept: line)")
     parser.add_argument("--json", type=Path, help="verdict file (default results/regress/)")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="cost, timing or both (default both)")
+    parser.add_argument("--reach", choices=("changed", "all"), default="changed",
+                        help="the models the diff reaches (default), or all of them")
+    parser.add_argument("--cost-cases", default=",".join(cost_stage.GATE_CASES),
+                        help=f"the cost stage's cases (default {','.join(cost_stage.GATE_CASES)})")
+    parser.add_argument("--cost-threshold", type=float, default=cost_stage.DEFAULT_THRESHOLD_PCT,
+                        help="instructions per request growth that counts, in %% (default 1)")
+    parser.add_argument("--timing-fail-limit", type=float, default=TIMING_FAIL_LIMIT,
+                        help="widest timing limit that may fail the check (default 0.25)")
+    parser.add_argument("--jobs", type=int, default=2, help="cost runs at a time (default 2)")
 
 
 def settings_from(options: argparse.Namespace) -> Settings:
@@ -561,13 +736,24 @@ def settings_from(options: argparse.Namespace) -> Settings:
     return Settings(base=options.base, profile=profile, models=models,
                     threshold=options.threshold, alpha=options.alpha,
                     accepted=rs.parse_accepted(f"perf-accept: {options.accept}"),
-                    json_path=options.json)
+                    json_path=options.json,
+                    stages=tuple(x for x in options.stages.split(",") if x),
+                    reach=options.reach,
+                    cost_cases=tuple(x for x in options.cost_cases.split(",") if x),
+                    cost_threshold_pct=options.cost_threshold,
+                    timing_fail_limit=options.timing_fail_limit, jobs=options.jobs)
 
 
 def run(options: argparse.Namespace, make_sampler: SamplerFactory | None = None) -> int:
     """Run the check from parsed options; returns the exit status."""
     if options.samples is not None and options.samples < rs.MIN_SAMPLES:
         print(f"--samples must be at least {rs.MIN_SAMPLES}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    if bad := [x for x in options.stages.split(",") if x and x not in STAGES]:
+        print(f"unknown stage {bad[0]!r}; choose among {', '.join(STAGES)}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    if bad := [x for x in options.cost_cases.split(",") if x and x not in COST_CASES]:
+        print(f"unknown cost case {bad[0]!r}; known: {', '.join(COST_CASES)}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     try:
         verdict = run_check(settings_from(options), make_sampler or default_sampler)
