@@ -50,6 +50,7 @@ MODELS: dict[str, str] = {
     "tornado": "servers.tornado_",
     "socketserver": "servers.socketserver_",
     "asyncio-threads": "servers.asyncio_threads",
+    "subinterpreters": "servers.subinterpreters",
 }
 
 

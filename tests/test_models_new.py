@@ -1,6 +1,6 @@
 """Model-specific behaviour of the framework models (trio, anyio, twisted, tornado,
-socketserver) and the thread- and interpreter-based ones (asyncio-threads, ...) beyond
-conformance.
+socketserver) and the thread- and interpreter-based ones (asyncio-threads, subinterpreters)
+beyond conformance.
 
 What each promises beyond the protocol: its options (anyio's backends, socketserver's
 mixins, asyncio-threads' thread count), that it is listed only where its framework imports,
@@ -11,11 +11,13 @@ meet.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -23,7 +25,9 @@ from _helpers import Client, close_all, connect_many, wait_until
 from _helpers_server import ServerProcess, running_server
 
 import servers
-from protocol import MAX_WORK_ITERATIONS, Op
+from bench.launch import LaunchedServer, server_argv
+from bench.run.interpreters import Interpreter, resolve
+from protocol import MAX_WORK_ITERATIONS, Op, work
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -251,3 +255,62 @@ def test_asyncio_threads_defaults_to_the_cpus_it_may_use() -> None:
     cpus = len(os.sched_getaffinity(0))
     with running_server("asyncio-threads") as server:
         assert threads_of(server, cpus + 1) == cpus + 1
+
+
+# --- subinterpreters -----------------------------------------------------------------------
+
+
+def test_subinterpreters_listed_with_the_reason_where_it_cannot_run() -> None:
+    reason = servers.unavailable_reason("subinterpreters")
+    if reason is None:
+        pytest.skip("this CPython has subinterpreters: see the next test")
+    assert platform.python_version() in reason
+    assert "concurrent.interpreters" in reason and "_interpreters" in reason
+    listed = python("from servers.__main__ import main\nmain(['--list'])")
+    assert "subinterpreters" not in listed.stdout.split()
+    assert f"subinterpreters: not available here ({reason})" in listed.stderr
+    refused = subprocess.run([sys.executable, "-m", "servers", "subinterpreters"],
+                             capture_output=True, text=True, timeout=30,
+                             stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "READY" not in refused.stdout
+    assert reason in refused.stderr
+
+
+def interpreter_with_subinterpreters() -> Interpreter:
+    """This CPython if it has them, else the first of the free-threaded build, python3.14 and
+    python3.13 that exists (skip if none does)."""
+    for spec in ("current", "freethreaded", "python3.14", "python3.13"):
+        found = resolve(spec)
+        if found is not None and tuple(map(int, found.version.split(".")[:2])) >= (3, 13):
+            return found
+    pytest.skip("no CPython 3.13 or newer here (make freethreaded builds one)")
+
+
+def test_subinterpreters_serve_in_parallel_and_stop_mid_work(tmp_path: Path) -> None:
+    """Under a CPython that has them: one interpreter (and thread) per --interpreters, each
+    serving; SIGTERM with WORK running everywhere exits 0 within 2 s."""
+    interpreter = interpreter_with_subinterpreters()
+    count = 2
+    launched = LaunchedServer(
+        server_argv("subinterpreters", ("--interpreters", str(count)), str(interpreter.path)),
+        tmp_path / "out", tmp_path / "err", env=interpreter.env())
+    try:
+        host, port = launched.wait_ready(15.0)
+        process = psutil.Process(launched.pid)
+        assert wait_until(process.num_threads, lambda n: n == count + 1, 5.0) == count + 1
+        clients = connect_many(host, port, 8)
+        try:
+            for i, client in enumerate(clients):
+                assert client.request(Op.WORK, 1000, b"%d" % i).value == work(b"%d" % i, 1000)
+            for client in clients:
+                client.send_request(Op.WORK, MAX_WORK_ITERATIONS)
+            time.sleep(0.3)
+            started = time.monotonic()
+            launched.proc.terminate()
+            status = launched.proc.wait(2.0)
+        finally:
+            close_all(clients)
+        print(f"{interpreter.label}: exited {time.monotonic() - started:.3f} s after SIGTERM")
+        assert status == 0, launched.stderr_text()
+    finally:
+        launched.stop()
