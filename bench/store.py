@@ -1,17 +1,20 @@
-"""The run folder (docs/results-format.md): what a trial is, run.json, one atomic JSON record
-per finished trial.
+"""The run folder and its versioned records (docs/results-format.md).
 
-A trial is a ``Case`` (the scenario point) run against a ``ModelSpec`` (a server under an
-interpreter) at one repetition: a ``TrialSpec``, whose ``as_record()`` is the identity part of
-its trial record. The spec lives here rather than in ``bench/run`` because both the run stage,
-which writes records, and the analysis, which reads them, need its field list, and the analysis
-must not import the run stage (no stage imports a later one; run imports report).
+What a trial is: a ``Case`` (the scenario point) run against a ``ModelSpec`` (a server under an
+interpreter) at one repetition, a ``TrialSpec``, whose ``as_record()`` is the identity part of
+its trial record. How records are written: run.json and ``trials/<trial_id>.json``, atomically,
+each stamped with ``FORMAT``. How they are read back: ``load_run_folder`` (one loader for the
+report and the runner), which upgrades older formats explicitly instead of guessing shapes.
+
+The spec lives here rather than in ``bench/run`` because both the run stage, which writes
+records, and the analysis, which reads them, need its field list, and the analysis must not
+import the run stage (no stage imports a later one; run imports report).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +23,14 @@ from typing import Any
 from bench import REPO_ROOT
 from protocol.launch import atomic_write_json
 
-__all__ = ["RESULTS_ROOT", "Case", "ModelSpec", "RunStore", "TrialSpec", "atomic_write_json",
-           "read_json", "record_keys", "utc_now"]
+__all__ = [
+    "FORMAT", "RESULTS_ROOT", "Case", "ModelSpec", "RecordError", "RunFolder", "RunStore",
+    "TrialSpec", "UnreadableRecord", "atomic_write_json", "load_run_folder", "read_json",
+    "read_trial", "record_keys", "upgrade_run", "upgrade_trial", "utc_now",
+]
 
 RESULTS_ROOT = REPO_ROOT / "results"
+FORMAT = 1  # of run.json and trial records; the history is in docs/results-format.md
 RECORD_KEY = "record_key"  # dataclass field metadata: its trial record key (None: not recorded)
 RECORD_AS = "record_as"  # dataclass field metadata: how its value is written (default: lists)
 
@@ -163,6 +170,145 @@ class TrialSpec:
         return ["trial_id", *record_keys(Case), *record_keys(ModelSpec), "repeat"]
 
 
+# ---------------------------------------------------------------- formats and upgrades
+
+
+class RecordError(Exception):
+    """A run folder or record this concbench cannot read; the message names the file."""
+
+
+class UnreadableRecord(RecordError):
+    """One trial file that is not valid JSON or not a trial record (listed, then skipped)."""
+
+
+def _format_of(record: Mapping[str, Any], where: str) -> int:
+    """A record's format: 0 when it has none (written before the field existed)."""
+    version = record.get("format", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise RecordError(f"{where}: format {version!r} is not a record format")
+    if version > FORMAT:
+        raise RecordError(f"{where}: record format {version} is newer than this concbench "
+                          f"reads (up to {FORMAT}); read it with a newer concbench")
+    return version
+
+
+def _spec_slo_ms(spec: Mapping[str, Any], case: Any) -> float | None:
+    """A format-0 run's SLO for a case: the case's in scenario_spec.cases, else the scenario's
+    top-level slo_p99_ms (the two places the runner has always written it)."""
+    for entry in spec.get("cases") or []:
+        if isinstance(entry, dict) and entry.get("name") == case \
+                and isinstance(entry.get("slo_p99_ms"), int | float):
+            return float(entry["slo_p99_ms"])
+    top = spec.get("slo_p99_ms")
+    return float(top) if isinstance(top, int | float) and not isinstance(top, bool) else None
+
+
+def _trial_0_to_1(record: dict[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Format 0 -> 1: the SLO (ms) and the histogram's unit in their one place.
+
+    The runner's format-0 records already carry ``slo_p99_ms`` and the swarm's
+    ``histogram_unit`` ("us", the only unit it has written); this fills them for records that
+    lack them (hand-made ones: the report predates the runner) from run.json's scenario_spec,
+    so no reader has to search for an SLO or match a histogram's unit against its p50.
+    """
+    upgraded = {**record, "format": 1}
+    if not isinstance(upgraded.get("slo_p99_ms"), int | float):
+        upgraded["slo_p99_ms"] = _spec_slo_ms(meta.get("scenario_spec") or {}, record.get("case"))
+    swarm = upgraded.get("swarm")
+    if isinstance(swarm, dict) and swarm.get("histogram") and "histogram_unit" not in swarm:
+        upgraded["swarm"] = {**swarm, "histogram_unit": "us"}
+    return upgraded
+
+
+# from format N to N + 1; run.json's shape did not change from 0 to 1 beyond the stamp
+TRIAL_UPGRADES: dict[int, Callable[[dict[str, Any], Mapping[str, Any]], dict[str, Any]]] = {
+    0: _trial_0_to_1,
+}
+
+
+def upgrade_run(meta: dict[str, Any], where: str) -> dict[str, Any]:
+    """run.json in the current format (refusing a newer one)."""
+    if _format_of(meta, where) < FORMAT:
+        meta = {**meta, "format": FORMAT}
+    return meta
+
+
+def upgrade_trial(record: dict[str, Any], meta: Mapping[str, Any], where: str
+                  ) -> dict[str, Any]:
+    """A trial record in the current format, one explicit step per format (refusing a newer
+    one); ``meta`` is its run.json (already upgraded)."""
+    version = _format_of(record, where)
+    while version < FORMAT:
+        record = TRIAL_UPGRADES[version](record, meta)
+        version += 1
+    return record
+
+
+def read_trial(path: Path, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """One trial record, upgraded. UnreadableRecord for a file that is not one; RecordError
+    for a format this concbench cannot read."""
+    try:
+        record = read_json(path)
+    except (OSError, ValueError) as error:
+        raise UnreadableRecord(str(error)) from None
+    if not isinstance(record, dict) or not isinstance(record.get("trial_id"), str):
+        raise UnreadableRecord("not a trial record")
+    return upgrade_trial(record, meta, str(path))
+
+
+# ---------------------------------------------------------------- reading a run folder
+
+
+@dataclass
+class RunFolder:
+    """A run folder as read: run.json and every readable trial record, both upgraded."""
+
+    run_dir: Path
+    meta: dict[str, Any]
+    trials: dict[str, dict[str, Any]]  # by trial id: the plan's order, then unplanned by name
+    unreadable: list[str] = field(default_factory=list)  # "<file>: why"
+
+
+def load_run_folder(run_dir: Path) -> RunFolder:
+    """Read ``run_dir``'s run.json and trials/*.json in the current format. RecordError when
+    it is no run folder or holds a format this concbench cannot read."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RecordError(f"{run_dir}: no such run folder")
+    meta_path = run_dir / "run.json"
+    if not meta_path.is_file():
+        raise RecordError(f"{run_dir}: not a run folder (run.json is missing)")
+    try:
+        meta = read_json(meta_path)
+    except (OSError, ValueError) as error:
+        raise RecordError(f"{meta_path}: unreadable ({error})") from None
+    if not isinstance(meta, dict):
+        raise RecordError(f"{meta_path}: not a run record")
+    meta = upgrade_run(meta, str(meta_path))
+    trials: dict[str, dict[str, Any]] = {}
+    unreadable: list[str] = []
+    for path in sorted((run_dir / "trials").glob("*.json")):
+        try:
+            record = read_trial(path, meta)
+        except UnreadableRecord as error:
+            unreadable.append(f"{path.name}: {error}")
+            continue
+        trials[record["trial_id"]] = record
+    return RunFolder(run_dir, meta, _in_plan_order(meta, trials), unreadable)
+
+
+def _in_plan_order(meta: Mapping[str, Any], trials: dict[str, dict[str, Any]]
+                   ) -> dict[str, dict[str, Any]]:
+    """Trials in the run's plan order, then any unplanned ones by name."""
+    plan = [tid for tid in meta.get("plan") or [] if tid in trials]
+    seen = set(plan)
+    ordered = plan + sorted(tid for tid in trials if tid not in seen)
+    return {tid: trials[tid] for tid in ordered}
+
+
+# ---------------------------------------------------------------- writing a run folder
+
+
 class RunStore:
     """One run folder: ``run.json``, ``trials/<trial_id>.json`` and ``logs/``."""
 
@@ -206,6 +352,7 @@ class RunStore:
         return store
 
     def read_run(self) -> dict[str, Any]:
+        """run.json as written (its ``format`` unchanged: see ``load_run_folder``)."""
         return read_json(self.run_json)
 
     def write_run(self, data: dict[str, Any]) -> None:
@@ -230,12 +377,15 @@ class RunStore:
         return path
 
     def load_trials(self) -> dict[str, dict[str, Any]]:
-        """Every finished trial's record, by trial id (unreadable files are skipped)."""
+        """Every finished trial's record, by trial id, upgraded as ``load_run_folder`` does
+        (unreadable files are skipped: the runner runs those trials again)."""
+        meta = upgrade_run(self.read_run(), str(self.run_json)) if self.run_json.is_file() \
+            else {}
         records = {}
         for path in sorted(self.trials_dir.glob("*.json")):
             try:
-                record = read_json(path)
-            except (OSError, json.JSONDecodeError):
+                record = read_trial(path, meta)
+            except UnreadableRecord:
                 continue
-            records[record.get("trial_id", path.stem)] = record
+            records[record["trial_id"]] = record
         return records

@@ -38,11 +38,11 @@ from bench.run.runner import (
     swarm_arguments,
     sweep_rate,
 )
-from bench.store import RunStore
+from bench.store import FORMAT, RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 LAYOUT_KEYS = {
-    "trial_id", "run_id", "case", "group", "model", "model_args", "interpreter", "repeat",
+    "format", "trial_id", "run_id", "case", "group", "model", "model_args", "interpreter", "repeat",
     "connections", "mix", "payload_bytes", "mode", "pipeline", "rate", "offered_fraction",
     "duration_s", "warmup_s", "placement", "status", "failure", "stderr_tail", "started_at",
     "wall_s", "swarm", "server", "derived"}
@@ -146,6 +146,7 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
 
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "complete" and run["finished_at"] and run["scenario"] == "tiny"
+    assert run["format"] == FORMAT
     assert run["plan"] == ["echo64-c4-closed--epoll--r1", "echo64-c4-closed--threaded--r1",
                            "echo64-c4-open-r50pct--epoll--r1",
                            "echo64-c4-open-r50pct--threaded--r1"]
@@ -162,6 +163,7 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
         assert set(record) >= LAYOUT_KEYS, trial_id
         assert record["status"] == "ok", (trial_id, record["failure"], record["stderr_tail"])
         assert record["run_id"] == run["run_id"] and record["trial_id"] == trial_id
+        assert record["format"] == FORMAT and record["slo_p99_ms"] == 3.0
         assert set(record["server"]) >= SERVER_KEYS
         assert len(record["server"]["samples"]) >= 5
         assert set(record["server"]["samples"][0]) >= SAMPLE_KEYS

@@ -35,7 +35,7 @@ from bench.run.runner import (
     raise_fd_limit,
 )
 from bench.run.scenario import ModelSpec, Scenario, ScenarioError, TrialSpec
-from bench.store import RunStore, utc_now
+from bench.store import FORMAT, RunStore, utc_now
 
 EXIT_OK, EXIT_REPORT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -146,7 +146,7 @@ def prepare_new(options: argparse.Namespace, console: Console
     console.print(f"machine today: {calibration.describe(machine['calibration'])}",
                   soft_wrap=True, highlight=False)
     store.write_run({
-        "run_id": store.run_id, "scenario": loaded.name, "scenario_spec": spec,
+        "format": FORMAT, "run_id": store.run_id, "scenario": loaded.name, "scenario_spec": spec,
         "environment": machine, "started_at": utc_now(),
         "finished_at": None, "status": "running", "plan": [t.trial_id for t in trials],
         "resumed_at": [],
@@ -177,6 +177,7 @@ def prepare_resume(run_dir: Path, console: Console
     try:
         store = RunStore.open(run_dir)
         run = store.read_run()
+        _check_resumable_format(run, run_dir)
         spec = run["scenario_spec"]
         loaded = scenario.from_dict(spec["data"], source=spec.get("source", "<run.json>"))
         models = [ModelSpec(**{**model, "args": tuple(model["args"]), "interpreter_env": tuple(
@@ -197,6 +198,16 @@ def prepare_resume(run_dir: Path, console: Console
     store.update_run(status="running", finished_at=None,
                      resumed_at=[*run.get("resumed_at", []), utc_now()])
     return store, loaded, trials, placement
+
+
+def _check_resumable_format(run: dict[str, Any], run_dir: Path) -> None:
+    """Only a run in this concbench's record format is resumed: trials appended to an older
+    run would mix two formats in one folder (its report still reads: the loader upgrades it)."""
+    written = run.get("format", 0)
+    if written != FORMAT:
+        raise RunRefused(f"cannot resume {run_dir}: its records are in format {written!r}, and "
+                         f"this concbench writes format {FORMAT} (docs/results-format.md); "
+                         "`python -m bench report` still reads it, or start a new run")
 
 
 def _check_resume_options(options: argparse.Namespace) -> None:

@@ -46,7 +46,7 @@ from bench.launch import (
 )
 from bench.run.sampling import TreeSampler, summarize_server
 from bench.run.scenario import trial_estimate_s
-from bench.store import RunStore, TrialSpec, read_json, utc_now
+from bench.store import FORMAT, RunStore, TrialSpec, read_json, utc_now
 from protocol import launch
 
 POLL_S = 0.01
@@ -290,7 +290,7 @@ def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
     server = spec.server
     interpreter = context.interpreters.get(server.interpreter_tag or server.interpreter) or {}
     return {
-        **spec.as_record(), "run_id": context.run_id,
+        "format": FORMAT, **spec.as_record(), "run_id": context.run_id,
         "interpreter_version": interpreter.get("version"),
         "gil_enabled": interpreter.get("gil_enabled"),
         "free_threaded_build": interpreter.get("free_threaded_build"),
