@@ -64,8 +64,6 @@ class SessionHandler(socketserver.BaseRequestHandler):
 class _AdoptsListener(socketserver.TCPServer):
     """A ``TCPServer`` on an already listening socket (the launcher's)."""
 
-    allow_reuse_address = True
-
     def __init__(self, listener: socket.socket) -> None:
         self.address_family = listener.family
         super().__init__(listener.getsockname(), SessionHandler, bind_and_activate=False)
