@@ -156,11 +156,8 @@ class InterpreterThread(threading.Thread):
     def run(self) -> None:
         try:
             self.failure = run_interpreter(self.shared)
-        except BaseException as error:  # creating it failed: the descriptors are still ours
+        except BaseException as error:  # it could not be created or run: the server ends
             self.failure = f"{type(error).__name__}: {error}"
-            for fd in (self.shared["fd"], self.shared["stop_fd"]):
-                with contextlib.suppress(OSError):
-                    os.close(fd)  # type: ignore[arg-type]
         finally:
             self.ended.set()
 
@@ -186,15 +183,19 @@ def serve(listener: socket.socket, options: argparse.Namespace) -> None:
                 log(f"subinterpreters: interpreter {thread.slot} ended: {thread.failure}")
         raise SystemExit(1)
     except Shutdown:
-        stop(threads, stop_write)
+        stop(threads, stop_write, status=0)
+        raise
+    except BaseException:
+        stop(threads, stop_write, status=1)
         raise
     finally:
         os.close(stop_read)
         os.close(stop_write)
 
 
-def stop(threads: list[InterpreterThread], stop_write: int) -> None:
-    """Wake every interpreter's loop to stop; exit at once if one is stuck in a WORK."""
+def stop(threads: list[InterpreterThread], stop_write: int, status: int) -> None:
+    """Wake every interpreter's loop to stop; if one is stuck in a WORK, exit now with
+    ``status`` (the main interpreter cannot be finalised while another one runs)."""
     os.write(stop_write, b"x")
     deadline = time.monotonic() + STOP_GRACE
     for thread in threads:
@@ -202,4 +203,4 @@ def stop(threads: list[InterpreterThread], stop_write: int) -> None:
     if any(thread.is_alive() for thread in threads):
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)  # the main interpreter cannot be finalised while another one runs
+        os._exit(status)
