@@ -12,7 +12,6 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_report import make_trial, write_run
@@ -125,27 +124,19 @@ def test_interpreter_entries_are_validated() -> None:
     assert trial_b.trial_id == "echo64-c16-closed--epoll@ft-gil--r1"
 
 
-def _tagged(record: dict[str, Any], tag: str, gil: bool) -> dict[str, Any]:
-    record.update(model=f"{record['model']}@{tag}", server_model=record["model"],
-                  interpreter_tag=tag, gil_enabled=gil,
-                  trial_id=record["trial_id"].replace("--threaded--", f"--threaded@{tag}--"))
-    return record
-
-
 def test_ratio_is_clear_or_noise_by_repetitions(tmp_path: Path) -> None:
     """Three repetitions each: 2x apart is clear; 1% apart with overlapping spread is noise."""
     records = []
     for repeat, (gil, free, free_close) in enumerate([(300, 610, 303), (310, 600, 300),
                                                       (305, 590, 311)]):
         records += [
-            _tagged(make_trial("work-c4-closed", "cpu", "threaded", repeat, 4, gil), "gil",
-                    True),
-            _tagged(make_trial("work-c4-closed", "cpu", "threaded", repeat, 4, free), "free",
-                    False),
-            _tagged(make_trial("work-c16-closed", "cpu", "threaded", repeat, 16, gil), "gil",
-                    True),
-            _tagged(make_trial("work-c16-closed", "cpu", "threaded", repeat, 16, free_close),
-                    "free", False)]
+            make_trial("work-c4-closed", "cpu", "threaded", repeat, 4, gil, tag="gil", gil=True),
+            make_trial("work-c4-closed", "cpu", "threaded", repeat, 4, free, tag="free",
+                       gil=False),
+            make_trial("work-c16-closed", "cpu", "threaded", repeat, 16, gil, tag="gil",
+                       gil=True),
+            make_trial("work-c16-closed", "cpu", "threaded", repeat, 16, free_close, tag="free",
+                       gil=False)]
     folder = write_run(tmp_path / "run", records, {"name": "synthetic"})
     text = report.to_markdown(report.build_report(folder))
     section = text.split("## Interpreters", 1)[1].split("\n## ", 1)[0]

@@ -1,8 +1,8 @@
 """The report: summary.csv, charts, verdicts, flags and a self-contained HTML, from synthetic runs.
 
-Run folders are built in tmp paths with trial records shaped like the runner's (see
-bench/run/runner.py), carrying real encoded HdrHistograms, so the report reads exactly what a real
-run gives it.
+Run folders are built in tmp paths with trial records made by the runner's own record code
+(``base_record``, ``derive``, ``failed_record`` in bench/run/runner.py) from real ``TrialSpec``s,
+carrying real encoded HdrHistograms, so the report reads exactly what a real run gives it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from bench import cli
-from bench.analysis import stats
+from bench.analysis import frames, histograms, sweeps, validity, verdicts
+from bench.environment import Placement
 from bench.report import document as report
+from bench.run.runner import TrialContext, base_record, derive, failed_record
+from bench.store import FORMAT, Case, ModelSpec, TrialSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SLO_MS = 5.0
@@ -43,25 +46,38 @@ def _histogram(samples: np.ndarray) -> HdrHistogram:
     return histogram
 
 
+def make_spec(case: str, group: str, model: str, repeat: int, connections: int, *,
+              mode: str = "closed", rate: float | None = None, fraction: float | None = None,
+              mix: str = "echo:64", slo_ms: float = SLO_MS, tag: str | None = None
+              ) -> TrialSpec:
+    """The spec the runner would have run (a ``model@tag`` label under an interpreter tag)."""
+    point = Case(name=case, group=group, mix=mix, payload_bytes=64, connections=connections,
+                 mode=mode, pipeline=1, rate=rate, fraction=fraction, base=None, duration_s=2.0,
+                 warmup_s=0.5, timeout_s=5.0, workers=0, slo_p99_ms=slo_ms)
+    label = f"{model}@{tag}" if tag else model
+    return TrialSpec(point, ModelSpec(label, model, (), "python3", tag), repeat)
+
+
+def _context(tag: str | None, gil: bool | None) -> TrialContext:
+    described = {tag: {"version": "3.13.0", "gil_enabled": gil}} if tag else {}
+    return TrialContext(placement=Placement("split", (0,), (1,)), work_dir=Path("unused"),
+                        run_id="synthetic", interpreters=described)
+
+
 def make_trial(
     case: str, group: str, model: str, repeat: int, connections: int, throughput: float,
     *, p50_us: float = 200.0, mode: str = "closed", rate: float | None = None,
     fraction: float | None = None, saturated: bool = False, errors: int = 0,
-    failure: str | None = None, mix: str = "echo:64", seed: int = 0,
+    failure: str | None = None, mix: str = "echo:64", seed: int = 0, slo_ms: float = SLO_MS,
+    tag: str | None = None, gil: bool | None = None,
 ) -> dict[str, Any]:
     """A trial record as the runner writes it, with a real encoded histogram."""
-    record: dict[str, Any] = {
-        "trial_id": f"{case}--{model}--r{repeat}", "run_id": "synthetic", "case": case,
-        "group": group, "model": model, "model_args": [], "interpreter": "python3",
-        "repeat": repeat, "connections": connections, "mix": mix, "payload_bytes": 64,
-        "mode": mode, "pipeline": 1, "rate": rate, "offered_fraction": fraction,
-        "duration_s": 2.0, "warmup_s": 0.5, "placement": "split",
-        "status": "failed" if failure else "ok", "failure": failure,
-        "stderr_tail": "Traceback (most recent call last):\nMemoryError: boom" if failure else None,
-        "started_at": "2024-01-01T00:00:00Z", "wall_s": 3.0, "swarm": None, "server": None,
-        "derived": None,
-    }
+    spec = make_spec(case, group, model, repeat, connections, mode=mode, rate=rate,
+                     fraction=fraction, mix=mix, slo_ms=slo_ms, tag=tag)
+    context = _context(tag, gil)
     if failure:
+        record = failed_record(spec, context, failure)
+        record["stderr_tail"] = "Traceback (most recent call last):\nMemoryError: boom"
         return record
     samples = _latencies(p50_us, np.random.default_rng(seed))
     histogram = _histogram(samples)  # figures from the samples: hdrh's queries are slow
@@ -69,21 +85,19 @@ def make_trial(
                (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9))}
     latency.update(max=float(samples.max()), mean=float(samples.mean()))
     requests = int(throughput * 2.0)
-    record["swarm"] = {
-        "mode": mode, "connections": connections, "requests": requests,
+    swarm = {
+        "mode": mode, "connections": connections, "requests": requests, "duration_s": 2.0,
         "throughput_rps": throughput, "errors": {"timeout": errors} if errors else {},
         "latency_us": latency, "histogram_unit": "us",
         "histogram": histogram.encode().decode("ascii"),
         "client": {"cpu_percent": [95.0 if saturated else 40.0], "saturated": saturated},
     }
-    record["derived"] = {
-        "throughput_rps": throughput, "p50_us": latency["p50"], "p90_us": latency["p90"],
-        "p99_us": latency["p99"], "p99_9_us": latency["p99_9"],
-        "max_us": latency["max"], "mean_us": latency["mean"],
-        "cpu_us_per_request": 1e6 / throughput, "rss_per_connection_bytes": 2e7 / connections,
-        "ctx_switches_per_request": 0.1, "error_rate": errors / requests, "errors": errors,
-        "client_saturated": saturated, "server_cpu_percent": 99.0, "requests": requests,
-    }
+    # one CPU second per second, 20 MB of growth, 0.1 context switches per request
+    server = {"span_s": 2.0, "cpu_user_s": 1.5, "cpu_system_s": 0.5, "cpu_percent": 99.0,
+              "ctx_switches": 0.2 * throughput, "rss_idle": 1_000_000, "rss_max": 21_000_000}
+    record = base_record(spec, context)
+    record.update(status="ok", wall_s=3.0, swarm=swarm, server=server,
+                  derived=derive(swarm, server, spec.sockets))
     return record
 
 
@@ -91,7 +105,7 @@ def write_run(folder: Path, records: list[dict[str, Any]], spec: dict[str, Any])
     """A run folder: run.json with the plan, and one trials/<id>.json per record."""
     (folder / "trials").mkdir(parents=True)
     meta = {
-        "run_id": "synthetic", "scenario": "synthetic", "scenario_spec": spec,
+        "format": FORMAT, "run_id": "synthetic", "scenario": "synthetic", "scenario_spec": spec,
         "environment": {"python": "CPython 3.11.7", "gil": True, "cpu_count": 2,
                         "packages": {"psutil": "5.9", "pandas": "2.2"}},
         "started_at": "2024-01-01T00:00:00Z", "finished_at": "2024-01-01T00:10:00Z",
@@ -147,7 +161,7 @@ def full_records() -> list[dict[str, Any]]:
     return records
 
 
-SPEC = {"name": "synthetic", "sweep": {"connections": 50, "slo_p99_ms": SLO_MS}}
+SPEC = {"name": "synthetic", "slo_p99_ms": SLO_MS}
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +185,9 @@ def test_summary_csv_has_one_row_per_trial_with_flags(rendered: report.Report) -
     rows = frame.set_index("trial_id")
     saturated = rows.loc["echo64-c128-closed--native--r2"]
     assert bool(saturated["client_saturated"]) and bool(saturated["excluded"])
-    assert stats.MARK_SATURATED in saturated["flags"]
+    assert validity.MARK_SATURATED in saturated["flags"]
     errored = rows.loc["echo64-c128-closed--threaded--r1"]
-    assert bool(errored["has_errors"]) and stats.MARK_ERRORS in errored["flags"]
+    assert bool(errored["has_errors"]) and validity.MARK_ERRORS in errored["flags"]
     assert "timeout=5" in errored["error_kinds"]
     failed = rows.loc["echo64-c16-closed--select--r0"]
     assert failed["status"] == "failed" and "before READY" in failed["failure"]
@@ -185,7 +199,7 @@ def test_summary_csv_has_one_row_per_trial_with_flags(rendered: report.Report) -
 # ---------------------------------------------------------------- verdicts
 
 
-def _verdict(rendered: report.Report, case: str) -> stats.Verdict:
+def _verdict(rendered: report.Report, case: str) -> verdicts.CaseVerdict:
     return next(v for v in rendered.verdicts if v.case == case)
 
 
@@ -208,13 +222,13 @@ def test_single_repetition_uses_the_stated_margin(rendered: report.Report) -> No
     verdict = _verdict(rendered, "work-c16-closed")
     assert verdict.outcome == "tie" and verdict.tied == ["asyncio"]
     assert "single repetition: 5% tie margin" in verdict.basis
-    strict = stats.closed_verdicts(rendered.run, margin=0.01)
+    strict = verdicts.closed_verdicts(rendered.run, margin=0.01)
     assert next(v for v in strict if v.case == "work-c16-closed").outcome == "clear"
 
 
 def test_sweep_verdict_is_the_highest_rate_within_the_slo(rendered: report.Report) -> None:
     sweep = rendered.sweeps[0]
-    assert sweep.slo_us == SLO_MS * 1000 and "sweep.slo_p99_ms" in sweep.slo_source
+    assert (sweep.slo_us, sweep.slo_source) == (SLO_MS * 1000, "the scenario's slo_p99_ms")
     verdict = _verdict(rendered, "sweep-c50-open")
     assert (verdict.best, verdict.best_value) == ("epoll", 45000)
     assert (verdict.runner_up, verdict.runner_up_value) == ("asyncio", 15000)
@@ -222,27 +236,44 @@ def test_sweep_verdict_is_the_highest_rate_within_the_slo(rendered: report.Repor
 
 
 def test_compare_rules() -> None:
-    assert stats.compare([100, 101, 102], [90, 91, 92], 0.05)[0] is False
-    assert stats.compare([100, 110, 90], [99, 108, 92], 0.05)[0] is True
-    assert stats.compare([100], [96], 0.05) == (True, stats.compare([100], [96], 0.05)[1])
-    assert stats.compare([100], [94], 0.05)[0] is False
-    assert stats.compare([100, 100], [100, 100], 0.05)[0] is True
+    assert verdicts.compare([100, 101, 102], [90, 91, 92], 0.05)[0] is False
+    assert verdicts.compare([100, 110, 90], [99, 108, 92], 0.05)[0] is True
+    assert verdicts.compare([100], [96], 0.05) == (True, verdicts.compare([100], [96], 0.05)[1])
+    assert verdicts.compare([100], [94], 0.05)[0] is False
+    assert verdicts.compare([100, 100], [100, 100], 0.05)[0] is True
 
 
-def test_find_slo_units() -> None:
-    assert stats.find_slo_us({"sweep": {"slo_p99_ms": 5}}) == (5000.0, "sweep.slo_p99_ms")
-    assert stats.find_slo_us({"open": {"slo_p99_us": 800}})[0] == 800.0
-    assert stats.find_slo_us({"sweeps": [{"slo": "2ms"}]})[0] == 2000.0
-    assert stats.find_slo_us({"connections": [1, 16]}) is None
+def _sweep_records(group: str, slo_ms: float) -> list[dict[str, Any]]:
+    """epoll at 10%, 50%, 90% of 10k req/s, p99 around 0.6, 3 and 9 ms."""
+    return [make_trial(f"{group}-c16-open-r{round(fraction * 100)}pct", group, "epoll", 0, 16,
+                       fraction * 1e4, p50_us=p50, mode="open", rate=fraction * 1e4,
+                       fraction=fraction, slo_ms=slo_ms, seed=index)
+            for index, (fraction, p50) in enumerate(((0.1, 300), (0.5, 1500), (0.9, 4500)))]
 
 
-def test_sweep_slo_prefers_the_override_then_the_trials_then_the_spec() -> None:
-    spec = {"sweep": {"slo_p99_ms": 5}}
+def test_each_sweep_is_judged_against_its_own_trials_slo(tmp_path: Path) -> None:
+    """The SLO is where the runner writes it, each trial's slo_p99_ms (its case's, in ms): two
+    sweeps of one run with different SLOs are each judged against their own."""
+    records = _sweep_records("tight", 2.0) + _sweep_records("loose", 20.0)
+    assert {r["slo_p99_ms"] for r in records} == {2.0, 20.0}
+    run = frames.load_run(write_run(tmp_path / "run", records, {"name": "synthetic"}))
+    found = {s.label: s for s in sweeps.sweep_results(run)}
+    assert (found["tight-c16-open"].slo_us, found["loose-c16-open"].slo_us) == (2000.0, 20000.0)
+    assert found["tight-c16-open"].slo_source == "the scenario's slo_p99_ms"
+    assert found["tight-c16-open"].within_slo == {"epoll": [1000.0]}
+    assert found["loose-c16-open"].within_slo == {"epoll": [9000.0]}
+    overridden = sweeps.sweep_results(run, slo_override_us=20000.0)
+    assert [s.within_slo for s in overridden] == [{"epoll": [9000.0]}] * 2
+    assert overridden[0].slo_source == "given on the command line"
+
+
+def test_sweep_slo_is_the_override_else_the_trials() -> None:
     rows = pd.DataFrame({"slo_p99_ms": [2.0, 2.0]})
-    assert stats.sweep_slo(rows, spec, 700.0)[0] == 700.0
-    assert stats.sweep_slo(rows, spec)[0] == 2000.0
-    assert stats.sweep_slo(pd.DataFrame({"slo_p99_ms": [None]}), spec)[0] == 5000.0
-    assert stats.sweep_slo(pd.DataFrame(), {})[0] == stats.DEFAULT_SLO_US
+    assert sweeps.sweep_slo(rows, 700.0) == (700.0, "given on the command line")
+    assert sweeps.sweep_slo(rows) == (2000.0, "the scenario's slo_p99_ms")
+    for unrecorded in (pd.DataFrame({"slo_p99_ms": [None]}), pd.DataFrame()):
+        assert sweeps.sweep_slo(unrecorded) == (
+            sweeps.DEFAULT_SLO_US, "no trial records an SLO: the report's default")
 
 
 # ---------------------------------------------------------------- flags and exclusions
@@ -251,12 +282,12 @@ def test_sweep_slo_prefers_the_override_then_the_trials_then_the_spec() -> None:
 def test_flagged_trials_are_marked_and_footnoted(rendered: report.Report) -> None:
     markdown = rendered.paths["markdown"].read_text()
     assert "threaded‡" in markdown and "native†" in markdown
-    assert stats.MARK_NOTES[stats.MARK_SATURATED] in markdown
-    assert stats.MARK_NOTES[stats.MARK_ERRORS] in markdown
+    assert validity.MARK_NOTES[validity.MARK_SATURATED] in markdown
+    assert validity.MARK_NOTES[validity.MARK_ERRORS] in markdown
     assert "5 of " in markdown and "excluded from every median" in markdown
     assert "## Flagged trials (excluded)" in markdown
     assert "echo64-c128-closed--native--r2" in markdown
-    agg = stats.aggregate(rendered.run.frame).set_index(["case", "variant"])
+    agg = frames.aggregate(rendered.run.frame).set_index(["case", "variant"])
     native = agg.loc[("echo64-c128-closed", "native")]
     assert (native["n_valid"], native["n_total"]) == (2, 3)
     assert native["throughput_rps_max"] < 1e6
@@ -320,16 +351,26 @@ def test_percentile_curve_walks_to_the_maximum() -> None:
     samples = _latencies(500, np.random.default_rng(1), 5000)
     histogram = _histogram(samples)
     p50 = float(np.median(samples))
-    swarm = {"histogram": histogram.encode().decode("ascii"), "latency_us": {"p50": p50}}
-    decoded, scale = stats.decode_histogram(swarm)
+    swarm = {"histogram": histogram.encode().decode("ascii"), "histogram_unit": "us",
+             "latency_us": {"p50": p50}}
+    decoded, scale = histograms.decode_histogram(swarm)
     assert scale == 1.0 and decoded.get_total_count() == 5000
-    levels, values = stats.percentile_curve(decoded, scale)
+    levels, values = histograms.percentile_curve(decoded, scale)
     assert np.all(np.diff(levels) > 0) and np.all(np.diff(values) >= 0)
     assert levels[-1] < 1.0 and values[-1] == decoded.get_highest_equivalent_value(samples.max())
     assert values[0] <= samples.min() * 1.001
     assert abs(np.interp(0.5, levels, values) / p50 - 1) < 0.1
-    assert stats.decode_histogram({**swarm, "latency_us": {"p50": p50 / 1000}})[1] == 1e-3
-    assert stats.decode_histogram({**swarm, "histogram_unit": "ns"})[1] == 1e-3
+
+
+def test_a_histogram_is_read_in_its_recorded_unit_only() -> None:
+    """The unit is the swarm's histogram_unit; a histogram without a known one is not drawn
+    (the p50 the swarm also reports is never used to guess it)."""
+    swarm = {"histogram": _histogram(_latencies(500, np.random.default_rng(2))).encode()
+             .decode("ascii"), "latency_us": {"p50": 0.5}}
+    assert histograms.decode_histogram({**swarm, "histogram_unit": "ns"})[1] == 1e-3
+    assert histograms.decode_histogram({**swarm, "histogram_unit": "ms"})[1] == 1e3
+    assert histograms.decode_histogram(swarm) is None
+    assert histograms.decode_histogram({**swarm, "histogram_unit": "furlongs"}) is None
 
 
 # ---------------------------------------------------------------- partial runs and the CLI
@@ -376,11 +417,11 @@ def test_sweep_walk_stops_at_slo_misses_and_flagged_points(tmp_path: Path) -> No
                 f"sweep-c16-open-r{round(fraction * 100)}pct", "sweep", model, 0, 16,
                 fraction * 1e4, p50_us=p50, mode="open", rate=fraction * 1e4,
                 fraction=fraction, saturated=fraction == saturated_at))
-    run = stats.load_run(write_run(tmp_path / "run", records, SPEC))
-    (sweep,) = stats.sweep_results(run)
+    run = frames.load_run(write_run(tmp_path / "run", records, SPEC))
+    (sweep,) = sweeps.sweep_results(run)
     assert sweep.within_slo == {"epoll": [5000.0], "asyncio": [0.0]}
     assert sweep.ceiling_not_found == {"epoll": False, "asyncio": False}
-    (verdict,) = stats.sweep_verdicts([sweep])
+    (verdict,) = verdicts.sweep_verdicts([sweep])
     assert (verdict.best, verdict.best_value, verdict.outcome) == ("epoll", 5000.0, "clear")
-    (nobody,) = stats.sweep_results(run, slo_override_us=10.0)
-    assert stats.sweep_verdicts([nobody])[0].outcome == "none"
+    (nobody,) = sweeps.sweep_results(run, slo_override_us=10.0)
+    assert verdicts.sweep_verdicts([nobody])[0].outcome == "none"

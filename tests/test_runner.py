@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from bench import procs
+from bench.analysis.histograms import decode_histogram
 from bench.environment import Placement, resolve_placement
 from bench.run import scenario
 from bench.run.runner import (
@@ -164,6 +165,10 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
         assert record["status"] == "ok", (trial_id, record["failure"], record["stderr_tail"])
         assert record["run_id"] == run["run_id"] and record["trial_id"] == trial_id
         assert record["format"] == FORMAT and record["slo_p99_ms"] == 3.0
+        # the histogram's unit is the swarm's own field, and the report reads it as recorded
+        assert record["swarm"]["histogram_unit"] == "us"
+        histogram, scale = decode_histogram(record["swarm"])
+        assert scale == 1.0 and histogram.get_total_count() == record["swarm"]["requests"]
         assert set(record["server"]) >= SERVER_KEYS
         assert len(record["server"]["samples"]) >= 5
         assert set(record["server"]["samples"][0]) >= SAMPLE_KEYS

@@ -28,7 +28,8 @@ from matplotlib.ticker import (  # noqa: E402
     NullFormatter,
 )
 
-from bench.analysis import stats  # noqa: E402
+from bench.analysis.frames import C10K_GROUP, is_native  # noqa: E402
+from bench.analysis.sweeps import SweepResult  # noqa: E402
 
 DPI = 110
 SPREAD = "error bars: min–max of valid repetitions, point: median"
@@ -61,7 +62,7 @@ class Palette:
         for variant in variants:
             model, _, tag = variant.partition("@")
             way = tags.setdefault(tag, len(tags)) if tag else 0
-            if stats.is_native(variant):
+            if is_native(variant):
                 styles[variant] = {"color": "black", "linestyle": "--", "marker": "s"}
                 continue
             index = models.setdefault(model, len(models))
@@ -71,7 +72,7 @@ class Palette:
         return cls(styles)
 
     def label(self, variant: str) -> str:
-        return f"{variant} (reference)" if stats.is_native(variant) else variant
+        return f"{variant} (reference)" if is_native(variant) else variant
 
     def __call__(self, variant: str) -> dict[str, Any]:
         return self.styles.get(variant, {"color": "grey", "linestyle": "-", "marker": "o"})
@@ -246,7 +247,7 @@ def _draw_bars(
     rows = agg[(agg["case"] == case["case"]) & agg[f"{spec.metric}_median"].notna()]
     rows = rows.sort_values(f"{spec.metric}_median")
     median, err = _spread(rows, spec.metric, spec.scale)
-    natives = [stats.is_native(v) for v in rows["variant"]]
+    natives = [is_native(v) for v in rows["variant"]]
     ax.barh(np.arange(len(rows)), median, xerr=err if err.any() else None, capsize=2, height=0.7,
             color=[palette(v)["color"] for v in rows["variant"]],
             hatch=["//" if n else None for n in natives],
@@ -318,8 +319,8 @@ def mixes_chart(
         rows = closed[["case"]].merge(agg[agg["variant"] == variant], on="case", how="left")
         offset = (index - (len(variants) - 1) / 2) * width
         style = palette(variant)
-        bar = {"color": style["color"], "hatch": "//" if stats.is_native(variant) else None,
-               "edgecolor": "white" if not stats.is_native(variant) else "grey"}
+        bar = {"color": style["color"], "hatch": "//" if is_native(variant) else None,
+               "edgecolor": "white" if not is_native(variant) else "grey"}
         for ax, metric in ((top, "throughput_rps"), (bottom, "p99_us")):
             median, err = _spread(rows, metric)
             ax.bar(x + offset, median, width, yerr=err, capsize=2, label=palette.label(variant),
@@ -391,7 +392,7 @@ def _percentile_label(level: float) -> str:
 
 
 def sweep_chart(
-    sweep: stats.SweepResult, palette: Palette, out: Path, index: int
+    sweep: SweepResult, palette: Palette, out: Path, index: int
 ) -> Chart | None:
     """p99 versus offered rate (with the SLO) and achieved versus offered rate, per model."""
     slo_us = sweep.slo_us
@@ -438,7 +439,7 @@ def sweep_chart(
 
 
 def _mark_within_slo(
-    ax: Axes, sweep: stats.SweepResult, variant: str, rows: pd.DataFrame, style: dict[str, Any]
+    ax: Axes, sweep: SweepResult, variant: str, rows: pd.DataFrame, style: dict[str, Any]
 ) -> None:
     """A star on the point of the highest rate within the SLO (median over repetitions)."""
     rates = sweep.within_slo.get(variant) or []
@@ -465,7 +466,7 @@ def c10k_chart(frame: pd.DataFrame, palette: Palette, out: Path) -> Chart | None
     Unlike every other chart, trials with errors are drawn (hatched, label marked): turning
     connections away (select's ERROR 4) or timing them out is the result here.
     """
-    rows = frame[(frame["group"] == stats.C10K_GROUP) & ~frame["failed"]] if not frame.empty \
+    rows = frame[(frame["group"] == C10K_GROUP) & ~frame["failed"]] if not frame.empty \
         else frame
     if rows.empty:
         return None

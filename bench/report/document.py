@@ -22,8 +22,27 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from bench.analysis import stats
-from bench.analysis.stats import MARK_ERRORS, MARK_FAILED, MARK_NOTES, MARK_SATURATED, Run, Verdict
+from bench.analysis.frames import (
+    C10K_GROUP,
+    ID_FIELDS,
+    ReportError,
+    Run,
+    aggregate,
+    case_table,
+    load_run,
+)
+from bench.analysis.histograms import merged_histogram, percentile_curve, pick_spectrum_case
+from bench.analysis.sweeps import SweepResult, sweep_results
+from bench.analysis.validity import MARK_ERRORS, MARK_FAILED, MARK_NOTES, MARK_SATURATED
+from bench.analysis.verdicts import (
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
+    DEFAULT_MARGIN,
+    CaseVerdict,
+    closed_verdicts,
+    compare,
+    sweep_verdicts,
+)
 from bench.report import charts
 
 STDERR_LINES = 20
@@ -67,10 +86,10 @@ class Report:
     run: Run
     title: str
     sections: list[Section]
-    verdicts: list[Verdict]
+    verdicts: list[CaseVerdict]
     charts: list[charts.Chart]
     paths: dict[str, Path]
-    sweeps: list[stats.SweepResult]
+    sweeps: list[SweepResult]
     aggregate: pd.DataFrame  # per (case, variant): counts and figures of valid trials
 
 
@@ -131,14 +150,14 @@ def build_report(
     *,
     spectrum_case: str | None = None,
     slo_ms: float | None = None,
-    margin: float = stats.DEFAULT_MARGIN,
+    margin: float = DEFAULT_MARGIN,
 ) -> Report:
     """Read the run folder, write summary.csv and the charts, and assemble the document."""
-    run = stats.load_run(Path(run_dir))
-    frame, cases = run.frame, stats.case_table(run.frame)
-    agg = stats.aggregate(frame)
-    sweeps = stats.sweep_results(run, None if slo_ms is None else slo_ms * 1000.0)
-    verdicts = stats.closed_verdicts(run, margin) + stats.sweep_verdicts(sweeps, margin)
+    run = load_run(Path(run_dir))
+    frame, cases = run.frame, case_table(run.frame)
+    agg = aggregate(frame)
+    sweeps = sweep_results(run, None if slo_ms is None else slo_ms * 1000.0)
+    verdicts = closed_verdicts(run, margin) + sweep_verdicts(sweeps, margin)
     paths = {"summary": write_summary(run)}
     chart_list = draw_charts(run, agg, cases, sweeps, spectrum_case)
     title = f"concbench report: {run.meta.get('scenario', '?')} ({run.meta.get('run_id', '?')})"
@@ -165,7 +184,7 @@ def build_report(
 def write_summary(run: Run) -> Path:
     """summary.csv: one row per trial, identity fields first, every derived figure, flags."""
     frame = run.frame
-    first = [c for c in [*stats.ID_FIELDS, "variant"] if c in frame]
+    first = [c for c in [*ID_FIELDS, "variant"] if c in frame]
     last = ["error_kinds", "client_cpu_percent_max", "client_saturated", "has_errors",
             "failed", "excluded", "flags", "exclusion_reason"]
     middle = [c for c in frame.columns if c not in first and c not in last]
@@ -175,7 +194,7 @@ def write_summary(run: Run) -> Path:
 
 
 def draw_charts(
-    run: Run, agg: pd.DataFrame, cases: pd.DataFrame, sweeps: list[stats.SweepResult],
+    run: Run, agg: pd.DataFrame, cases: pd.DataFrame, sweeps: list[SweepResult],
     spectrum_case: str | None,
 ) -> list[charts.Chart]:
     """Every chart the run has data for, written to RUN_DIR/charts (old PNGs replaced)."""
@@ -198,15 +217,15 @@ def draw_charts(
 def _spectrum(
     run: Run, palette: charts.Palette, out: Path, requested: str | None
 ) -> charts.Chart | None:
-    case, note = stats.pick_spectrum_case(run.frame, requested)
+    case, note = pick_spectrum_case(run.frame, requested)
     if case is None:
         return None
     rows = run.frame[(run.frame["case"] == case) & ~run.frame["excluded"]]
     curves = {}
     for variant, group in rows.groupby("variant", sort=False):
-        merged = stats.merged_histogram([run.trials[t] for t in group["trial_id"]])
+        merged = merged_histogram([run.trials[t] for t in group["trial_id"]])
         if merged is not None:
-            curves[variant] = stats.percentile_curve(*merged)
+            curves[variant] = percentile_curve(*merged)
     ordered = {v: curves[v] for v in palette.styles if v in curves}
     return charts.spectrum_chart(ordered, case, note, palette, out)
 
@@ -270,8 +289,8 @@ def _marker_notes(marks: str) -> list[str]:
 
 
 def _verdict_section(
-    verdicts: list[Verdict], frame: pd.DataFrame, margin: float,
-    sweeps: list[stats.SweepResult],
+    verdicts: list[CaseVerdict], frame: pd.DataFrame, margin: float,
+    sweeps: list[SweepResult],
 ) -> Section:
     flags = _flags_by(frame)
     columns = ["case", "metric", "best", "best value", "runner-up", "runner-up value", "gap",
@@ -295,9 +314,9 @@ def _verdict_section(
         "cases, by the highest offered rate whose p99 stayed under the SLO for open-loop sweeps. "
         "native is the reference ceiling and never competes.",
         "Ties inside the noise: with two or more valid repetitions on both sides, a model ties "
-        f"the best when the {stats.CONFIDENCE:.0%} percentile-bootstrap interval of the "
+        f"the best when the {CONFIDENCE:.0%} percentile-bootstrap interval of the "
         "difference of their median throughputs contains zero (scipy.stats.bootstrap, "
-        f"{stats.BOOTSTRAP_RESAMPLES} resamples, seeded); with a single repetition, when it is "
+        f"{BOOTSTRAP_RESAMPLES} resamples, seeded); with a single repetition, when it is "
         f"within a {margin:.0%} relative margin of the best (the margin is stated in the basis "
         "column wherever it was used).",
     ]
@@ -308,7 +327,7 @@ def _verdict_section(
                     "every point met the SLO with a valid measurement; a point with errors, a "
                     "saturated client or a failure ends the walk.")
     if not verdicts:
-        c10k = not frame.empty and bool((frame["group"] == stats.C10K_GROUP).any())
+        c10k = not frame.empty and bool((frame["group"] == C10K_GROUP).any())
         text.append("No verdict: the C10K cases are compared in their own section." if c10k
                     else "No case has a valid trial yet.")
         return Section("Verdict", text)
@@ -319,7 +338,7 @@ def _flags_by(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
     """(case or sweep label, variant) -> the markers of its trials."""
     if frame.empty:
         return {}
-    labels = stats.case_table(frame).set_index("case")
+    labels = case_table(frame).set_index("case")
     out: dict[tuple[str, str], str] = {}
     for row in frame.itertuples():
         keys = [(row.case, row.variant)]
@@ -334,13 +353,13 @@ def _with_flags(name: str | None, marks: str) -> str:
     return "—" if name is None else f"{name}{marks}"
 
 
-def _gap(v: Verdict) -> str:
+def _gap(v: CaseVerdict) -> str:
     if _missing(v.best_value) or _missing(v.runner_up_value) or not v.best_value:
         return "—"
     return f"{(v.best_value - v.runner_up_value) / v.best_value:.1%}"
 
 
-def _outcome(v: Verdict) -> str:
+def _outcome(v: CaseVerdict) -> str:
     if v.outcome == "none":
         return "no verdict"
     if v.outcome == "tie":
@@ -399,8 +418,8 @@ def _interpreter_sections(run: Run, margin: float) -> list[Section]:
     first = tags[0]
     twins = _gil_twins(tags, described)
     rows, marks = [], ""
-    cases = stats.case_table(frame)
-    closed = cases[(cases["mode"] != "open") & (cases["group"] != stats.C10K_GROUP)]
+    cases = case_table(frame)
+    closed = cases[(cases["mode"] != "open") & (cases["group"] != C10K_GROUP)]
     for case in closed.itertuples():
         here = frame[frame["case"] == case.case]
         for model, trials in here.groupby("server_model", sort=False):
@@ -487,7 +506,7 @@ def _ratio(base: list[float], other: list[float], margin: float) -> str:
         return "—"
     ratio = float(np.median(other) / np.median(base))
     high, low = (other, base) if ratio >= 1 else (base, other)
-    tie, _basis = stats.compare(high, low, margin)
+    tie, _basis = compare(high, low, margin)
     return f"{ratio:.2f}× ({'noise' if tie else 'clear'})"
 
 
@@ -499,7 +518,7 @@ def _c10k_sections(run: Run) -> list[Section]:
     connection, the connections it really held, and its errors by kind (ERROR 4 included:
     turning connections away is a result here, not a failed run)."""
     frame = run.frame
-    rows = frame[frame["group"] == stats.C10K_GROUP] if not frame.empty else frame
+    rows = frame[frame["group"] == C10K_GROUP] if not frame.empty else frame
     if rows.empty:
         return []
     sections = [Section("C10K", [
@@ -590,7 +609,7 @@ def _case_sections(agg: pd.DataFrame, cases: pd.DataFrame) -> list[Section]:
     return sections
 
 
-def _sweep_sections(sweeps: list[stats.SweepResult]) -> list[Section]:
+def _sweep_sections(sweeps: list[SweepResult]) -> list[Section]:
     """Per sweep: each model's p99 at every offered fraction and its rate within the SLO."""
     sections = []
     for sweep in sweeps:
@@ -785,7 +804,7 @@ def render_report(
     *,
     spectrum_case: str | None = None,
     slo_ms: float | None = None,
-    margin: float = stats.DEFAULT_MARGIN,
+    margin: float = DEFAULT_MARGIN,
 ) -> Path:
     """Render summary.csv, charts, report.md and report.html in ``run_dir``; the HTML's path."""
     report = build_report(run_dir, spectrum_case=spectrum_case, slo_ms=slo_ms, margin=margin)
@@ -841,17 +860,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="case of the latency spectrum chart (default: echo at 128 conns)")
     parser.add_argument("--slo-ms", type=float, metavar="MS",
                         help="p99 SLO for sweeps (default: the scenario's setting)")
-    parser.add_argument("--margin", type=float, default=stats.DEFAULT_MARGIN,
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help="single-repetition tie margin, relative (default %(default)s)")
 
 
 def render(run_dir: Path, console: Console, *, spectrum_case: str | None = None,
-           slo_ms: float | None = None, margin: float = stats.DEFAULT_MARGIN) -> int:
+           slo_ms: float | None = None, margin: float = DEFAULT_MARGIN) -> int:
     """Render RUN_DIR's report and print its summary: 0, or 2 on an unusable folder."""
     try:
         report = build_report(run_dir, spectrum_case=spectrum_case, slo_ms=slo_ms,
                               margin=margin)
-    except stats.ReportError as error:
+    except ReportError as error:
         console.print(f"[red]report: {error}[/red]")
         return 2
     print_summary(report, console)

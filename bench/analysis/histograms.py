@@ -1,0 +1,84 @@
+"""Latency spectra: the swarm's encoded HdrHistograms, decoded in their recorded unit, merged
+over repetitions and walked into percentile curves; and which case the report draws."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hdrh.histogram import HdrHistogram
+
+from bench.analysis.frames import case_table
+
+US_PER_UNIT = {"ns": 1e-3, "us": 1.0, "ms": 1e3}  # the swarm's ``histogram_unit`` -> µs
+
+
+def decode_histogram(swarm: dict[str, Any] | None) -> tuple[HdrHistogram, float] | None:
+    """The swarm's encoded HdrHistogram and the factor (µs per recorded value) from its
+    ``histogram_unit``; None when it has none, or no data, or a unit this reader does not know
+    (a spectrum in a guessed unit would be wrong by a factor of 1000)."""
+    swarm = swarm or {}
+    encoded, scale = swarm.get("histogram"), US_PER_UNIT.get(swarm.get("histogram_unit"))
+    if not encoded or scale is None:
+        return None
+    try:
+        histogram = HdrHistogram.decode(encoded)
+    except Exception:  # a corrupt or foreign encoding: no spectrum for this trial
+        return None
+    if histogram.get_total_count() == 0:
+        return None
+    return histogram, scale
+
+
+def merged_histogram(records: list[dict[str, Any]]) -> tuple[HdrHistogram, float] | None:
+    """The repetitions' histograms added together (those in the first one's unit: values in
+    different units cannot be added)."""
+    merged = None
+    for record in records:
+        decoded = decode_histogram(record.get("swarm"))
+        if decoded is None:
+            continue
+        if merged is None:
+            merged = decoded
+        elif decoded[1] == merged[1]:
+            merged[0].add(decoded[0])
+    return merged
+
+
+def percentile_curve(histogram: HdrHistogram, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(percentile fraction, latency µs) walked HdrHistogram-style, ending at the maximum."""
+    total = histogram.get_total_count()
+    last = 1.0 - 1.0 / total if total > 1 else 0.5  # the rarest level the data can show
+    levels, values = [], []
+    for item in histogram.get_percentile_iterator(5):
+        level = item.percentile_level_iterated_to / 100.0
+        if level >= last:
+            break
+        levels.append(level)
+        values.append(histogram.get_highest_equivalent_value(item.value_iterated_to) * scale)
+    levels.append(last)
+    values.append(histogram.get_max_value() * scale)
+    return np.asarray(levels), np.asarray(values)
+
+
+def pick_spectrum_case(frame: pd.DataFrame, requested: str | None = None) -> tuple[str | None, str]:
+    """The case whose latency spectrum to draw, and a note on how it was chosen."""
+    cases = case_table(frame)
+    with_hist = set(frame.loc[~frame["excluded"], "case"]) if not frame.empty else set()
+    if requested:
+        if requested in with_hist:
+            return requested, f"chosen point: {requested}"
+        note = f"requested point {requested!r} has no valid trial; "
+    else:
+        note = ""
+    closed = cases[(cases["mode"] != "open") & cases["case"].isin(with_hist)]
+    if closed.empty:
+        return None, note + "no closed-loop case with valid trials"
+    echo = closed[closed["group"] == "echo"]
+    at_128 = echo[echo["connections"] == 128]
+    if not at_128.empty:
+        return str(at_128["case"].iloc[0]), note + "default point: echo at 128 connections"
+    pool = echo if not echo.empty else closed
+    pick = pool.sort_values("connections", ascending=False)["case"].iloc[0]
+    return str(pick), note + "default point (echo at 128 connections absent): most connections"
