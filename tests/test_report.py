@@ -236,11 +236,25 @@ def test_sweep_verdict_is_the_highest_rate_within_the_slo(rendered: report.Repor
 
 
 def test_compare_rules() -> None:
-    assert verdicts.compare([100, 101, 102], [90, 91, 92], 0.05)[0] is False
-    assert verdicts.compare([100, 110, 90], [99, 108, 92], 0.05)[0] is True
-    assert verdicts.compare([100], [96], 0.05) == (True, verdicts.compare([100], [96], 0.05)[1])
-    assert verdicts.compare([100], [94], 0.05)[0] is False
+    """Two or more repetitions a side: a tie when the bootstrap interval of the difference of
+    medians holds zero, whatever the margin says; fewer: a tie when the relative gap is within
+    the margin (inclusive), and the basis names the rule that decided."""
+    bootstrap = "bootstrap 95% CI of median difference (n=3 vs 3)"
+    # 3% apart without overlap: inside the 5% margin, yet clearly apart by the bootstrap rule
+    assert verdicts.compare([100, 100.5, 99.5], [97, 97.5, 96.5], 0.05) == (False, bootstrap)
+    # 10% apart but wide spreads: outside the margin, yet a tie by the bootstrap rule
+    assert verdicts.compare([100, 130, 70], [90, 120, 60], 0.05) == (True, bootstrap)
+    # no spread at all: the interval is the point difference
     assert verdicts.compare([100, 100], [100, 100], 0.05)[0] is True
+    assert verdicts.compare([100, 100], [99, 99], 0.05)[0] is False
+    single = "single repetition: 5% tie margin"
+    assert verdicts.compare([100], [96], 0.05) == (True, single)
+    assert verdicts.compare([100], [95], 0.05) == (True, single)  # the margin itself ties
+    assert verdicts.compare([100], [94], 0.05) == (False, single)
+    # one repetition on either side is enough for the margin rule (medians compared)
+    assert verdicts.compare([100, 101], [97], 0.05) == (True, single)
+    assert verdicts.compare([100, 101], [94], 0.05) == (False, single)
+    assert verdicts.compare([100], [96], 0.01) == (False, "single repetition: 1% tie margin")
 
 
 def _sweep_records(group: str, slo_ms: float) -> list[dict[str, Any]]:
