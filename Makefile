@@ -52,7 +52,7 @@ cost: $(STAMP) cost-tools
 
 # the cost probe's tools, Debian's valgrind and strace: installed with apt when missing and we are
 # root, otherwise one line saying what to install
-COST_PROGRAMS := valgrind callgrind_control vgdb strace
+COST_PROGRAMS := valgrind vgdb strace
 cost-tools:
 	@missing=""; for p in $(COST_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \

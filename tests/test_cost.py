@@ -305,3 +305,19 @@ def test_a_change_that_reaches_no_model_passes(toy: Path, tmp_path: Path) -> Non
     verdict = regress.run_check(settings, no_sampler, lambda message: None, measure)
     assert measure.calls == [] and verdict.exit_status == regress.EXIT_PASS
     assert "reaches no model" in verdict.verdict
+
+
+def test_a_loop_that_races_the_client_is_shown_not_gated() -> None:
+    """Fractional calls per request at one connection on the base: the counts follow timing."""
+    def side(instructions: float, recvs: float) -> dict[str, Any]:
+        return {"error": None, "skipped": {}, "cases": {"echo64-c1": {
+            "instructions_per_request": instructions,
+            "syscalls_per_request": {"recvfrom": recvs, "sendto": 1.0, "total": recvs + 1}}}}
+
+    racy = cost_stage.compare("m", "echo64-c1", side(30_000, 1.16), side(33_000, 1.5), 1.0)
+    assert racy.status == "not gated" and "1.16 recvfrom" in racy.note
+    steady = cost_stage.compare("m", "echo64-c1", side(30_000, 1.0), side(30_000, 1.5), 1.0)
+    assert steady.status == "flagged" and steady.flags == ["recvfrom +0.5/request"]
+    many = cost_stage.compare("m", "echo64-c16", side(30_000, 1.16), side(30_000, 1.5), 1.0,
+                              connections=16)
+    assert many.status == "pass"  # system calls are not gated past one connection

@@ -106,7 +106,7 @@ def run(options: argparse.Namespace) -> int:
     """Probe, print the table, write the record."""
     tools = tuple(t for t in options.tools.split(",") if t)
     needed = tuple(n for t in tools
-                   for n in (("valgrind", "callgrind_control", "vgdb") if t == "instructions"
+                   for n in (("valgrind", "vgdb") if t == "instructions"
                              else ("strace",)))
     if bad := [t for t in tools if t not in TOOLS]:
         print(f"unknown tool {bad[0]!r}; choose among {', '.join(TOOLS)}", file=sys.stderr)

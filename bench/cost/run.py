@@ -40,7 +40,7 @@ Progress = Callable[[str], None]
 class Meter(Protocol):
     name: str
 
-    def start(self, pids: list[int]) -> None: ...
+    def start(self, pids: list[int], *, continued: bool = False) -> None: ...
 
     def stop(self) -> Counts: ...
 
@@ -128,7 +128,7 @@ def measure_case(server: LaunchedServer, case: CostCase, meter: Meter, slowdown:
         driver.send(case.warmup)
         windows = []
         for count in (case.short, case.long):
-            meter.start(wait_idle(server.pid, idle_s))
+            meter.start(wait_idle(server.pid, idle_s), continued=bool(windows))
             driver.send(count)
             wait_idle(server.pid, idle_s)
             windows.append(meter.stop())

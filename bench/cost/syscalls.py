@@ -45,7 +45,7 @@ class StraceMeter:
         self.proc: subprocess.Popen[bytes] | None = None
         self.out = self.err = out_dir
 
-    def start(self, pids: list[int]) -> None:
+    def start(self, pids: list[int], *, continued: bool = False) -> None:
         self.windows += 1
         self.out = self.out_dir / f"strace.{self.windows}"
         self.err = self.out_dir / f"strace.{self.windows}.err"

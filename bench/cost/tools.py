@@ -5,8 +5,7 @@ from __future__ import annotations
 import shutil
 
 # executable -> the Debian package that ships it
-TOOLS = {"valgrind": "valgrind", "callgrind_control": "valgrind", "vgdb": "valgrind",
-         "strace": "strace"}
+TOOLS = {"valgrind": "valgrind", "vgdb": "valgrind", "strace": "strace"}
 
 
 def missing_packages(needed: tuple[str, ...] = tuple(TOOLS)) -> list[str]:
