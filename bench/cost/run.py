@@ -26,8 +26,9 @@ from bench.cost.probe import SLOWDOWN, CallgrindMeter, ProbeError, valgrind_argv
 from bench.cost.syscalls import StraceMeter
 from bench.launch import LaunchedServer, LaunchFailed, child_env, server_argv
 
-READY_S = 15.0  # natively; under callgrind times SLOWDOWN (a cold start compiles bytecode)
-REPLY_S = 5.0
+# native deadlines, each multiplied by probe.SLOWDOWN under callgrind (200 s, 80 s, 120 s)
+READY_S = 5.0  # a cold start that compiles bytecode takes ~0.5 s natively
+REPLY_S = 2.0  # the slowest reply, WORK 2000, takes ~2 ms natively
 STOP_S = 3.0  # the contract's 2 s, and a margin
 IDLE_POLLS = 3  # consecutive looks at a tree with every thread asleep
 IDLE_POLL_S = 0.02
