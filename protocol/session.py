@@ -95,6 +95,10 @@ class ServerSession:
     - ``may_read``: read the socket only while this is true (not after the peer's end of
       stream or BYE, nor while output is over ``OUTPUT_LIMIT``, a SLEEP is pending or WORK
       is parked: rules 1 and 7);
+    - ``wants_input``: the same without the output bound, kept as a plain attribute: a caller
+      that has handed all of ``output`` on before it asks (a blocking handler, asyncio's
+      transport) tests this in its per-request loop, where a property call would cost more
+      than the test;
     - ``wants_write``: there is output to send (wait for writability while it is true);
     - ``finished``: close the connection now. After BYE or a fatal error (``closing``): once
       ``output`` is sent. After the peer's end of stream, which the caller reports with
@@ -109,8 +113,8 @@ class ServerSession:
     it to ``complete``, which resumes answering in order.
     """
 
-    __slots__ = ("output", "closing", "eof", "deadline", "pending_work", "_offload_from",
-                 "_delayed", "_input")
+    __slots__ = ("output", "closing", "eof", "deadline", "pending_work", "wants_input",
+                 "_offload_from", "_delayed", "_input")
 
     def __init__(self, offload_from: int | None = None) -> None:
         self.output = bytearray()
@@ -118,6 +122,8 @@ class ServerSession:
         self.eof = False  # the peer finished sending (``eof_received``)
         self.deadline: float | None = None  # when the pending SLEEP reply is due
         self.pending_work: Frame | None = None  # a WORK request parked for the caller
+        # not closing, eof, deadline or pending_work: updated wherever one of them changes
+        self.wants_input = True
         self._offload_from = offload_from
         self._delayed = b""
         self._input = bytearray()
@@ -125,8 +131,7 @@ class ServerSession:
     @property
     def may_read(self) -> bool:
         """True while the model should read this connection (rule 7, the SLEEP/WORK gate)."""
-        return (not self.eof and not self.closing and len(self.output) < OUTPUT_LIMIT
-                and self.deadline is None and self.pending_work is None)
+        return self.wants_input and len(self.output) < OUTPUT_LIMIT
 
     @property
     def wants_write(self) -> bool:
@@ -146,6 +151,11 @@ class ServerSession:
     def eof_received(self) -> None:
         """The peer finished sending: answer what it asked, then be ``finished``."""
         self.eof = True
+        self.wants_input = False
+
+    def _update_wants_input(self) -> None:
+        self.wants_input = (not self.closing and not self.eof and self.deadline is None
+                            and self.pending_work is None)
 
     def _answerable(self) -> bool:
         """A complete request (or an oversized header) is buffered, waiting for ``advance``.
@@ -186,6 +196,7 @@ class ServerSession:
             self.output += self._delayed
             self._delayed = b""
             self.deadline = None
+            self._update_wants_input()
         buffer = self._input
         if self.closing or self.pending_work is not None or not buffer:
             return None  # nothing to answer: callers may call this after every send
@@ -206,6 +217,7 @@ class ServerSession:
                 if length > MAX_PAYLOAD:
                     output += FRAME_TOO_LARGE_FRAME
                     self.closing = True
+                    self.wants_input = False
                     return size
                 end = pos + HEADER_SIZE + length
                 if end > size:
@@ -221,20 +233,24 @@ class ServerSession:
                 if offload_from is not None and op == _WORK and (
                         offload_from <= value <= MAX_WORK_ITERATIONS):
                     self.pending_work = Frame(op, value, payload)
+                    self.wants_input = False
                     break
                 reply = respond(op, value, payload)
                 if reply.delay_us:
                     self.deadline = now + reply.delay_us / 1e6
                     self._delayed = reply.data
+                    self.wants_input = False
                     break
                 output += reply.data
                 if reply.close:
                     self.closing = True
+                    self.wants_input = False
                     return size
         return pos
 
     def complete(self, data: bytes, now: float) -> float | None:
         """Deliver the parked WORK request's reply bytes and resume answering."""
         self.pending_work = None
+        self._update_wants_input()
         self.output += data
         return self.advance(now)

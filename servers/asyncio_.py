@@ -75,13 +75,14 @@ class SessionProtocol(asyncio.BufferedProtocol):
             if self.write_paused or session.deadline is not None or not session.backlog:
                 break
             session.advance(self.loop.time())
-        may_read = session.may_read
-        if not may_read and session.finished:  # finished implies not may_read: ask once
+        # output is all handed on: wants_input is may_read, and finished implies it is false
+        wants_input = session.wants_input
+        if not wants_input and session.finished:
             transport.close()  # flushes what was written first
             return
         if session.deadline is not None and self.timer is None:
             self.timer = self.loop.call_at(session.deadline, self._timer_fired)
-        should_read = may_read and not self.write_paused
+        should_read = wants_input and not self.write_paused
         if should_read == self.read_paused:
             self.read_paused = not should_read
             (transport.resume_reading if should_read else transport.pause_reading)()
@@ -121,21 +122,19 @@ async def handle_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     session = ServerSession()
     writer.transport.set_write_buffer_limits(high=OUTPUT_LIMIT)
     try:
-        # each turn answers, sends and sleeps everything through, so when may_read ends (end
-        # of stream, BYE, a fatal error) the session is finished
-        while session.may_read:
+        # each turn answers, sends and sleeps everything through, so wants_input is may_read
+        # here; once it ends (end of stream, BYE, a fatal error) the session is finished
+        while session.wants_input:
             data = await reader.read(RECV_SIZE)
             if not data:
-                session.eof_received()  # may_read is now false: the loop ends
+                session.eof_received()  # wants_input is now false: the loop ends
                 continue
             deadline = session.receive(data, loop.time())
-            while True:
-                if session.wants_write:
+            while session.output or deadline is not None:
+                if session.output:
                     writer.write(session.output)
                     session.output = bytearray()
                     await writer.drain()
-                elif deadline is None:
-                    break  # everything asked so far is answered and sent
                 if deadline is not None:
                     await asyncio.sleep(deadline - loop.time())
                 deadline = session.advance(loop.time())

@@ -45,12 +45,10 @@ class ClientSockets:
 
 def answer(sock: socket.socket, session: ServerSession, deadline: float | None) -> None:
     """Write every answer the session has, sleeping through SLEEP deadlines in order."""
-    while True:
-        if session.wants_write:
+    while session.output or deadline is not None:
+        if session.output:
             sock.sendall(session.output)
             session.output.clear()
-        elif deadline is None:
-            return  # everything asked so far is answered and sent
         if deadline is not None:
             time.sleep(max(0.0, deadline - time.monotonic()))
         deadline = session.advance(time.monotonic())
@@ -64,12 +62,12 @@ def handle(sock: socket.socket, live: ClientSockets) -> None:
     view = memoryview(bytearray(FIRST_RECV))
     try:
         tune(sock)
-        # answer() sends and sleeps everything through, so when may_read ends (end of
-        # stream, BYE, a fatal error) the session is finished
-        while session.may_read:
+        # answer() sends and sleeps everything through, so wants_input is may_read here; once
+        # it ends (end of stream, BYE, a fatal error) the session is finished
+        while session.wants_input:
             count = sock.recv_into(view)
             if count == 0:
-                session.eof_received()  # may_read is now false: the loop ends
+                session.eof_received()  # wants_input is now false: the loop ends
                 continue
             answer(sock, session, session.receive(view[:count], time.monotonic()))
             if count == len(view) < RECV_SIZE:

@@ -296,7 +296,7 @@ def test_session_output_limit_pauses_and_resumes() -> None:
     session.receive(b"".join(encode_request(Op.ECHO, 0, bytes([i]) * size) for i in range(3)), 0.0)
     assert len(session.output) >= OUTPUT_LIMIT  # two answered, then it paused
     assert session.backlog == HEADER_SIZE + size
-    assert not session.may_read
+    assert not session.may_read and session.wants_input  # held by the output alone
     assert [f.payload[0] for f in take(session)] == [0, 1]
     assert session.may_read  # output sent: reading may resume
     session.advance(0.0)  # ... and the backlog is answered on advance
@@ -323,7 +323,8 @@ def test_session_partial_send_keeps_bytes_in_order() -> None:
 
 def test_session_lifecycle_of_a_plain_connection() -> None:
     session = ServerSession()
-    assert session.may_read and not session.wants_write and not session.finished
+    assert session.wants_input and session.may_read
+    assert not session.wants_write and not session.finished
     session.receive(encode_request(Op.ECHO, 0, b"a"), 0.0)
     assert session.wants_write and not session.finished
     assert take(session) == [Frame(0, 0, b"a")]
@@ -344,6 +345,7 @@ def test_session_eof_answers_sleeps_before_finishing() -> None:
     session.eof_received()
     assert not session.may_read and not session.finished  # the SLEEP is still due
     session.advance(1.0)
+    check_wants_input(session)
     assert not session.finished  # answered, not yet sent
     assert take(session) == [Frame(0, 0, b"s"), Frame(0, 0, b"e")]
     assert session.finished
@@ -372,11 +374,16 @@ def test_session_eof_waits_for_requests_held_by_the_output_limit() -> None:
 def test_session_parked_work_holds_reading_and_finishing() -> None:
     session = ServerSession(offload_from=10)
     session.receive(encode_request(Op.WORK, 10, b"w"), 0.0)
+    assert session.pending_work is not None and not session.wants_input
+    session.complete(respond(*session.pending_work).data, 0.0)
+    assert session.wants_input  # answering resumed
+    session.receive(encode_request(Op.WORK, 10, b"v"), 0.0)
     session.eof_received()
     assert session.pending_work is not None
     assert not session.may_read and not session.finished
     session.complete(respond(*session.pending_work).data, 0.0)
-    assert take(session) == [Frame(0, work(b"w", 10), b"")]
+    check_wants_input(session)
+    assert take(session) == [Frame(0, work(b"w", 10), b""), Frame(0, work(b"v", 10), b"")]
     assert session.finished
 
 
@@ -418,6 +425,12 @@ def test_random_bytes_raise_only_protocol_error(data: bytes, cuts: list[int]) ->
         pass
 
 
+def check_wants_input(session: ServerSession) -> None:
+    """The plain attribute agrees with the state it summarises."""
+    assert session.wants_input == (not session.closing and not session.eof
+                                   and session.deadline is None and session.pending_work is None)
+
+
 def drive(session: ServerSession, chunks: list[bytes]) -> bytes:
     """Feed chunks as a server would (sending all output, waiting out each SLEEP)."""
     sent = bytearray()
@@ -426,6 +439,7 @@ def drive(session: ServerSession, chunks: list[bytes]) -> bytes:
         if session.closing:
             break
         deadline = session.receive(chunk, now)
+        check_wants_input(session)
         for _ in range(10_000):  # bounded: each turn answers at least one request
             sent += session.output
             session.output.clear()
@@ -433,6 +447,7 @@ def drive(session: ServerSession, chunks: list[bytes]) -> bytes:
                 break
             now = max(now, deadline or now)
             deadline = session.advance(now)
+            check_wants_input(session)
             if deadline is None and not session.output and session.backlog:
                 break  # only a partial frame left: needs more bytes
     return bytes(sent)
