@@ -59,29 +59,28 @@ def check(options: argparse.Namespace) -> None:
 async def handle(client: anyio.abc.SocketStream) -> None:
     """Serve one connection: read, answer, ``send``, sleep through SLEEPs in order.
 
-    Each turn answers, sends and sleeps everything through, so when ``may_read`` ends (end of
-    stream, BYE, a fatal error) the session is finished and ``async with`` closes the stream.
+    Each turn answers, sends and sleeps everything through, so ``wants_input`` is
+    ``may_read`` here; once it ends (end of stream, BYE, a fatal error) the session is
+    finished, and ``async with`` closes the stream.
     """
     session = ServerSession()
     async with client:
         try:
-            while session.may_read:
+            while session.wants_input:
                 try:
                     data = await client.receive(RECV_SIZE)
                 except anyio.EndOfStream:
-                    session.eof_received()  # may_read is now false: the loop ends
+                    session.eof_received()  # wants_input is now false: the loop ends
                     continue
                 if trio_.stopping:  # the trio backend's stop signal (see servers.trio_)
                     return
                 deadline = session.receive(data, anyio.current_time())
-                while True:
-                    if session.wants_write:
+                while session.output or deadline is not None:
+                    if session.output:
                         # the bytearray handed over, detached: no copy (both backends take
                         # any bytes-like object)
                         output, session.output = session.output, bytearray()
                         await client.send(output)  # type: ignore[arg-type]
-                    elif deadline is None:
-                        break  # everything asked so far is answered and sent
                     if deadline is not None:
                         await anyio.sleep_until(deadline)
                     if trio_.stopping:

@@ -59,8 +59,9 @@ def unavailable() -> str | None:
 async def handle(stream: IOStream) -> None:
     """Serve one connection: read, answer, write, sleep through SLEEPs in order.
 
-    Each turn answers, sends and sleeps everything through, so when ``may_read`` ends (end of
-    stream, BYE, a fatal error) the session is finished.
+    Each turn answers, sends and sleeps everything through, so ``wants_input`` is
+    ``may_read`` here; once it ends (end of stream, BYE, a fatal error) the session is
+    finished.
     """
     loop = asyncio.get_running_loop()
     session = ServerSession()
@@ -72,20 +73,18 @@ async def handle(stream: IOStream) -> None:
     buffer = memoryview(bytearray(FIRST_RECV))
     stream.set_nodelay(True)
     try:
-        while session.may_read:
+        while session.wants_input:
             try:
                 count = await stream.read_into(buffer, partial=True)
             except StreamClosedError:
-                session.eof_received()  # or a reset: either way may_read is now false
+                session.eof_received()  # or a reset: either way wants_input is now false
                 continue
             deadline = session.receive(buffer[:count], loop.time())
-            while True:
-                if session.wants_write:
+            while session.output or deadline is not None:
+                if session.output:
                     # hand the bytearray over, detached: no copy for large answers
                     output, session.output = session.output, bytearray()
                     await stream.write(output)
-                elif deadline is None:
-                    break  # everything asked so far is answered and sent
                 if deadline is not None:
                     await asyncio.wait((gen.sleep(deadline - loop.time()), closed),
                                        return_when=asyncio.FIRST_COMPLETED)

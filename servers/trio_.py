@@ -51,27 +51,26 @@ def unavailable() -> str | None:
 async def handle(stream: trio.SocketStream) -> None:
     """Serve one connection: read, answer, ``send_all``, sleep through SLEEPs in order.
 
-    Each turn answers, sends and sleeps everything through, so when ``may_read`` ends (end of
-    stream, BYE, a fatal error) the session is finished; ``serve_listeners`` closes the stream.
+    Each turn answers, sends and sleeps everything through, so ``wants_input`` is
+    ``may_read`` here; once it ends (end of stream, BYE, a fatal error) the session is
+    finished, and ``serve_listeners`` closes the stream.
     """
     session = ServerSession()
     try:
-        while session.may_read:
+        while session.wants_input:
             data = await stream.receive_some(RECV_SIZE)
             if stopping:
                 return
             if not data:
-                session.eof_received()  # may_read is now false: the loop ends
+                session.eof_received()  # wants_input is now false: the loop ends
                 continue
             deadline = session.receive(data, trio.current_time())
-            while True:
-                if session.wants_write:
+            while session.output or deadline is not None:
+                if session.output:
                     # hand the bytearray over, detached: no copy, and the session's next
                     # answers go to a fresh one
                     output, session.output = session.output, bytearray()
                     await stream.send_all(output)
-                elif deadline is None:
-                    break  # everything asked so far is answered and sent
                 if deadline is not None:
                     await trio.sleep_until(deadline)
                 if stopping:

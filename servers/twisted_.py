@@ -106,15 +106,16 @@ if _WHY_MISSING is None:
                 if self.write_paused or session.deadline is not None or not session.backlog:
                     break
                 session.advance(time.monotonic())
-            may_read = session.may_read
-            if not may_read and session.finished:  # finished implies not may_read: ask once
+            # output is all handed on: wants_input is may_read, and finished implies it is false
+            wants_input = session.wants_input
+            if not wants_input and session.finished:
                 transport.unregisterProducer()  # a registered producer would hold the close
                 transport.loseConnection()  # flushes what was written first
                 return
             if session.deadline is not None and self.timer is None:
                 delay = max(0.0, session.deadline - time.monotonic())
                 self.timer = self.reactor.callLater(delay, self._timer_fired)
-            should_read = may_read and not self.write_paused
+            should_read = wants_input and not self.write_paused
             if should_read == self.read_paused:
                 self.read_paused = not should_read
                 (transport.resumeProducing if should_read else transport.pauseProducing)()
