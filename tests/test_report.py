@@ -18,7 +18,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from bench import cli
-from bench.analysis import frames, histograms, sweeps, validity, verdicts
+from bench.analysis import frames, histograms, intervals, sweeps, validity, verdicts
 from bench.environment import Placement
 from bench.report import document as report
 from bench.run.runner import TrialContext, base_record, derive, failed_record
@@ -94,7 +94,8 @@ def make_trial(
     }
     # one CPU second per second, 20 MB of growth, 0.1 context switches per request
     server = {"span_s": 2.0, "cpu_user_s": 1.5, "cpu_system_s": 0.5, "cpu_percent": 99.0,
-              "ctx_switches": 0.2 * throughput, "rss_idle": 1_000_000, "rss_max": 21_000_000}
+              "ctx_switches": 0.2 * throughput, "rss_idle": 1_000_000, "rss_max": 21_000_000,
+              "threads_max": 1, "fds_max": 8 + connections}
     record = base_record(spec, context)
     record.update(status="ok", wall_s=3.0, swarm=swarm, server=server,
                   derived=derive(swarm, server, spec.sockets))
@@ -194,6 +195,13 @@ def test_summary_csv_has_one_row_per_trial_with_flags(rendered: report.Report) -
     clean = rows.loc["echo64-c16-closed--epoll--r1"]
     assert not bool(clean["excluded"]) and clean["throughput_rps"] == 50000
     assert int(frame["excluded"].sum()) == 2 + 3  # saturated + errors + three failed
+    # validity per figure: the saturated trial keeps its server-side figures, not its own
+    assert not saturated["ok_throughput_rps"] and not saturated["ok_p99_us"]
+    assert saturated["ok_cpu_us_per_request"] and saturated["ok_rss_per_connection_bytes"]
+    assert "client saturated" in saturated["exclusion_reason"]
+    # five timeouts in 30,000 requests: latency and throughput out, CPU per request kept
+    assert not errored["ok_p99_us"] and errored["ok_cpu_us_per_request"]
+    assert not any(bool(failed[f"ok_{m}"]) for m in validity.JUDGED)
 
 
 # ---------------------------------------------------------------- verdicts
@@ -218,43 +226,85 @@ def test_tie_inside_the_noise_with_repetitions(rendered: report.Report) -> None:
     assert verdict.native_value == np.median([160000 * 0.99, 160000])  # saturated r2 left out
 
 
-def test_single_repetition_uses_the_stated_margin(rendered: report.Report) -> None:
+def test_a_single_repetition_names_the_leader_unconfirmed(rendered: report.Report) -> None:
+    """One repetition: no interval, so no tie is declared by a margin; the leader is named and
+    the outcome says it is unconfirmed, whatever the margin (now only the minimum effect)."""
     verdict = _verdict(rendered, "work-c16-closed")
-    assert verdict.outcome == "tie" and verdict.tied == ["asyncio"]
-    assert "single repetition: 5% tie margin" in verdict.basis
+    assert (verdict.best, verdict.runner_up, verdict.outcome) == ("epoll", "asyncio",
+                                                                  "unconfirmed")
+    assert verdict.tied == [] and verdict.interval is None
+    assert verdict.untested == ["asyncio", "threaded"]
+    assert verdict.basis == "no interval: 1 repetition on a side"
     strict = verdicts.closed_verdicts(rendered.run, margin=0.01)
-    assert next(v for v in strict if v.case == "work-c16-closed").outcome == "clear"
+    assert next(v for v in strict if v.case == "work-c16-closed").outcome == "unconfirmed"
+
+
+def test_clear_verdicts_carry_their_interval(rendered: report.Report) -> None:
+    verdict = _verdict(rendered, "echo64-c16-closed")
+    low, high = verdict.interval
+    assert 1.0 < low <= verdict.advantage <= high  # epoll 50,000 over asyncio 30,000
+    assert verdict.advantage == pytest.approx(50000 / 30000)
+    assert not verdict.small_effect
+    tie = _verdict(rendered, "echo64-c128-closed")
+    assert tie.interval[0] <= 1.0 <= tie.interval[1]
 
 
 def test_sweep_verdict_is_the_highest_rate_within_the_slo(rendered: report.Report) -> None:
+    """Relative by default: within 10x the model's own unloaded p50 (at one connection) or 3x
+    its unloaded p99; the absolute SLO is judged beside it and decides with --slo-ms."""
     sweep = rendered.sweeps[0]
     assert (sweep.slo_us, sweep.slo_source) == (SLO_MS * 1000, "the scenario's slo_p99_ms")
+    assert sweep.target == "relative"
+    p50, p99, source = sweep.reference_us["epoll"]
+    assert p50 == 100.0 and source == "at one connection (echo64-c1-closed)"
+    assert sweep.limit_us("epoll") == max(10 * p50, 3 * p99)
+    assert sweep.within_slo == {"epoll": [25000.0], "asyncio": [15000.0]}
+    assert sweep.within_absolute == {"epoll": [45000.0], "asyncio": [15000.0]}
+    assert sweep.stopped["epoll"].startswith("at 90% (45,000 req/s): p99 ")
     verdict = _verdict(rendered, "sweep-c50-open")
-    assert (verdict.best, verdict.best_value) == ("epoll", 45000)
+    assert (verdict.best, verdict.best_value) == ("epoll", 25000)
     assert (verdict.runner_up, verdict.runner_up_value) == ("asyncio", 15000)
-    assert verdict.outcome == "clear"
+    assert verdict.outcome == "unconfirmed"  # one repetition of the sweep
+    absolute = sweeps.sweep_results(rendered.run, slo_override_us=SLO_MS * 1000)[0]
+    assert absolute.target == "absolute"
+    assert absolute.within_slo == {"epoll": [45000.0], "asyncio": [15000.0]}
 
 
 def test_compare_rules() -> None:
-    """Two or more repetitions a side: a tie when the bootstrap interval of the difference of
-    medians holds zero, whatever the margin says; fewer: a tie when the relative gap is within
-    the margin (inclusive), and the basis names the rule that decided."""
-    bootstrap = "bootstrap 95% CI of median difference (n=3 vs 3)"
-    # 3% apart without overlap: inside the 5% margin, yet clearly apart by the bootstrap rule
-    assert verdicts.compare([100, 100.5, 99.5], [97, 97.5, 96.5], 0.05) == (False, bootstrap)
-    # 10% apart but wide spreads: outside the margin, yet a tie by the bootstrap rule
-    assert verdicts.compare([100, 130, 70], [90, 120, 60], 0.05) == (True, bootstrap)
-    # no spread at all: the interval is the point difference
-    assert verdicts.compare([100, 100], [100, 100], 0.05)[0] is True
-    assert verdicts.compare([100, 100], [99, 99], 0.05)[0] is False
-    single = "single repetition: 5% tie margin"
-    assert verdicts.compare([100], [96], 0.05) == (True, single)
-    assert verdicts.compare([100], [95], 0.05) == (True, single)  # the margin itself ties
-    assert verdicts.compare([100], [94], 0.05) == (False, single)
-    # one repetition on either side is enough for the margin rule (medians compared)
-    assert verdicts.compare([100, 101], [97], 0.05) == (True, single)
-    assert verdicts.compare([100, 101], [94], 0.05) == (False, single)
-    assert verdicts.compare([100], [96], 0.01) == (False, "single repetition: 1% tie margin")
+    """Two or more repetitions a side: a tie when the bootstrap interval of the ratio of
+    medians holds 1, whatever the gap; fewer: no interval (None), never a margin."""
+    basis = "bootstrap 95% interval of the ratio of medians (n=3 vs 3)"
+    # 3% apart without overlap: clearly apart (a 5% margin would have called it a tie)
+    assert verdicts.compare([100, 100.5, 99.5], [97, 97.5, 96.5]) == (False, basis)
+    # 10% apart but wide spreads: a tie (a 5% margin would have called it clear)
+    assert verdicts.compare([100, 130, 70], [90, 120, 60]) == (True, basis)
+    # no spread at all: the interval is the point ratio
+    assert verdicts.compare([100, 100], [100, 100])[0] is True
+    assert verdicts.compare([100, 100], [99, 99])[0] is False
+    # lower is better: the same rule on the inverted ratio
+    assert verdicts.compare([10, 10.1, 9.9], [20, 20.2, 19.8], "lower")[0] is False
+    assert verdicts.compare([100], [96]) == (None, "no interval: 1 repetition on a side")
+    assert verdicts.compare([100, 101], [50])[0] is None
+
+
+def test_intervals_from_two_repetitions_up() -> None:
+    assert intervals.ratio_interval([10.0], [5.0]) is None
+    low, high = intervals.ratio_interval([10.0, 11.0], [5.0, 5.5])
+    assert 1.8 <= low <= 2.0 <= high <= 2.2
+    assert intervals.ratio_interval([1.0, 2.0], [0.0, 0.0]) is None  # no ratio to a zero
+    assert intervals.advantage([2.0], [4.0], "lower") == 2.0
+    assert intervals.ratio_interval([3, 4, 5], [1, 2, 3]) == \
+        intervals.ratio_interval([3, 4, 5], [1, 2, 3])  # seeded
+
+
+def test_the_margin_is_only_the_minimum_effect() -> None:
+    """A gap outside the noise but under the margin is still a win, called small."""
+    ranking = verdicts.rank({"a": [100.0, 100.2, 100.1], "b": [98.0, 98.1, 98.2]}, "higher")
+    assert (ranking.leader, ranking.tied, ranking.small) == ("a", [], True)
+    ranking = verdicts.rank({"a": [100.0, 100.2], "b": [80.0, 80.1]}, "higher", margin=0.05)
+    assert not ranking.small
+    bound = verdicts.rank({"a": [100.0, 101.0]}, "higher", bounds={"b": [120.0], "c": [50.0]})
+    assert bound.client_bound == ["b"]  # saturated at or above the leader: not ruled out
 
 
 def _sweep_records(group: str, slo_ms: float) -> list[dict[str, Any]]:
@@ -266,16 +316,20 @@ def _sweep_records(group: str, slo_ms: float) -> list[dict[str, Any]]:
 
 
 def test_each_sweep_is_judged_against_its_own_trials_slo(tmp_path: Path) -> None:
-    """The SLO is where the runner writes it, each trial's slo_p99_ms (its case's, in ms): two
-    sweeps of one run with different SLOs are each judged against their own."""
+    """The absolute SLO is where the runner writes it, each trial's slo_p99_ms (its case's, in
+    ms): two sweeps of one run with different SLOs are each judged against their own."""
     records = _sweep_records("tight", 2.0) + _sweep_records("loose", 20.0)
     assert {r["slo_p99_ms"] for r in records} == {2.0, 20.0}
     run = frames.load_run(write_run(tmp_path / "run", records, {"name": "synthetic"}))
     found = {s.label: s for s in sweeps.sweep_results(run)}
     assert (found["tight-c16-open"].slo_us, found["loose-c16-open"].slo_us) == (2000.0, 20000.0)
     assert found["tight-c16-open"].slo_source == "the scenario's slo_p99_ms"
-    assert found["tight-c16-open"].within_slo == {"epoll": [1000.0]}
-    assert found["loose-c16-open"].within_slo == {"epoll": [9000.0]}
+    assert found["tight-c16-open"].within_absolute == {"epoll": [1000.0]}
+    assert found["loose-c16-open"].within_absolute == {"epoll": [9000.0]}
+    # relative: the same sweep twice, the same answer; no closed case at one connection, so
+    # the reference is the lowest offered rate (p50 300 µs: the 1.5 ms-p50 point passes)
+    assert found["tight-c16-open"].reference_us["epoll"][2].startswith("at its lowest")
+    assert found["tight-c16-open"].within_slo == found["loose-c16-open"].within_slo
     overridden = sweeps.sweep_results(run, slo_override_us=20000.0)
     assert [s.within_slo for s in overridden] == [{"epoll": [9000.0]}] * 2
     assert overridden[0].slo_source == "given on the command line"
@@ -298,8 +352,8 @@ def test_flagged_trials_are_marked_and_footnoted(rendered: report.Report) -> Non
     assert "threaded‡" in markdown and "native†" in markdown
     assert validity.MARK_NOTES[validity.MARK_SATURATED] in markdown
     assert validity.MARK_NOTES[validity.MARK_ERRORS] in markdown
-    assert "5 of " in markdown and "excluded from every median" in markdown
-    assert "## Flagged trials (excluded)" in markdown
+    assert "5 of 50 trials have figures left out" in markdown
+    assert "## Trials with figures left out" in markdown
     assert "echo64-c128-closed--native--r2" in markdown
     agg = frames.aggregate(rendered.run.frame).set_index(["case", "variant"])
     native = agg.loc[("echo64-c128-closed", "native")]
@@ -321,7 +375,8 @@ def test_charts_are_valid_pngs(rendered: report.Report) -> None:
     names = {c.path.name for c in rendered.charts}
     assert names == {"throughput_vs_connections.png", "p99_vs_connections.png",
                      "cpu_per_request.png", "memory_per_connection.png",
-                     "latency_spectrum.png", "mixes.png", "latency_vs_load.png"}
+                     "latency_spectrum.png", "mixes.png", "latency_vs_load.png",
+                     "scorecard.png"}
     for chart in rendered.charts:
         data = chart.path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000, chart.path
@@ -354,7 +409,8 @@ def test_html_is_self_contained(rendered: report.Report) -> None:
     assert {"table", "style", "figure"} <= parser.tags
     assert "link" not in parser.tags and "script" not in parser.tags
     markdown = rendered.paths["markdown"].read_text()
-    assert "![Throughput versus connections](charts/throughput_vs_connections.png)" in markdown
+    assert "![Throughput versus connections: echo64-closed](charts/throughput_vs_connections.png)" \
+        in markdown
     assert "## Verdict" in markdown and "## Environment" in markdown
 
 
@@ -432,10 +488,20 @@ def test_sweep_walk_stops_at_slo_misses_and_flagged_points(tmp_path: Path) -> No
                 fraction * 1e4, p50_us=p50, mode="open", rate=fraction * 1e4,
                 fraction=fraction, saturated=fraction == saturated_at))
     run = frames.load_run(write_run(tmp_path / "run", records, SPEC))
-    (sweep,) = sweeps.sweep_results(run)
+    (sweep,) = sweeps.sweep_results(run, slo_override_us=SLO_MS * 1000)
     assert sweep.within_slo == {"epoll": [5000.0], "asyncio": [0.0]}
     assert sweep.ceiling_not_found == {"epoll": False, "asyncio": False}
+    assert sweep.stopped["epoll"].startswith("at 90% (9,000 req/s): p99 not valid (")
+    assert "client saturated" in sweep.stopped["epoll"]
+    assert sweep.stopped["asyncio"].startswith("at 10% (1,000 req/s): p99 ")
     (verdict,) = verdicts.sweep_verdicts([sweep])
-    assert (verdict.best, verdict.best_value, verdict.outcome) == ("epoll", 5000.0, "clear")
+    assert (verdict.best, verdict.best_value, verdict.outcome) == ("epoll", 5000.0,
+                                                                   "unconfirmed")
+    # relative: asyncio's own unloaded p50 is its slow first point, so it passes everywhere
+    (relative,) = sweeps.sweep_results(run)
+    assert relative.within_slo["asyncio"] == [9000.0] and relative.ceiling_not_found["asyncio"]
+    # no model within the SLO at its first point: no verdict, and each model says why
     (nobody,) = sweeps.sweep_results(run, slo_override_us=10.0)
-    assert verdicts.sweep_verdicts([nobody])[0].outcome == "none"
+    (none,) = verdicts.sweep_verdicts([nobody])
+    assert none.outcome == "none" and none.basis.startswith("no model met the SLO")
+    assert "epoll: at 10% (1,000 req/s): p99 " in none.note and "asyncio: at 10%" in none.note

@@ -39,8 +39,9 @@ DERIVED_FIELDS = [
 METRICS = [
     "throughput_rps", "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us",
     "cpu_us_per_request", "rss_per_connection_bytes", "ctx_switches_per_request",
-    "server_cpu_percent", "error_rate",
+    "server_cpu_percent", "error_rate", "threads_max", "fds_max",
 ]
+NATIVE_RATIOS = ["throughput_rps", "cpu_us_per_request"]  # shown as "x native" beside them
 CONNECTION_FIGURES = ["connections_established", "idle_established", "idle_alive",
                       "over_capacity", "connect_p99_us", "connect_max_us", "rss_max",
                       "threads_max", "fds_max", "idle_connections", "held_max",
@@ -144,10 +145,23 @@ def summary_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                            *CONNECTION_FIGURES]:
         if name in frame:
             frame[name] = pd.to_numeric(frame[name], errors="coerce")
-    for name in ("failed", "client_saturated", "has_errors", "excluded"):
+    for name in ("failed", "client_saturated", "has_errors", "excluded",
+                 *[validity.ok_column(m) for m in validity.JUDGED]):
         frame[name] = frame[name].astype(bool)
+    frame["queues_at"] = pd.to_numeric(frame["queues_at"], errors="coerce")
     frame["variant"] = _variants(frame)
     return frame
+
+
+def valid_figures(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every figure ``validity.judge`` left out set to NaN: what medians,
+    charts and verdicts read (a saturated trial keeps its CPU per request, not its p99)."""
+    masked = frame.copy()
+    for metric in validity.JUDGED:
+        column = validity.ok_column(metric)
+        if metric in masked and column in masked:
+            masked[metric] = masked[metric].where(masked[column])
+    return masked
 
 
 def _variants(frame: pd.DataFrame) -> list[str]:
@@ -178,7 +192,8 @@ def is_native(variant: str) -> bool:
 def case_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per case (in run order) with its scenario fields, family and labels."""
     if frame.empty:
-        return pd.DataFrame(columns=["case", *CASE_FIELDS, "family", "family_label", "order"])
+        return pd.DataFrame(columns=["case", *CASE_FIELDS, "family", "family_label", "order",
+                                     "series", "series_label", "rate_median"])
     first = frame.drop_duplicates("case").reset_index(drop=True)
     cases = first[["case", *CASE_FIELDS]].copy()
     cases["order"] = range(len(cases))
@@ -186,6 +201,9 @@ def case_table(frame: pd.DataFrame) -> pd.DataFrame:
     cases["family_label"] = [_CONN_PART.sub("", str(c)) for c in cases["case"]]
     cases["series"] = [_key(r, SERIES_FIELDS) for r in cases.itertuples()]
     cases["series_label"] = [_RATE_PART.sub("", str(c)) for c in cases["case"]]
+    # the median offered rate over the case's trials: every model's own for equal load
+    cases["rate_median"] = cases["case"].map(
+        pd.to_numeric(frame["rate"], errors="coerce").groupby(frame["case"]).median())
     return cases
 
 
@@ -200,7 +218,8 @@ def spread_flags(flags: pd.Series) -> str:
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (case, variant): counts, markers, and median/min/max/quartiles of valid trials."""
+    """Per (case, variant): counts, markers, and per metric the median, min, max, quartiles
+    and count (``<metric>_n``) of its valid figures, and the ratios to native's medians."""
     columns = ["case", "variant", "n_total", "n_valid", "n_excluded", "n_failed", "flags"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
@@ -210,22 +229,53 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         n_failed=("failed", "sum"),
         flags=("flags", spread_flags),
     )
-    valid = frame[~frame["excluded"]]
     present = [m for m in METRICS if m in frame]
-    parts = [counts]
-    if not valid.empty:
-        grouped = valid.groupby(["case", "variant"], sort=False)[present]
-        parts += [
-            grouped.median().add_suffix("_median"),
-            grouped.min().add_suffix("_min"),
-            grouped.max().add_suffix("_max"),
-            grouped.quantile(0.25).add_suffix("_q1"),
-            grouped.quantile(0.75).add_suffix("_q3"),
-        ]
+    grouped = valid_figures(frame).groupby(["case", "variant"], sort=False)[present]
+    parts = [counts,
+             grouped.median().add_suffix("_median"),
+             grouped.min().add_suffix("_min"),
+             grouped.max().add_suffix("_max"),
+             grouped.quantile(0.25).add_suffix("_q1"),
+             grouped.quantile(0.75).add_suffix("_q3"),
+             grouped.count().add_suffix("_n")]
     table = pd.concat(parts, axis=1).reset_index()
     table["n_valid"] = table["n_total"] - table["n_excluded"]
-    for metric in present:
-        for suffix in ("_median", "_min", "_max", "_q1", "_q3"):
-            if metric + suffix not in table:
-                table[metric + suffix] = math.nan
+    return _with_native_ratios(table, frame)
+
+
+def _with_native_ratios(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """``<metric>_x_native``: the median over native's median in the same case (the figure
+    that travels between machines and days). Where native's throughput is known only from
+    trials whose client saturated, native was at least that fast: the ratio is an upper
+    bound, and ``throughput_rps_x_native_bound`` says so ('≤')."""
+    reference = native_reference(frame)
+    for metric in NATIVE_RATIOS:
+        ratios, bounds = [], []
+        for row in table.itertuples(index=False):
+            base, bound = reference.get((row.case, metric), (math.nan, ""))
+            value = getattr(row, f"{metric}_median")
+            ratios.append(value / base if base and base == base else math.nan)
+            bounds.append(bound if value == value else "")
+        table[f"{metric}_x_native"] = ratios
+        table[f"{metric}_x_native_bound"] = bounds
     return table
+
+
+def native_reference(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[float, str]]:
+    """(case, metric) -> (native's median, '' or '≤'): its valid figures' median, else (for
+    throughput) the median of its client-saturated trials, a lower bound of its capacity."""
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    if frame.empty:
+        return out
+    natives = frame[[is_native(str(v)) for v in frame["variant"]]]
+    for case, rows in natives.groupby("case", sort=False):
+        for metric in NATIVE_RATIOS:
+            valid = rows.loc[rows[validity.ok_column(metric)], metric].dropna()
+            if not valid.empty:
+                out[(str(case), metric)] = (float(valid.median()), "")
+                continue
+            bounded = rows.loc[rows["client_saturated"] & ~rows["has_errors"]
+                               & rows["queues_at"].isna(), metric].dropna()
+            if metric == "throughput_rps" and not bounded.empty:
+                out[(str(case), metric)] = (float(bounded.median()), "≤")
+    return out

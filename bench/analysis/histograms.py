@@ -10,6 +10,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from bench.analysis.frames import case_table
+from bench.analysis.validity import ok_column
 
 US_PER_UNIT = {"ns": 1e-3, "us": 1.0, "ms": 1e3}  # the swarm's ``histogram_unit`` -> µs
 
@@ -65,7 +66,7 @@ def percentile_curve(histogram: HdrHistogram, scale: float) -> tuple[np.ndarray,
 def pick_spectrum_case(frame: pd.DataFrame, requested: str | None = None) -> tuple[str | None, str]:
     """The case whose latency spectrum to draw, and a note on how it was chosen."""
     cases = case_table(frame)
-    with_hist = set(frame.loc[~frame["excluded"], "case"]) if not frame.empty else set()
+    with_hist = set(frame.loc[frame[ok_column("p99_us")], "case"]) if not frame.empty else set()
     if requested:
         if requested in with_hist:
             return requested, f"chosen point: {requested}"

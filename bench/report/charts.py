@@ -25,10 +25,11 @@ from matplotlib.ticker import (  # noqa: E402
     FixedLocator,
     FuncFormatter,
     LogLocator,
-    NullFormatter,
+    NullLocator,
 )
 
 from bench.analysis.frames import C10K_GROUP, is_native  # noqa: E402
+from bench.analysis.scorecard import Workload, case_words  # noqa: E402
 from bench.analysis.sweeps import SweepResult  # noqa: E402
 
 DPI = 110
@@ -44,9 +45,21 @@ class Chart:
     caption: str
 
 
+# distinct colours for up to 23 models before a colour repeats (with another marker): tab10
+# without its grey (grey draws the other models behind a highlighted one), Dark2, then darker
+# shades; the order is the scorecard's, so the best models get the clearest colours
+COLOURS = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
+    "#17becf", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354",
+]
+MARKERS = ("o", "^", "D", "v", "s", "P", "X")
+BACKGROUND = {"color": "#c4c4c4", "linewidth": 0.8, "alpha": 0.7, "zorder": 1}
+
+
 @dataclass
 class Palette:
-    """A fixed colour and line style per series label, the same in every chart."""
+    """A fixed colour, line style and marker per series label, the same in every chart."""
 
     styles: dict[str, dict[str, Any]]
 
@@ -54,8 +67,7 @@ class Palette:
     def for_variants(cls, variants: list[str]) -> Palette:
         """A colour per model; with interpreters (labels ``model@tag``), one colour per model
         and a line style and marker per interpreter, so a model's lines read as a family."""
-        colours = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
-        lines, markers = ("-", "--", ":", "-."), ("o", "^", "D", "v")
+        lines = ("-", "--", ":", "-.")
         models: dict[str, int] = {}
         tags: dict[str, int] = {}
         styles = {}
@@ -66,9 +78,9 @@ class Palette:
                 styles[variant] = {"color": "black", "linestyle": "--", "marker": "s"}
                 continue
             index = models.setdefault(model, len(models))
-            styles[variant] = {"color": colours[index % len(colours)],
+            styles[variant] = {"color": COLOURS[index % len(COLOURS)],
                                "linestyle": lines[way % len(lines)],
-                               "marker": markers[way % len(markers)]}
+                               "marker": MARKERS[(way + index // len(COLOURS)) % len(MARKERS)]}
         return cls(styles)
 
     def label(self, variant: str) -> str:
@@ -124,7 +136,7 @@ def _log_y(ax: Axes, formatter: Callable[[float, Any], str] | None, base: int = 
         ax.yaxis.set_major_locator(LogLocator(base=base, numticks=12))
     elif low > 0 and high / low < 100:
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_locator(NullLocator())  # minor ticks on log axes cost seconds per chart
     if formatter:
         ax.yaxis.set_major_formatter(FuncFormatter(formatter))
 
@@ -135,7 +147,7 @@ def _connections_axis(ax: Axes, connections: list[int]) -> None:
     ticks = sorted({int(c) for c in connections if c == c})
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{int(v):,}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
     if len(ticks) == 1:
         ax.set_xlim(ticks[0] / 2, ticks[0] * 2)
     ax.set_xlabel("connections")
@@ -211,7 +223,7 @@ def connection_families(cases: pd.DataFrame) -> list[pd.DataFrame]:
 
     Families measured at two or more connection counts; if none is, every family.
     """
-    closed = cases[cases["mode"] != "open"]
+    closed = cases[(cases["mode"] != "open") & (cases["group"] != C10K_GROUP)]
     families = [g for _, g in closed.groupby("family", sort=False)]
     scaling = [g for g in families if g["connections"].nunique() >= 2]
     return scaling or families
@@ -220,23 +232,95 @@ def connection_families(cases: pd.DataFrame) -> list[pd.DataFrame]:
 def connections_chart(
     spec: MetricSpec, agg: pd.DataFrame, cases: pd.DataFrame, palette: Palette, out: Path
 ) -> Chart | None:
-    """One panel per case family: the metric against connections, one line per model."""
+    """The metric against connections: for a family measured at several counts, one small
+    panel per model over the others in grey; for single counts, bars per case."""
     families = [
         f for f in connection_families(cases)
         if agg[agg["case"].isin(f["case"])][f"{spec.metric}_median"].notna().any()
     ]
     if not families:
         return None
-    fig, axes = _grid(len(families))
-    for ax, family in zip(axes, families, strict=True):
-        if family["connections"].nunique() >= 2:
-            _draw_family(ax, spec, agg, family, palette)
-        else:
+    if families[0]["connections"].nunique() < 2:
+        fig, axes = _grid(len(families))
+        for ax, family in zip(axes, families, strict=True):
             _draw_bars(ax, spec, agg, family, palette)
-    if any(f["connections"].nunique() >= 2 for f in families):
-        _legend(fig, axes)
-    fig.suptitle(spec.title)
-    return Chart(_save(fig, out / spec.filename), spec.title, f"{spec.caption} {SPREAD}.")
+        fig.suptitle(spec.title)
+        return Chart(_save(fig, out / spec.filename), spec.title, f"{spec.caption} {SPREAD}.")
+    family = families[0]  # the scenario's main scaling family (more would be more charts)
+    fig = _family_multiples(spec, agg, family, palette)
+    title = f"{spec.title}: {family['family_label'].iloc[0]}"
+    return Chart(_save(fig, out / spec.filename), title,
+                 f"{spec.caption} One panel per model, in the scorecard's order: its median "
+                 "(min–max bars) in its colour, every other model in grey behind it, native "
+                 "dashed black; the same axes in every panel. Only valid figures are drawn "
+                 "(a saturated client's trial still counts for CPU and memory).")
+
+
+PANELS_PER_ROW = 5
+
+
+def _small_multiples(count: int, width: float = 2.55, height: float = 2.0
+                     ) -> tuple[Figure, list[Axes]]:
+    """A grid of ``count`` small panels sharing both axes, PANELS_PER_ROW to a row. Margins
+    are fixed (in inches): constrained layout over twenty panels costs seconds per chart."""
+    cols = max(1, min(PANELS_PER_ROW, count))
+    rows = math.ceil(count / cols)
+    left, right, top, bottom, gap_w, gap_h = 1.25, 0.2, 0.65, 0.55, 0.25, 0.42
+    size = (width * cols + left + right, height * rows + top + bottom)
+    fig = Figure(figsize=size)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True,
+                        gridspec_kw={"left": left / size[0], "right": 1 - right / size[0],
+                                     "top": 1 - top / size[1], "bottom": bottom / size[1],
+                                     "wspace": gap_w / width, "hspace": gap_h / height})
+    axes = axes.ravel().tolist()
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    return fig, axes[:count]
+
+
+def _family_multiples(spec: MetricSpec, agg: pd.DataFrame, family: pd.DataFrame,
+                      palette: Palette) -> Figure:
+    rows = agg.merge(family[["case", "connections"]], on="case")
+    rows = rows[rows[f"{spec.metric}_median"].notna()].sort_values("connections")
+    every = list(rows[f"{spec.metric}_median"] * spec.scale)
+    log = spec.log_y or (spec.log_y is None and _log_wide(every))
+    if log:  # a log axis cannot show zero (no RSS growth at one connection): leave it out
+        rows = rows[rows[f"{spec.metric}_median"] > 0]
+    present = set(rows["variant"])
+    variants = [v for v in palette.styles if v in present and not is_native(v)]
+    natives = [v for v in palette.styles if v in present and is_native(v)]
+    fig, axes = _small_multiples(max(1, len(variants)))
+    for ax, variant in zip(axes, variants or natives, strict=False):
+        for other in [*variants, *natives]:
+            series = rows[rows["variant"] == other]
+            y = series[f"{spec.metric}_median"] * spec.scale
+            if is_native(other):
+                ax.plot(series["connections"], y, color="black", linestyle="--",
+                        linewidth=1.0, zorder=2)
+            elif other != variant:
+                ax.plot(series["connections"], y, **BACKGROUND)
+        series = rows[rows["variant"] == variant]
+        median, err = _spread(series, spec.metric, spec.scale)
+        style = palette(variant)
+        ax.errorbar(series["connections"], median, yerr=err, capsize=2, markersize=4,
+                    linewidth=2.0, zorder=3, color=style["color"], marker=style["marker"],
+                    linestyle=style["linestyle"])
+        ax.set_title(palette.label(variant), color=style["color"], fontsize="medium",
+                     fontweight="bold")
+        _connections_axis(ax, list(family["connections"]))
+        ax.set_xlabel("")
+        ax.tick_params(labelsize="small")
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes:
+        if log:
+            _log_y(ax, spec.y_formatter, spec.log_base)
+        elif spec.y_formatter:
+            ax.set_ylim(bottom=0)
+            ax.yaxis.set_major_formatter(FuncFormatter(spec.y_formatter))
+    fig.supxlabel("connections", fontsize="medium")
+    fig.supylabel(spec.ylabel + (" (log)" if log else ""), fontsize="medium")
+    fig.suptitle(f"{spec.title}: {family['family_label'].iloc[0]}")
+    return fig
 
 
 def _draw_bars(
@@ -257,39 +341,13 @@ def _draw_bars(
         ax.set_xscale("log")
         if spec.log_base != 10:
             ax.xaxis.set_major_locator(LogLocator(base=spec.log_base, numticks=12))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
     if spec.y_formatter:
         ax.xaxis.set_major_formatter(FuncFormatter(spec.y_formatter))
     ax.set_xlabel(spec.ylabel)
     ax.set_title(f"{case['family_label']} at {int(case['connections']):,} connections",
                  fontsize="medium")
     ax.grid(True, axis="x", alpha=0.3)
-
-
-def _draw_family(
-    ax: Axes, spec: MetricSpec, agg: pd.DataFrame, family: pd.DataFrame, palette: Palette
-) -> None:
-    rows = agg.merge(family[["case", "connections"]], on="case")
-    rows = rows[rows[f"{spec.metric}_median"].notna()].sort_values("connections")
-    every: list[float] = []
-    for variant in palette.styles:
-        series = rows[rows["variant"] == variant]
-        if series.empty:
-            continue
-        median, err = _spread(series, spec.metric, spec.scale)
-        every += list(median)
-        ax.errorbar(series["connections"], median, yerr=err, capsize=3, markersize=4,
-                    linewidth=1.6, label=palette.label(variant), **palette(variant))
-    _connections_axis(ax, list(family["connections"]))
-    if spec.log_y or (spec.log_y is None and _log_wide(every)):
-        _log_y(ax, spec.y_formatter, spec.log_base)
-    else:
-        ax.set_ylim(bottom=0)
-        if spec.y_formatter:
-            ax.yaxis.set_major_formatter(FuncFormatter(spec.y_formatter))
-    ax.set_ylabel(spec.ylabel)
-    ax.set_title(str(family["family_label"].iloc[0]), fontsize="medium")
-    ax.grid(True, which="major", alpha=0.3)
 
 
 def _log_wide(values: list[float], ratio: float = 20.0) -> bool:
@@ -301,42 +359,87 @@ def _log_wide(values: list[float], ratio: float = 20.0) -> bool:
 
 
 def mixes_chart(
-    agg: pd.DataFrame, cases: pd.DataFrame, palette: Palette, out: Path
+    agg: pd.DataFrame, cases: pd.DataFrame, palette: Palette, out: Path,
+    frame: pd.DataFrame | None = None,
 ) -> Chart | None:
-    """Grouped bars, one group per closed-loop case: throughput and p99 per model."""
-    closed = cases[cases["mode"] != "open"].sort_values(["order"])
-    closed = closed[closed["case"].isin(agg.loc[agg["throughput_rps_median"].notna(), "case"])]
+    """One panel per closed-loop case: every model's throughput as a labelled bar, best on top.
+
+    A model whose throughput is known only from trials with a saturated client gets a
+    hatched bar of that figure (a lower bound, '≥'); one with no figure at all, a dash.
+    """
+    closed = cases[(cases["mode"] != "open") & (cases["group"] != C10K_GROUP)]
+    closed = closed.sort_values("order")
+    bounds = _saturated_medians(frame)
+    shown = set(agg.loc[agg["throughput_rps_median"].notna(), "case"]) | \
+        {case for case, _ in bounds}
+    closed = closed[closed["case"].isin(shown)]
     if closed.empty:
         return None
-    measured = set(agg.loc[agg["throughput_rps_median"].notna(), "variant"])
-    variants = [v for v in palette.styles if v in measured]
-    width = 0.8 / max(len(variants), 1)
-    fig = Figure(figsize=(max(8.0, 1.1 * len(closed) * max(len(variants), 3) * 0.45 + 3), 8.5),
-                 layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True)
-    x = np.arange(len(closed))
-    for index, variant in enumerate(variants):
-        rows = closed[["case"]].merge(agg[agg["variant"] == variant], on="case", how="left")
-        offset = (index - (len(variants) - 1) / 2) * width
-        style = palette(variant)
-        bar = {"color": style["color"], "hatch": "//" if is_native(variant) else None,
-               "edgecolor": "white" if not is_native(variant) else "grey"}
-        for ax, metric in ((top, "throughput_rps"), (bottom, "p99_us")):
-            median, err = _spread(rows, metric)
-            ax.bar(x + offset, median, width, yerr=err, capsize=2, label=palette.label(variant),
-                   error_kw={"elinewidth": 0.8}, **bar)
-    _log_y(top, fmt_si)
-    top.set_ylabel("throughput (responses/s, log)")
-    _log_y(bottom, fmt_latency_tick)
-    bottom.set_ylabel("p99 latency (log)")
-    bottom.set_xticks(x, [str(c) for c in closed["case"]], rotation=30, ha="right")
-    for ax in (top, bottom):
-        ax.grid(True, axis="y", which="major", alpha=0.3)
-    _legend(fig, [top])
-    fig.suptitle("Workload mixes side by side (closed loop)")
+    variants = [v for v in palette.styles if v in set(agg["variant"])]
+    cols = min(3, len(closed))
+    rows_n = math.ceil(len(closed) / cols)
+    height = 0.2 * len(variants) + 1.0
+    fig = Figure(figsize=(4.5 * cols + 0.4, height * rows_n + 0.6), layout="constrained")
+    axes = fig.subplots(rows_n, cols, squeeze=False).ravel().tolist()
+    for extra in axes[len(closed):]:
+        extra.set_visible(False)
+    for ax, case in zip(axes, closed.itertuples(), strict=False):
+        _mix_panel(ax, case, agg[agg["case"] == case.case], variants, bounds, palette)
+    fig.suptitle("Throughput per case (closed loop), best on top")
     return Chart(_save(fig, out / "mixes.png"), "Workload mixes side by side",
-                 f"Every closed-loop case; bars are medians, {SPREAD}. A missing bar: no valid "
-                 "trial (see the per-case tables).")
+                 f"Every closed-loop case, one panel each; bars are medians of valid figures "
+                 f"({SPREAD}); hatched '≥': only trials whose client saturated, so the model "
+                 "was at least this fast; '—': no valid figure (see the per-case tables).")
+
+
+def _saturated_medians(frame: pd.DataFrame | None) -> dict[tuple[str, str], float]:
+    """(case, variant) -> median throughput of its client-saturated trials (a lower bound)."""
+    if frame is None or frame.empty:
+        return {}
+    rows = frame[frame["client_saturated"] & ~frame["has_errors"] & frame["queues_at"].isna()]
+    medians = rows.groupby(["case", "variant"])["throughput_rps"].median()
+    return {(str(c), str(v)): float(x) for (c, v), x in medians.items() if x == x}
+
+
+def _mix_panel(ax: Axes, case: Any, rows: pd.DataFrame, variants: list[str],
+               bounds: dict[tuple[str, str], float], palette: Palette) -> None:
+    by_variant = rows.set_index("variant")
+    bars = []  # (value, variant, is a bound)
+    for variant in variants:
+        value = by_variant["throughput_rps_median"].get(variant, math.nan) \
+            if variant in by_variant.index else math.nan
+        if value == value:
+            bars.append((float(value), variant, False))
+        elif (case.case, variant) in bounds:
+            bars.append((bounds[(case.case, variant)], variant, True))
+        elif variant in by_variant.index:
+            bars.append((math.nan, variant, False))
+    bars.sort(key=lambda b: (b[0] == b[0], b[0] if b[0] == b[0] else 0))  # '—' at the bottom
+    y = np.arange(len(bars))
+    values = np.array([b[0] for b in bars], float)
+    ax.barh(y, np.nan_to_num(values), height=0.72,
+            color=[palette(v)["color"] for _, v, _ in bars],
+            hatch=["//" if bound else ("xx" if is_native(v) else None) for _, v, bound in bars],
+            alpha=1.0, edgecolor="white")
+    # the axis fits the competing models: a native bar far beyond them is cut at the edge
+    # and labelled, so that the Python models' differences stay visible
+    competing = [b[0] for b in bars if b[0] == b[0] and not is_native(b[1])]
+    top = max(competing) if competing else (np.nanmax(values) if np.isfinite(values).any()
+                                            else 1.0)
+    for yi, (value, _variant, bound) in zip(y, bars, strict=True):
+        text = "—" if value != value else ("≥ " if bound else "") + fmt_si(round(value, -1))
+        if value == value and value > top * 1.25:
+            ax.text(top * 1.24, yi, f"{text} → ", va="center", ha="right",
+                    fontsize="x-small", color="white", fontweight="bold")
+            continue
+        ax.text(value if value == value else 0, yi, " " + text, va="center",
+                fontsize="x-small", color="#333")
+    ax.set_yticks(y, [palette.label(v) for _, v, _ in bars], fontsize="x-small")
+    ax.set_xlim(0, top * 1.25)
+    ax.xaxis.set_major_formatter(FuncFormatter(fmt_si))
+    ax.tick_params(axis="x", labelsize="x-small")
+    ax.set_title(f"{case_words(case)}", fontsize="small")
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 # ---------------------------------------------------------------- latency percentile spectrum
@@ -351,22 +454,28 @@ def spectrum_chart(
     """HdrHistogram-style percentile spectrum: x = 1/(1-p) on a log axis, y = latency."""
     if not curves:
         return None
-    fig = Figure(figsize=(9.5, 5.5), layout="constrained")
+    fig = Figure(figsize=(10.5, 5.5), layout="constrained")
     ax = fig.subplots()
     every: list[float] = []
     reach = 1.0
+    best = highlighted(curves)
     for variant, (levels, values_us) in curves.items():
         inverse = 1.0 / (1.0 - levels)
         reach = max(reach, float(inverse.max()))
         every += list(values_us)
-        style = dict(palette(variant), marker=None)
-        ax.plot(inverse, values_us, drawstyle="steps-post", linewidth=1.6,
-                label=palette.label(variant), **style)
+        if variant in best or is_native(variant):
+            style = dict(palette(variant), marker=None)
+            ax.plot(inverse, values_us, drawstyle="steps-post", linewidth=2.0, zorder=3,
+                    label=palette.label(variant), **style)
+        else:
+            ax.plot(inverse, values_us, drawstyle="steps-post", **BACKGROUND)
+    if len(curves) > len(best) + sum(map(is_native, curves)):
+        ax.plot([], [], label="every other model", **BACKGROUND)
     ax.set_xscale("log")
     ticks = [t for t in SPECTRUM_TICKS if 1 / (1 - t) <= reach * 1.0001]
     ax.xaxis.set_major_locator(FixedLocator([1 / (1 - t) for t in ticks]))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: _percentile_label(1 - 1 / v)))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlim(1, reach * 1.2)
     if _log_wide(every, 10):
         _log_y(ax, fmt_latency_tick)
@@ -380,7 +489,19 @@ def spectrum_chart(
     ax.set_title(f"Latency by percentile at {case}")
     return Chart(_save(fig, out / "latency_spectrum.png"), f"Latency percentile spectrum: {case}",
                  f"HdrHistogram percentile distribution of the valid repetitions merged ({note}). "
-                 "The x axis is 1/(1-p): each step right is ten times rarer.")
+                 f"The {HIGHLIGHT} models with the lowest p99 in colour, native dashed, every "
+                 "other model in grey. The x axis is 1/(1-p): each step right is ten times "
+                 "rarer.")
+
+
+HIGHLIGHT = 3  # models drawn in colour where every model on one axes would be unreadable
+
+
+def highlighted(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    """The HIGHLIGHT competing models with the lowest p99 (native is drawn apart)."""
+    p99 = sorted((float(np.interp(0.99, levels, values)), variant)
+                 for variant, (levels, values) in curves.items() if not is_native(variant))
+    return [variant for _, variant in p99[:HIGHLIGHT]]
 
 
 def _percentile_label(level: float) -> str:
@@ -394,48 +515,45 @@ def _percentile_label(level: float) -> str:
 def sweep_chart(
     sweep: SweepResult, palette: Palette, out: Path, index: int
 ) -> Chart | None:
-    """p99 versus offered rate (with the SLO) and achieved versus offered rate, per model."""
-    slo_us = sweep.slo_us
-    points = sweep.points[sweep.points["rate"].notna()]
+    """p99 against offered rate, one small panel per model (every other model in grey), with
+    the model's own p99 limit and a star at its highest rate within it."""
+    points = sweep.points[sweep.points["rate"].notna() & sweep.points["p99_us_median"].notna()]
     if points.empty:
         return None
-    fig = Figure(figsize=(14.5, 5.2), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    for variant in palette.styles:
+    present = set(points["variant"])
+    variants = [v for v in palette.styles if v in present]
+    fig, axes = _small_multiples(len(variants), height=2.1)
+    for ax, variant in zip(axes, variants, strict=True):
+        for other in variants:
+            if other != variant:
+                rows = points[points["variant"] == other].sort_values("rate")
+                ax.plot(rows["rate"], rows["p99_us_median"], **BACKGROUND)
         rows = points[points["variant"] == variant].sort_values("rate")
-        if rows.empty:
-            continue
-        style, label = palette(variant), palette.label(variant)
-        p99 = rows[rows["p99_us_median"].notna()]
-        median, err = _spread(p99, "p99_us")
-        left.errorbar(p99["rate"], median, yerr=err, capsize=3, markersize=4, label=label,
-                      **style)
-        _mark_within_slo(left, sweep, variant, p99, style)
-        done = rows[rows["throughput_rps_median"].notna()]
-        tp, tp_err = _spread(done, "throughput_rps")
-        right.errorbar(done["rate"], tp, yerr=tp_err, capsize=3, markersize=4, label=label,
-                       **style)
-    left.axhline(slo_us, color="red", linestyle=":", linewidth=1.4,
-                 label=f"SLO p99 {fmt_latency_tick(slo_us)}")
-    _log_y(left, fmt_latency_tick)
-    left.set(xlabel="offered rate (requests/s)", ylabel="p99 latency (corrected, log)",
-             title="p99 versus offered load")
-    top = float(points["rate"].max()) * 1.05
-    right.plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle=":",
-               label="achieved = offered")
-    right.set(xlabel="offered rate (requests/s)", ylabel="achieved throughput (responses/s)",
-              title="achieved versus offered")
-    for ax in (left, right):
+        median, err = _spread(rows, "p99_us")
+        style = palette(variant)
+        ax.errorbar(rows["rate"], median, yerr=err, capsize=2, markersize=4, linewidth=2.0,
+                    zorder=3, color=style["color"], marker=style["marker"],
+                    linestyle=style["linestyle"])
+        limit = sweep.limit_us(variant)
+        if limit == limit:
+            ax.axhline(limit, color="red", linestyle=":", linewidth=1.2, zorder=2)
+        _mark_within_slo(ax, sweep, variant, rows, style)
+        ax.set_title(palette.label(variant), color=style["color"], fontsize="medium",
+                     fontweight="bold")
         ax.xaxis.set_major_formatter(FuncFormatter(fmt_si))
+        ax.tick_params(labelsize="small")
         ax.grid(True, alpha=0.3)
-    right.yaxis.set_major_formatter(FuncFormatter(fmt_si))
-    _legend(fig, [left, right])
+    for ax in axes:
+        _log_y(ax, fmt_latency_tick)
+    fig.supxlabel("offered rate (requests/s)", fontsize="medium")
+    fig.supylabel("p99 latency (corrected, log)", fontsize="medium")
     fig.suptitle(f"Open-loop sweep: {sweep.label}")
     name = "latency_vs_load.png" if index == 0 else f"latency_vs_load_{index + 1}.png"
     return Chart(_save(fig, out / name), f"Latency versus offered load: {sweep.label}",
-                 f"Open loop, each model offered 10–110 % of its own closed-loop maximum. The "
-                 f"star marks the highest offered rate up to which p99 stayed under the SLO "
-                 f"({fmt_latency_tick(slo_us)}) at every point. {SPREAD}.")
+                 "Open loop, each model offered fractions of its own closed-loop maximum; one "
+                 "panel per model over the others in grey. Red dotted: the model's p99 limit "
+                 f"({sweep.describe_target()}); the star marks the highest offered rate up to "
+                 f"which p99 stayed within it at every point. {SPREAD}.")
 
 
 def _mark_within_slo(
@@ -447,8 +565,8 @@ def _mark_within_slo(
         return
     target = float(np.median(rates))
     nearest = rows.iloc[int(np.argmin(np.abs(rows["rate"].to_numpy(float) - target)))]
-    ax.plot([nearest["rate"]], [nearest["p99_us_median"]], marker="*", markersize=14,
-            color=style["color"], markeredgecolor="black", linestyle="none")
+    ax.plot([nearest["rate"]], [nearest["p99_us_median"]], marker="*", markersize=13,
+            color=style["color"], markeredgecolor="black", linestyle="none", zorder=4)
 
 
 # ---------------------------------------------------------------- C10K
@@ -492,7 +610,7 @@ def c10k_chart(frame: pd.DataFrame, palette: Palette, out: Path) -> Chart | None
             if log:
                 ax.set_xscale("log")
                 ax.xaxis.set_major_locator(LogLocator(base=base, numticks=12))
-                ax.xaxis.set_minor_formatter(NullFormatter())
+                ax.xaxis.set_minor_locator(NullLocator())
             if formatter is not None:
                 ax.xaxis.set_major_formatter(FuncFormatter(formatter))
             ax.set_xlabel(xlabel + (" (log)" if log else ""))
@@ -503,3 +621,62 @@ def c10k_chart(frame: pd.DataFrame, palette: Palette, out: Path) -> Chart | None
                  "Per case, the median of the trials that ran, errors included (hatched, ‡: "
                  "connections turned away or timed out; see the C10K tables). RSS per "
                  "connection is over the connections the server really held.")
+
+
+# ---------------------------------------------------------------- the scorecard as a heat map
+
+HEATMAP = "scorecard.png"
+
+
+def scorecard_heatmap(items: list[Workload], order: list[str], out: Path) -> Chart | None:
+    """Models × workloads coloured by how many times worse than the column's leader (log),
+    each cell labelled with its ratio; green: the leader and its ties."""
+    if not items or not order:
+        return None
+    from matplotlib.colors import LinearSegmentedColormap, to_rgba
+
+    ramp = LinearSegmentedColormap.from_list(
+        "worse", ["#fff3b0", "#fdcc8a", "#f49778", "#de6666"])
+    colours = {"best": "#9fd89f", "tie": "#c8ebc8", "untested": "#e4f2c4",
+               "bound": "#cfe3f7", "missing": "#ececec", "reference": "#f4f4f4"}
+    fig = Figure(figsize=(1.25 * len(items) + 2.4, 0.34 * len(order) + 1.9),
+                 layout="constrained")
+    ax = fig.subplots()
+    image = np.ones((len(order), len(items), 4))
+    for c, workload in enumerate(items):
+        for r, model in enumerate(order):
+            cell = workload.cells.get(model)
+            if cell is None:
+                image[r, c] = to_rgba("white")
+                continue
+            if cell.status == "worse":
+                image[r, c] = ramp(min(1.0, math.log(max(cell.badness, 1.0)) / math.log(16)))
+            else:
+                image[r, c] = to_rgba(colours.get(cell.status, "#ffffff"))
+            ax.text(c, r, _heat_text(cell), ha="center", va="center", fontsize="x-small")
+    ax.imshow(image, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(items)), [w.short for w in items], rotation=30, ha="right",
+                  fontsize="small")
+    ax.set_yticks(range(len(order)), [f"{m} (ref.)" if is_native(m) else m for m in order],
+                  fontsize="small")
+    ax.set_xticks(np.arange(-0.5, len(items)), minor=True)
+    ax.set_yticks(np.arange(-0.5, len(order)), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    ax.set_title("Scorecard: each model relative to the best per workload")
+    return Chart(_save(fig, out / HEATMAP), "Scorecard heat map",
+                 "The scorecard above as a picture: green the leader and the models inside "
+                 "its interval, yellow to red up to 16 times worse (log), blue a lower bound "
+                 "(client saturated), grey no valid figure.")
+
+
+def _heat_text(cell: Any) -> str:
+    if cell.status == "best":
+        return "best"
+    if cell.status == "missing":
+        return "—"
+    ratio = cell.relative
+    if ratio != ratio:
+        return "—"
+    text = f"{ratio:.2g}×"
+    return ("≥" + text) if cell.status == "bound" else text

@@ -1,0 +1,570 @@
+"""The answer: workloads, a scorecard of models against them, one sentence each, how sure.
+
+A workload is a question a user brings ("small requests", "many connections", "a CPU-heavy
+handler", "slow downstream I/O", "latency at equal load", "memory per connection"), read from
+one case of the run and one figure. Cases are mapped to workloads from what they are (their
+group, mix, mode and connections), never from their names, so a scenario of one's own gets its
+own columns. Each scorecard cell is a model's figure relative to the column's leader, with the
+bootstrap interval of that ratio; each sentence names the best model(s) and the measured
+reason the others lose, all computed from the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import intervals, validity
+from bench.analysis.frames import C10K_GROUP, Run, case_table, is_native, valid_figures
+from bench.analysis.sweeps import SweepResult
+from bench.analysis.verdicts import DEFAULT_MARGIN, CaseVerdict, figure_verdict
+from clients.mix import MixError, parse_mix
+
+MANY_CONNECTIONS = 500  # echo at this many connections or more is "many connections"
+SMALL_PAYLOAD = 1024  # bytes: an echo this size or smaller is a "small request"
+
+
+# ---------------------------------------------------------------- what a case asks
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def requests_words(mix: str) -> str:
+    """What a mix's requests are, in words: 'small requests', 'CPU-heavy handler (WORK 2,000)'."""
+    try:
+        entries = parse_mix(str(mix))
+    except MixError:
+        return f"requests {mix}"
+    ops = {e.op for e in entries}
+    if ops == {"echo"}:
+        size = max(e.arg for e in entries)
+        return "small requests" if size <= SMALL_PAYLOAD else f"{size:,}-byte requests"
+    if ops == {"work"}:
+        return f"CPU-heavy handler (WORK {max(e.arg for e in entries):,})"
+    if ops == {"sleep"}:
+        return f"slow downstream I/O ({max(e.arg for e in entries) / 1000:g} ms)"
+    return f"mixed requests ({mix})"
+
+
+def case_words(row: Any) -> str:
+    """A case as a workload name, from its fields: mix, connections, mode, rate, group."""
+    connections = int(row.connections)
+    idle = int(row.idle_connections) if getattr(row, "idle_connections", 0) == \
+        getattr(row, "idle_connections", 0) and getattr(row, "idle_connections", 0) else 0
+    what = requests_words(row.mix)
+    extra = f", pipeline {int(row.pipeline)}" if row.pipeline == row.pipeline \
+        and int(row.pipeline) > 1 else ""
+    if str(row.group) == C10K_GROUP:
+        return f"C10K ({connections + idle:,} connections, {connections:,} busy)"
+    if what == "small requests" and connections >= MANY_CONNECTIONS:
+        return f"many connections ({connections:,}, small requests{extra})"
+    return f"{what}, {_plural(connections, 'connection')}{extra}"
+
+
+# ---------------------------------------------------------------- the scorecard
+
+
+@dataclass
+class Cell:
+    """One model in one workload: its figure, relative to the leader's, and how sure."""
+
+    value: float  # median of its valid figures (or of its lower bounds)
+    relative: float  # value / the leader's value
+    interval: tuple[float, float] | None  # bootstrap interval of ``relative``
+    badness: float  # >= 1: how many times worse than the leader (1 for the leader)
+    status: str  # best, tie, worse, untested, bound, reference, missing
+    note: str = ""  # why missing, or what a bound means
+    n: int = 0  # valid figures behind it
+
+
+@dataclass
+class Workload:
+    """One column of the scorecard: a case, a figure, its verdict and its cells."""
+
+    name: str
+    case: str
+    figure: str
+    better: str
+    kind: str  # throughput, latency, cpu, memory, sweep
+    verdict: CaseVerdict
+    cells: dict[str, Cell] = field(default_factory=dict)
+    sentence: str = ""
+    native_upper_bound: bool = False  # ratios to native divide by a saturated native's figure
+    notes: dict[str, str] = field(default_factory=dict)  # sweep: why each model's walk stopped
+    label: str = ""  # a short heading
+
+    @property
+    def short(self) -> str:
+        """A column heading for narrow places (the terminal)."""
+        return self.label or self.name
+
+    def answer_line(self) -> str:
+        """The answer in one short line: the best model(s) and the leader's figure."""
+        verdict = self.verdict
+        if verdict.best is None:
+            return f"{self.name}: no verdict"
+        text = f"{self.name}: {verdict.best} ({_fmt(verdict.best_value, self.figure)}"
+        native = self.ratio_to_native().get(verdict.best)
+        if native is not None and native == native:
+            text += f", {'≤ ' if self.native_upper_bound else ''}{native:.2g}× native"
+        text += ")"
+        if verdict.tied:
+            text += f"; tied: {', '.join(verdict.tied)}"
+        if verdict.client_bound:
+            text += f"; client-bound, at least as fast: {', '.join(verdict.client_bound)}"
+        if verdict.outcome == "unconfirmed":
+            text += "; unconfirmed (one repetition)"
+        return text
+
+    @property
+    def values(self) -> dict[str, float]:
+        """model -> its median valid figure."""
+        return {m: c.value for m, c in self.cells.items()
+                if c.status not in ("missing", "bound") and c.value == c.value}
+
+    def ratio_to_native(self) -> dict[str, float]:
+        """model -> its figure over native's in the same case (empty without native)."""
+        native = next((c for m, c in self.cells.items() if is_native(m)
+                       and c.value == c.value and c.value), None)
+        if native is None:
+            return {}
+        return {m: v / native.value for m, v in self.values.items() if not is_native(m)}
+
+
+def workloads(run: Run, verdicts: list[CaseVerdict], sweeps: list[SweepResult],
+              margin: float = DEFAULT_MARGIN) -> list[Workload]:
+    """Every workload the run answers, in the scenario's order, with cells and sentences."""
+    frame = run.frame
+    if frame.empty:
+        return []
+    cases = case_table(frame).set_index("case")
+    by_case = {v.case: v for v in verdicts}
+    out: list[Workload] = []
+    for verdict in verdicts:
+        if verdict.figure == "rate_within_slo":
+            sweep = next(s for s in sweeps if s.label == verdict.case)
+            row = cases.loc[cases["series_label"] == sweep.label].iloc[0]
+            out.append(Workload(f"load within the latency SLO ({case_words(row)})",
+                                verdict.case, verdict.figure, "higher", "sweep", verdict,
+                                notes=dict(sweep.stopped)))
+        elif verdict.figure == "p99_us":
+            row = cases.loc[verdict.case]
+            rate = _case_rate(frame, verdict.case)
+            out.append(Workload(f"latency at equal load ({rate:,.0f} req/s, {case_words(row)})",
+                                verdict.case, "p99_us", "lower", "latency", verdict))
+        else:
+            out.append(Workload(case_words(cases.loc[verdict.case]), verdict.case,
+                                verdict.figure, "higher", "throughput", verdict))
+    out += _extra_workloads(run, cases, by_case, margin)
+    _unique_names(out)
+    for workload in out:
+        workload.label = short_label(workload, cases, frame)
+    masked = valid_figures(frame)
+    for workload in out:
+        workload.cells = _cells(workload, frame)
+        workload.native_upper_bound = _native_bounded(workload)
+        workload.sentence = sentence(workload, masked[masked["case"] == workload.case],
+                                     frame[frame["case"] == workload.case])
+    return out
+
+
+SHORT_OPS = {"small requests": "echo", "CPU-heavy handler": "CPU", "slow downstream I/O": "I/O"}
+SHORT_KIND = {"cpu": "CPU/req", "memory": "RSS/conn", "sweep": "SLO rate"}
+
+
+def short_label(workload: Workload, cases: pd.DataFrame, frame: pd.DataFrame) -> str:
+    """'echo c16', 'CPU c16', 'I/O c128', 'p99 @4k', 'CPU/req', 'RSS/conn', 'SLO rate'."""
+    if workload.kind in SHORT_KIND:
+        text = SHORT_KIND[workload.kind]
+    elif workload.kind == "latency":
+        rate = _case_rate(frame, workload.case)
+        text = f"p99 @{rate / 1000:.3g}k" if rate == rate else "p99"
+    else:
+        row = cases.loc[workload.case] if workload.case in cases.index else None
+        words = requests_words(row["mix"]) if row is not None else ""
+        op = next((v for k, v in SHORT_OPS.items() if words.startswith(k)), "mix")
+        text = f"{op} c{int(row['connections'])}" if row is not None else workload.case
+    if cases.loc[cases.index == workload.case, "group"].eq(C10K_GROUP).any():
+        text = f"C10K {text}"
+    return text
+
+
+def _case_rate(frame: pd.DataFrame, case: str) -> float:
+    rates = pd.to_numeric(frame.loc[frame["case"] == case, "rate"], errors="coerce").dropna()
+    return float(rates.median()) if not rates.empty else math.nan
+
+
+def _extra_workloads(run: Run, cases: pd.DataFrame, by_case: dict[str, CaseVerdict],
+                     margin: float) -> list[Workload]:
+    """CPU per request (at equal load where the run has it, else on small requests), memory
+    per connection (the closed-loop case with the most connections), and C10K's latency and
+    memory per connection held."""
+    extra = []
+    equal = [c for c, v in by_case.items() if v.figure == "p99_us"]
+    closed = cases[(cases["mode"] != "open") & (cases["group"] != C10K_GROUP)]
+    small = [c for c, r in closed.iterrows()
+             if requests_words(r["mix"]) == "small requests" and r["connections"] > 1]
+    cpu_case = equal[0] if equal else small[0] if small else None
+    if cpu_case is not None:
+        verdict = figure_verdict(run, cpu_case, "cpu_us_per_request", "lower", margin)
+        where = "at equal load" if equal else _compact(cases.loc[cpu_case])
+        extra.append(Workload(f"CPU per request ({where})", cpu_case, "cpu_us_per_request",
+                              "lower", "cpu", verdict))
+    if not closed.empty:
+        widest = closed.sort_values("connections", ascending=False, kind="stable").index[0]
+        verdict = figure_verdict(run, str(widest), "rss_per_connection_bytes", "lower", margin)
+        extra.append(Workload(f"memory per connection ({_compact(cases.loc[widest])})",
+                              str(widest), "rss_per_connection_bytes", "lower", "memory",
+                              verdict))
+    for case, row in cases[cases["group"] == C10K_GROUP].iterrows():
+        name = case_words(row)
+        extra.append(Workload(f"{name}: busy p99", str(case), "p99_us", "lower", "latency",
+                              figure_verdict(run, str(case), "p99_us", "lower", margin)))
+        extra.append(Workload(f"{name}: memory per connection held", str(case),
+                              "rss_per_held_connection_bytes", "lower", "memory",
+                              figure_verdict(run, str(case), "rss_per_held_connection_bytes",
+                                             "lower", margin)))
+    return extra
+
+
+def _compact(row: Any) -> str:
+    """'1,000 connections, small requests': a case for inside another name's parentheses."""
+    return f"{_plural(int(row['connections']), 'connection')}, {requests_words(row['mix'])}"
+
+
+def _unique_names(items: list[Workload]) -> None:
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item.name] = seen.get(item.name, 0) + 1
+    for item in items:
+        if seen[item.name] > 1:
+            item.name = f"{item.name} [{item.case}]"
+
+
+def _cells(workload: Workload, frame: pd.DataFrame) -> dict[str, Cell]:
+    """Every model of the case: its figure relative to the leader's, or why it has none."""
+    verdict = workload.verdict
+    leader = verdict.samples.get(verdict.best or "", [])
+    rows = frame[frame["case"] == workload.case] if workload.kind != "sweep" else \
+        frame[frame["variant"].isin(list(verdict.samples))]
+    variants = list(dict.fromkeys([*verdict.samples, *rows["variant"].astype(str)]))
+    cells = {}
+    for variant in variants:
+        mine = verdict.samples.get(variant) or []
+        if workload.kind == "sweep" and intervals.median(mine) <= 0:
+            cells[variant] = Cell(0.0, 0.0, None, math.nan, "missing",
+                                  workload.notes.get(variant, "missed the SLO at once"))
+            continue
+        if not mine:
+            cells[variant] = _missing_cell(workload, variant, rows)
+            continue
+        cells[variant] = _cell(workload, variant, mine, leader)
+    return cells
+
+
+def _cell(workload: Workload, variant: str, mine: list[float], leader: list[float]) -> Cell:
+    verdict = workload.verdict
+    value = intervals.median(mine)
+    top = intervals.median(leader)
+    relative = value / top if top else math.nan
+    badness = relative if workload.better == "lower" else (1 / relative if relative else math.inf)
+    if is_native(variant):
+        status = "reference"
+    elif variant == verdict.best:
+        status = "best"
+    elif variant in verdict.tied:
+        status = "tie"
+    elif variant in verdict.untested:
+        status = "untested"
+    else:
+        status = "worse"
+    return Cell(value, relative, intervals.ratio_interval(mine, leader) if leader else None,
+                max(1.0, badness) if badness == badness else math.nan, status, n=len(mine))
+
+
+def _missing_cell(workload: Workload, variant: str, rows: pd.DataFrame) -> Cell:
+    """No valid figure: a lower bound (client saturated), or the validity's reason."""
+    verdict = workload.verdict
+    bound = verdict.bounds.get(variant) or []
+    top = intervals.median(verdict.samples.get(verdict.best or "", []))
+    if bound:
+        value = intervals.median(bound)
+        relative = value / top if top else math.nan
+        return Cell(value, relative, None, math.nan, "bound",
+                    "client saturated: at least this fast", n=len(bound))
+    mine = rows[rows["variant"] == variant]
+    if workload.kind == "sweep":
+        return Cell(math.nan, math.nan, None, math.nan, "missing", "no valid sweep point")
+    column = validity.ok_column(workload.figure)
+    reasons = [str(r) for r in mine["exclusion_reason"] if r] if column in mine else []
+    why = _reason_for(workload.figure, mine) or (reasons[0] if reasons else "not measured")
+    return Cell(math.nan, math.nan, None, math.nan, "missing", why)
+
+
+def _reason_for(figure: str, rows: pd.DataFrame) -> str:
+    """The validity's reason that this figure is left out in the first of these trials."""
+    for reason in rows["exclusion_reason"].astype(str):
+        for part in reason.split("; "):
+            names, _, why = part.partition(": ")
+            if _mentions(names, figure):
+                return why
+    return ""
+
+
+def _mentions(names: str, figure: str) -> bool:
+    if figure in names:
+        return True
+    if "throughput and latency" in names:
+        return figure in validity.CLIENT_SIDE
+    return "latency" in names.split(", ") and figure in validity.LATENCY
+
+
+def _native_bounded(workload: Workload) -> bool:
+    return any(is_native(m) and c.status == "bound" for m, c in workload.cells.items())
+
+
+def model_order(items: list[Workload]) -> list[str]:
+    """Scorecard rows: competing models by the geometric mean of their badness over the
+    columns where they have a figure (fewer columns count against none), then models with no
+    figure, native last."""
+    badness: dict[str, list[float]] = {}
+    for workload in items:
+        for model, cell in workload.cells.items():
+            badness.setdefault(model, [])
+            if cell.badness == cell.badness and not is_native(model):
+                badness[model].append(math.log(cell.badness))
+    scored = sorted((float(np.mean(v)) if v else math.inf, m) for m, v in badness.items()
+                    if not is_native(m))
+    return [m for _, m in scored] + [m for m in badness if is_native(m)]
+
+
+# ---------------------------------------------------------------- sentences
+
+
+def _fmt(value: float, figure: str) -> str:
+    if value != value:
+        return "—"
+    if figure in ("rss_per_connection_bytes", "rss_per_held_connection_bytes"):
+        for limit, unit in ((1 << 20, "MiB"), (1 << 10, "KiB")):
+            if abs(value) >= limit:
+                return f"{value / limit:.3g} {unit}"
+        return f"{value:.0f} B"
+    if figure in ("p99_us", "cpu_us_per_request"):
+        return f"{value / 1000:.3g} ms" if value >= 1000 else f"{value:.3g} µs"
+    return f"{value:,.0f} req/s"
+
+
+FIGURE_NOUN = {"throughput_rps": "throughput", "p99_us": "p99",
+               "cpu_us_per_request": "CPU per request",
+               "rss_per_connection_bytes": "RSS per connection",
+               "rss_per_held_connection_bytes": "RSS per connection held",
+               "rate_within_slo": "rate within the SLO"}
+
+
+def sentence(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """One sentence: the best model(s), their figure, and why the others lose."""
+    verdict, figure = workload.verdict, workload.figure
+    if verdict.best is None:
+        return f"{workload.name}: no verdict: {_no_verdict(workload)}."
+    lead = verdict.best
+    head = f"{workload.name}: {lead} is best ({_fmt(verdict.best_value, figure)}"
+    native = workload.ratio_to_native().get(lead)
+    if native == native and native is not None:
+        bound = "≤ " if workload.native_upper_bound else ""
+        head += f", {bound}{native:.2g}× native"
+    head += ")"
+    parts = [head]
+    span = verdict.interval
+    if verdict.tied:
+        inside = (f" (its lead over {verdict.runner_up}: {span[0]:.2f}–{span[1]:.2f}×, "
+                  "holding 1)") if span else ""
+        parts.append(f"{_names(verdict.tied)} tie{'s' if len(verdict.tied) == 1 else ''} "
+                     f"with it{inside}")
+    elif verdict.outcome == "unconfirmed":
+        parts.append(f"ahead of {verdict.runner_up} by {verdict.advantage:.2f}×, unconfirmed "
+                     "(one repetition: no interval)")
+    elif verdict.runner_up and span:
+        small = f", under the {verdict.margin:.0%} minimum effect" if verdict.small_effect else ""
+        parts.append(f"ahead of {verdict.runner_up} by {verdict.advantage:.2f}× (interval "
+                     f"{span[0]:.2f}–{span[1]:.2f}×{small})")
+    if verdict.client_bound:
+        parts.append(f"{_names(verdict.client_bound)} saturated the client at that rate or "
+                     "more (at least as fast)")
+    reasons = _loser_reasons(workload, masked, rows)
+    text = "; ".join(parts)
+    if reasons:
+        text += ". " + "; ".join(reasons)
+    return text + "."
+
+
+def _names(models: list[str]) -> str:
+    return models[0] if len(models) == 1 else ", ".join(models[:-1]) + " and " + models[-1]
+
+
+def _no_verdict(workload: Workload) -> str:
+    verdict = workload.verdict
+    if workload.kind == "sweep" and verdict.note:
+        return verdict.note
+    bound = [m for m, c in workload.cells.items() if c.status == "bound" and not is_native(m)]
+    if bound:
+        floor = min(workload.cells[m].value for m in bound)
+        return (f"the client saturated first for {_names(bound)} (each at least "
+                f"{_fmt(floor, workload.figure)}): throughput cannot rank them here; an "
+                "equal-load case can")
+    reasons = {c.note for m, c in workload.cells.items() if c.status == "missing"
+               and not is_native(m)}
+    return "; ".join(sorted(reasons)) or verdict.basis
+
+
+def _loser_reasons(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
+    """Why the others lose, measured: the nearest clear loser, the last, and the queueing."""
+    verdict = workload.verdict
+    lead = verdict.best or ""
+    losers = _losers(workload)
+    picks = list(dict.fromkeys([*losers[:1], *losers[-1:]]))
+    out = [_why(workload, m, lead, masked) for m in picks]
+    queued = sorted({str(r.variant) for r in rows.itertuples()
+                     if r.queues_at == r.queues_at and not is_native(str(r.variant))}
+                    - set(picks))
+    if queued and workload.kind not in ("sweep", "cpu"):  # CPU per request stands when queued
+        bounds = {str(r.variant): int(r.queues_at) for r in rows.itertuples()
+                  if r.queues_at == r.queues_at}
+        out.append(", ".join(f"{m} serves {_plural(bounds[m], 'client')} at once"
+                             for m in queued) + " (the other connections wait)")
+    return [o for o in out if o]
+
+
+def _losers(workload: Workload) -> list[str]:
+    """Competing models clearly behind the leader, nearest first."""
+    cells = workload.cells
+    behind = [(c.badness, m) for m, c in cells.items() if c.status == "worse"]
+    return [m for _, m in sorted(behind)]
+
+
+def _why(workload: Workload, model: str, lead: str, masked: pd.DataFrame) -> str:
+    """The measured reason ``model`` loses to ``lead`` on this workload."""
+    cell = workload.cells[model]
+    figure = workload.figure
+    if workload.kind == "memory":
+        return (f"{model} holds {_fmt(cell.value, figure)} per connection "
+                f"({cell.relative:.2g}× {lead}'s)")
+    if workload.kind == "cpu":
+        return f"{model} costs {cell.relative:.2g}× {lead}'s CPU per request"
+    if workload.kind == "sweep":
+        return f"{model} stops {workload.notes.get(model, 'earlier')}"
+    mine, theirs = _medians(masked, model), _medians(masked, lead)
+    cpu = _ratio(mine, theirs, "cpu_us_per_request")
+    ctx = _ratio(mine, theirs, "ctx_switches_per_request")
+    noun = FIGURE_NOUN[figure]
+    gap = (f"{1 / cell.relative:.2g}× lower {noun}" if workload.better == "higher"
+           else f"{cell.relative:.2g}× the {noun}")
+    if cpu >= 1.15:
+        return f"{model} costs {cpu:.2g}× {lead}'s CPU per request ({gap})"
+    if ctx >= 1.5:
+        return f"{model} switches context {ctx:.2g}× as often per request ({gap})"
+    busy, lead_busy = mine.get("server_cpu_percent", math.nan), \
+        theirs.get("server_cpu_percent", math.nan)
+    if busy == busy and lead_busy == lead_busy and busy < 0.7 * lead_busy:
+        return (f"{model} keeps its CPU {busy:.0f}% busy against {lead}'s {lead_busy:.0f}% "
+                f"({gap}: it waits)")
+    return f"{model} has {gap} at about the same CPU per request"
+
+
+def _medians(masked: pd.DataFrame, model: str) -> dict[str, float]:
+    rows = masked[masked["variant"] == model]
+    return {m: float(rows[m].median()) for m in ("cpu_us_per_request",
+                                                   "ctx_switches_per_request",
+                                                   "server_cpu_percent") if m in rows}
+
+
+def _ratio(mine: dict[str, float], theirs: dict[str, float], metric: str) -> float:
+    a, b = mine.get(metric, math.nan), theirs.get(metric, math.nan)
+    return a / b if a == a and b == b and b > 0 else math.nan
+
+
+# ---------------------------------------------------------------- how sure
+
+
+@dataclass
+class Assurance:
+    """How sure the answer is: repetitions, valid cells, the client, the machine."""
+
+    repetitions: tuple[int, int]  # fewest and most trials of a (case, model)
+    cells_total: int
+    cells_valid: int
+    per_case: dict[str, tuple[int, int]]  # case -> (valid, total) (case, model, metric) cells
+    trials: int
+    saturated: int  # trials whose client saturated
+    saturated_models: list[str]
+    load_before: list[float] | None
+    load_after: list[float] | None
+    cpus: int | None
+    calibration: str
+
+
+def assurance(run: Run) -> Assurance:
+    """Count repetitions and valid (case, model, metric) cells; read the machine's state."""
+    frame = run.frame
+    env = run.meta.get("environment") or {}
+    per_case: dict[str, tuple[int, int]] = {}
+    reps = [0]
+    if not frame.empty:
+        counts = frame.groupby(["case", "variant"], sort=False)["trial_id"].size()
+        reps = counts.tolist()
+        for case, rows in frame.groupby("case", sort=False):
+            per_case[str(case)] = _valid_cells(rows)
+    saturated = frame[frame["client_saturated"]] if not frame.empty else frame
+    return Assurance(
+        repetitions=(int(min(reps)), int(max(reps))),
+        cells_total=sum(t for _, t in per_case.values()),
+        cells_valid=sum(v for v, _ in per_case.values()), per_case=per_case,
+        trials=len(frame), saturated=len(saturated),
+        saturated_models=list(dict.fromkeys(saturated["variant"].astype(str)))
+        if not saturated.empty else [],
+        load_before=env.get("load_average_before"), load_after=env.get("load_average_after"),
+        cpus=env.get("cpu_count"), calibration=calibration_line(env.get("calibration")))
+
+
+def _valid_cells(rows: pd.DataFrame) -> tuple[int, int]:
+    """(valid, total) cells of one case: a (model, metric) is valid when any repetition's
+    figure is valid."""
+    valid = total = 0
+    for _, group in rows.groupby("variant", sort=False):
+        for metric in validity.CELL_METRICS:
+            total += 1
+            ok = group[validity.ok_column(metric)] & group[metric].notna() \
+                if metric in group else pd.Series([False])
+            valid += bool(ok.any())
+    return valid, total
+
+
+def calibration_line(calibration: dict[str, Any] | None) -> str:
+    """The run's machine calibration in one line (the same figures as ``bench run`` prints:
+    that line is bench/run/calibration.py's ``describe``, which the report may not import)."""
+    if not calibration:
+        return "no calibration recorded"
+    parts = []
+    loop = calibration.get("python_loop") or {}
+    if "alone" in loop:
+        alone = ", ".join(f"CPU {cpu} {rate / 1e6:.2f}M" for cpu, rate in loop["alone"].items())
+        together = sum(loop["all_at_once"].values()) / max(1, sum(loop["alone"].values()))
+        parts.append(f"Python loop {alone} WORK iterations/s (all CPUs at once: "
+                     f"{together:.0%} of alone)")
+    elif "error" in loop:
+        parts.append(f"Python loop: {loop['error']}")
+    if "pingpong_same_cpu_per_s" in calibration:
+        text = f"round trips {calibration['pingpong_same_cpu_per_s'] / 1e3:.0f}k/s on one CPU"
+        if "pingpong_two_cpus_per_s" in calibration:
+            text += f", {calibration['pingpong_two_cpus_per_s'] / 1e3:.0f}k/s across two"
+        parts.append(text)
+    if "syscall_ns" in calibration:
+        parts.append(f"a system call {calibration['syscall_ns']:.0f} ns")
+    if "native_error" in calibration:
+        parts.append(f"C part: {calibration['native_error']}")
+    return "; ".join(parts) or "no calibration recorded"
