@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 
+from protocol.launch import raise_fd_limit
 from servers import MODELS, load, unavailable_reason
 from servers._base import Shutdown, announce, install_shutdown_handlers, log, make_listener
-
-
-def raise_fd_limit() -> None:
-    """Lift the soft file-descriptor limit to the hard one, where allowed."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as error:
-            log(f"could not raise the file-descriptor limit from {soft}: {error}")
 
 
 def port_number(text: str) -> int:
@@ -74,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if hasattr(module, "check"):
         module.check(options)  # raises SystemExit with a message for impossible settings
-    raise_fd_limit()
+    _soft, _hard, problem = raise_fd_limit()
+    if problem:
+        log(f"file descriptors: {problem}")
     install_shutdown_handlers()
     listener_options = getattr(module, "listener_options", lambda _: {})(options)
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import resource
 import signal
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from protocol import (
     Op,
     Status,
     encode_request,
+    launch,
     work,
 )
 
@@ -488,15 +488,9 @@ def test_no_fd_or_thread_left_behind(fresh_server: ServerProcess) -> None:
 
 
 def raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        pytest.skip(f"needs {needed} file descriptors; the hard limit is {hard}")
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    except (ValueError, OSError) as error:
-        pytest.skip(f"cannot raise RLIMIT_NOFILE to {needed}: {error}")
+    _soft, _hard, problem = launch.raise_fd_limit(needed)
+    if problem:
+        pytest.skip(f"needs {needed} file descriptors: {problem}")
 
 
 def free_fds_below(pid: int, limit: int) -> int:
