@@ -60,11 +60,10 @@ th, td { border: 1px solid #d0d0d0; padding: 0.25em 0.6em; vertical-align: top; 
 th { background: #f2f2f2; text-align: left; } td.num { text-align: right;
 white-space: nowrap; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #fafafa; }
-table.scorecard { font-size: 0.82em; width: 100%; table-layout: auto; }
+table.scorecard { font-size: 0.8em; width: 100%; }
 table.scorecard th { font-weight: 600; font-size: 0.95em; vertical-align: bottom; }
 table.scorecard td:first-child { font-weight: 600; white-space: nowrap; }
-table.scorecard td { padding: 0.2em 0.4em; line-height: 1.25; }
-table.scorecard td.num { white-space: normal; }
+table.scorecard td { padding: 0.1em 0.4em; line-height: 1.2; }
 ul.answers li { margin: 0.25em 0; }
 .wide { overflow-x: auto; max-width: 100%; }
 .foot { font-size: 0.85em; color: #555; margin: 0.1em 0; }
