@@ -119,5 +119,5 @@ FIGURE_FORMAT = {
 
 
 def fmt_figure(value: Any, figure: str) -> str:
-    """A figure in its unit."""
-    return FIGURE_FORMAT.get(figure, fmt_num)(value)
+    """A figure in its unit ('—' when missing)."""
+    return "—" if missing(value) else FIGURE_FORMAT.get(figure, fmt_num)(value)

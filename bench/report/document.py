@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 
@@ -25,13 +26,14 @@ from bench.analysis.frames import (
     Run,
     aggregate,
     case_table,
+    is_native,
     load_run,
 )
 from bench.analysis.histograms import merged_histogram, percentile_curve, pick_spectrum_case
 from bench.analysis.intervals import CONFIDENCE, RESAMPLES
 from bench.analysis.scorecard import Assurance, Workload, assurance, model_order, workloads
 from bench.analysis.sweeps import RELATIVE_FACTOR, SweepResult, sweep_results
-from bench.analysis.validity import JUDGED, PER_REQUEST_ERROR_LIMIT, ok_column
+from bench.analysis.validity import JUDGED, MARK_SATURATED, PER_REQUEST_ERROR_LIMIT, ok_column
 from bench.analysis.verdicts import DEFAULT_MARGIN, CaseVerdict, all_verdicts
 from bench.report import charts, details
 from bench.report.answer import write_answer
@@ -236,12 +238,15 @@ def _verdict_section(
         used += flags.get((v.case, v.best), "") + flags.get((v.case, v.runner_up), "")
         floor = "≥ " if v.best_is_floor else ""
         figure = "throughput_rps" if v.figure == "rate_within_slo" else v.figure
-        native = v.best_value / v.native_value if v.native_value else float("nan")
+        native, bound = _native(v)
+        ratio = v.best_value / native if native else float("nan")
         rows.append([
             v.case, v.metric, best, floor + fmt_figure(v.best_value, figure),
-            fmt_ratio(native), runner, fmt_figure(v.runner_up_value, figure), _advantage(v),
-            outcome_words(v), fmt_figure(v.native_value, figure), str(v.excluded),
-            v.basis + (f"; {v.note}" if v.note else ""),
+            fmt_ratio(ratio, "≤" if bound else ""), runner,
+            fmt_figure(v.runner_up_value, figure), _advantage(v), outcome_words(v),
+            ("≥ " if bound else "") + fmt_figure(native, figure) + (MARK_SATURATED if bound
+                                                                    else ""),
+            str(v.excluded), v.basis + (f"; {v.note}" if v.note else ""),
         ])
     table = Table(columns, rows, numeric={3, 4, 6, 7, 9, 10})
     table.footnotes = details.marker_notes(used)
@@ -287,6 +292,15 @@ def _flags_by(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
         for key in keys:
             out[key] = "".join(sorted(set(out.get(key, "") + row.flags)))
     return out
+
+
+def _native(v: CaseVerdict) -> tuple[float, bool]:
+    """native's figure in a verdict, and whether it is only a lower bound (its client
+    saturated: it was at least that fast)."""
+    if not missing(v.native_value):
+        return v.native_value, False
+    bounds = [x for k, values in v.bounds.items() if is_native(k) for x in values]
+    return (float(np.median(bounds)), True) if bounds else (float("nan"), False)
 
 
 def _with_flags(name: str | None, marks: str) -> str:
