@@ -8,6 +8,7 @@ carrying real encoded HdrHistograms, so the report reads exactly what a real run
 from __future__ import annotations
 
 import json
+import math
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,10 @@ def test_intervals_from_two_repetitions_up() -> None:
     assert intervals.ratio_interval([10.0], [5.0]) is None
     low, high = intervals.ratio_interval([10.0, 11.0], [5.0, 5.5])
     assert 1.8 <= low <= 2.0 <= high <= 2.2
-    assert intervals.ratio_interval([1.0, 2.0], [0.0, 0.0]) is None  # no ratio to a zero
+    assert intervals.ratio_interval([1.0, 2.0], [0.0, 0.0]) == (math.inf, math.inf)
+    # a sweep repetition that missed its SLO at once (rate 0) still gives an interval
+    low, high = intervals.advantage_interval([50000.0, 40000.0], [30000.0, 0.0], "higher")
+    assert low > 1.0 and high == math.inf
     assert intervals.advantage([2.0], [4.0], "lower") == 2.0
     assert intervals.ratio_interval([3, 4, 5], [1, 2, 3]) == \
         intervals.ratio_interval([3, 4, 5], [1, 2, 3])  # seeded

@@ -27,7 +27,11 @@ def median(values: Sequence[float]) -> float:
 def ratio_of_medians(a: Sequence[float], b: Sequence[float]) -> float:
     """median(a) / median(b), NaN when either is missing or b's is zero."""
     top, bottom = median(a), median(b)
-    return top / bottom if bottom and bottom == bottom and top == top else float("nan")
+    if top != top or bottom != bottom:
+        return float("nan")
+    if bottom == 0:
+        return float("inf") if top > 0 else 1.0
+    return top / bottom
 
 
 def has_interval(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -38,18 +42,21 @@ def has_interval(a: Sequence[float], b: Sequence[float]) -> bool:
 def ratio_interval(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
                    ) -> tuple[float, float] | None:
     """The percentile-bootstrap interval of median(a) / median(b); None with fewer than two
-    repetitions on a side, or a zero median among b's resamples (no ratio to speak of)."""
+    repetitions on a side. A resample whose b median is zero gives an infinite ratio (or 1
+    when a's is zero too), so the interval may reach infinity: a sweep repetition that missed
+    its SLO at once (rate 0) still counts."""
     if not has_interval(a, b):
         return None
     x, y = np.asarray(a, float), np.asarray(b, float)
     rng = np.random.default_rng(SEED)
     top = np.median(x[rng.integers(0, len(x), (RESAMPLES, len(x)))], axis=1)
     bottom = np.median(y[rng.integers(0, len(y), (RESAMPLES, len(y)))], axis=1)
-    if np.any(bottom <= 0):
-        return None
-    ratios = top / bottom
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(ratios, [tail, 100.0 - tail])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1.0),
+                          np.where(top > 0, np.inf, 1.0))
+    tail = (1.0 - confidence) / 2.0
+    # quantiles of the resamples themselves (no interpolation: an infinite one stays whole)
+    low, high = np.quantile(ratios, [tail, 1.0 - tail], method="inverted_cdf")
     return float(low), float(high)
 
 
@@ -62,6 +69,11 @@ def advantage(leader: Sequence[float], other: Sequence[float], better: str) -> f
 
 def advantage_interval(leader: Sequence[float], other: Sequence[float], better: str
                        ) -> tuple[float, float] | None:
-    """The bootstrap interval of ``advantage``; it holds 1 when the two cannot be told apart."""
-    return ratio_interval(leader, other) if better == "higher" \
-        else ratio_interval(other, leader)
+    """The bootstrap interval of ``advantage``; it holds 1 when the two cannot be told apart.
+    The leader's figures are the denominator either way (they are the ones known to be
+    positive); 'higher is better' inverts the interval."""
+    span = ratio_interval(other, leader)
+    if span is None or better != "higher":
+        return span
+    low, high = span
+    return (1.0 / high if high > 0 else np.inf), (1.0 / low if low > 0 else np.inf)

@@ -310,7 +310,7 @@ def _missing_cell(workload: Workload, variant: str, rows: pd.DataFrame) -> Cell:
 def _reason_for(figure: str, rows: pd.DataFrame) -> str:
     """The validity's reason that this figure is left out in the first of these trials."""
     for reason in rows["exclusion_reason"].astype(str):
-        for part in reason.split("; "):
+        for part in reason.split(validity.REASONS_JOIN):
             names, _, why = part.partition(": ")
             if _mentions(names, figure):
                 return why
@@ -382,17 +382,17 @@ def sentence(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame) -> st
     parts = [head]
     span = verdict.interval
     if verdict.tied:
-        inside = (f" (its lead over {verdict.runner_up}: {span[0]:.2f}–{span[1]:.2f}×, "
+        inside = (f" (its lead over {verdict.runner_up}: {_x(span[0])}–{_x(span[1])}×, "
                   "holding 1)") if span else ""
         parts.append(f"{_names(verdict.tied)} tie{'s' if len(verdict.tied) == 1 else ''} "
                      f"with it{inside}")
     elif verdict.outcome == "unconfirmed":
-        parts.append(f"ahead of {verdict.runner_up} by {verdict.advantage:.2f}×, unconfirmed "
+        parts.append(f"ahead of {verdict.runner_up} by {_x(verdict.advantage)}×, unconfirmed "
                      "(one repetition: no interval)")
     elif verdict.runner_up and span:
         small = f", under the {verdict.margin:.0%} minimum effect" if verdict.small_effect else ""
-        parts.append(f"ahead of {verdict.runner_up} by {verdict.advantage:.2f}× (interval "
-                     f"{span[0]:.2f}–{span[1]:.2f}×{small})")
+        parts.append(f"ahead of {verdict.runner_up} by {_x(verdict.advantage)}× (interval "
+                     f"{_x(span[0])}–{_x(span[1])}×{small})")
     if verdict.client_bound:
         parts.append(f"{_names(verdict.client_bound)} saturated the client at that rate or "
                      "more (at least as fast)")
@@ -401,6 +401,11 @@ def sentence(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame) -> st
     if reasons:
         text += ". " + "; ".join(reasons)
     return text + "."
+
+
+def _x(value: float) -> str:
+    """A ratio to two decimals, '∞' for an unbounded one (a zero on the other side)."""
+    return "∞" if value == math.inf else f"{value:.2f}"
 
 
 def _names(models: list[str]) -> str:

@@ -158,7 +158,8 @@ def _rate_within(rows: pd.DataFrame, limit_us: float) -> tuple[float, bool, str]
         if row.rate != row.rate:
             return best, False, f"{where}: no offered rate recorded"
         if not getattr(row, OK_P99):
-            why = str(row.exclusion_reason).split("; ")[0] or "not valid"
+            first = str(row.exclusion_reason).split(validity.REASONS_JOIN)[0]
+            why = first.partition(": ")[2] or first or "not valid"
             return best, False, f"{where}: p99 not valid ({why})"
         if row.p99_us > limit_us:
             return best, False, (f"{where}: p99 {row.p99_us / 1000:.3g} ms over "

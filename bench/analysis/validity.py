@@ -60,6 +60,7 @@ CELL_METRICS = ("throughput_rps", "p50_us", "p99_us", "p99_9_us", "cpu_us_per_re
                 "ctx_switches_per_request", "rss_per_connection_bytes", "threads_max",
                 "fds_max")
 PER_REQUEST_ERROR_LIMIT = 0.01
+REASONS_JOIN = " | "  # between a trial's reasons (a reason may hold '; ', e.g. error kinds)
 # error kinds that mean a connection was never held by the server (clients/_worker.py)
 _NOT_HELD = re.compile(r"^(over_capacity|connect_.*)$")
 
@@ -103,11 +104,12 @@ class Validity:
 
     @property
     def reason(self) -> str:
-        """'figures: why; ...' for every left-out group ('' when everything stands)."""
+        """'figures: why | ...' for every left-out group ('' when everything stands)."""
         by_reason: dict[str, list[str]] = {}
         for metric, why in self.invalid.items():
             by_reason.setdefault(why, []).append(metric)
-        return "; ".join(f"{_short(metrics)}: {why}" for why, metrics in by_reason.items())
+        return REASONS_JOIN.join(f"{_short(metrics)}: {why}"
+                                 for why, metrics in by_reason.items())
 
     def columns(self) -> dict[str, Any]:
         """The summary frame's validity columns (``COLUMNS``)."""

@@ -62,6 +62,8 @@ def missing_mark(note: str) -> str:
 
 
 def _ratio(value: float) -> str:
+    if value == math.inf:
+        return "∞"
     return f"{value:.2f}" if value < 10 else f"{value:.0f}"
 
 
