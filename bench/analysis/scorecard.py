@@ -52,14 +52,21 @@ def requests_words(mix: str) -> str:
     return f"mixed requests ({mix})"
 
 
+def _count_of(row: Any, name: str) -> int:
+    """A whole-number field of a case row (0 when absent or NaN)."""
+    try:
+        value = float(getattr(row, name, 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+    return int(value) if value == value else 0
+
+
 def case_words(row: Any) -> str:
-    """A case as a workload name, from its fields: mix, connections, mode, rate, group."""
-    connections = int(row.connections)
-    idle = int(row.idle_connections) if getattr(row, "idle_connections", 0) == \
-        getattr(row, "idle_connections", 0) and getattr(row, "idle_connections", 0) else 0
+    """A case as a workload name, from its fields: group, mix, connections, pipeline."""
+    connections, idle = _count_of(row, "connections"), _count_of(row, "idle_connections")
     what = requests_words(row.mix)
-    extra = f", pipeline {int(row.pipeline)}" if row.pipeline == row.pipeline \
-        and int(row.pipeline) > 1 else ""
+    pipeline = _count_of(row, "pipeline")
+    extra = f", pipeline {pipeline}" if pipeline > 1 else ""
     if str(row.group) == C10K_GROUP:
         return f"C10K ({connections + idle:,} connections, {connections:,} busy)"
     if what == "small requests" and connections >= MANY_CONNECTIONS:
