@@ -557,8 +557,8 @@ def _valid_cells(rows: pd.DataFrame) -> tuple[int, int]:
 
 
 def calibration_line(calibration: dict[str, Any] | None) -> str:
-    """The run's machine calibration in one line (the same figures as ``bench run`` prints:
-    that line is bench/run/calibration.py's ``describe``, which the report may not import)."""
+    """The run's machine calibration (bench/run/calibration.py measures it) in one line: what
+    ``bench run`` prints at the start and the report's "how sure" shows."""
     if not calibration:
         return "no calibration recorded"
     parts = []

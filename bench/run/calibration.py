@@ -23,7 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.analysis.scorecard import calibration_line as describe
 from servers.native import BuildError, build
+
+__all__ = ["BuildError", "describe", "measure", "native_costs", "python_loop"]
 
 SOURCE = Path(__file__).with_name("calibrate.c")
 WINDOW_S = 0.3  # each measurement's length
@@ -111,22 +114,3 @@ def measure(cpus: list[int]) -> dict[str, Any]:
         record["native_error"] = str(error)
     record["seconds"] = round(time.monotonic() - started, 2)
     return record
-
-
-def describe(calibration: dict[str, Any]) -> str:
-    """One line for the terminal and the report."""
-    parts = []
-    loop = calibration.get("python_loop") or {}
-    if "alone" in loop:
-        alone = ", ".join(f"CPU {cpu} {rate / 1e6:.2f}M" for cpu, rate in loop["alone"].items())
-        together = sum(loop["all_at_once"].values()) / max(1, sum(loop["alone"].values()))
-        parts.append(f"Python loop {alone} WORK iterations/s (all CPUs at once: "
-                     f"{together:.0%} of alone)")
-    if "pingpong_same_cpu_per_s" in calibration:
-        text = f"round trips {calibration['pingpong_same_cpu_per_s'] / 1e3:.0f}k/s on one CPU"
-        if "pingpong_two_cpus_per_s" in calibration:
-            text += f", {calibration['pingpong_two_cpus_per_s'] / 1e3:.0f}k/s across two"
-        parts.append(text)
-    if "syscall_ns" in calibration:
-        parts.append(f"a system call {calibration['syscall_ns']:.0f} ns")
-    return "; ".join(parts) or "no calibration"
