@@ -13,6 +13,13 @@ hang-up, a mixed workload, large replies) leaves the fast path for ``Worker._rec
 parses with ``HEADER.unpack_from`` straight from one preallocated ``recv_into`` buffer) and
 ``Worker._event``, which handle every case.
 
+Two workloads live off the fast path, so the closed and open loops keep their speed:
+churn (``requests_per_connection``: a connection makes that many requests, is closed, and a
+fresh one takes its place; every reply goes through ``_received``) and slowloris (``slow``
+extra connections, opened first, that send part of a frame and then one byte every
+``slow_interval_ns``, from the housekeeping pass, never finishing it). A mix of several kinds
+also goes through ``_received``, which keeps each kind's latency apart.
+
 Time is ``time.monotonic_ns`` (CLOCK_MONOTONIC, the same clock in every process), so the parent
 can hand all workers one timeline.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import heapq
 import os
 import select
 import signal
@@ -51,6 +59,8 @@ FAST_READ_MAX = 64 * 1024  # above this, os.read's per-call allocation costs mor
 CHORE_NS = 5_000_000  # timeouts, stop requests, the end of the drain: a look every 5 ms...
 CHORE_BATCH = 256  # ...at this many connections' timeouts (the rest at the next looks)
 CONNECT_BATCH = 16  # connects started per housekeeping pass (the rest at the next ones)
+DRIP_BATCH = 64  # slowloris bytes sent per housekeeping pass (the rest at the next ones)
+DRIP_SPREAD = 1000  # the first drips are spread over one interval in this many steps
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 # the codec's names as plain ints: the reply paths compare against them per frame
@@ -92,6 +102,12 @@ class WorkerPlan:
     interval_ns: int
     seed: int
     idle: int = 0  # connections opened after the busy ones and held without sending
+    # churn: requests per connection before it is closed and a fresh one opened (0: never)
+    requests_per_connection: int = 0
+    slow: int = 0  # slowloris: connections opened first, sending part of ``slow_frame``...
+    slow_first: int = 0  # ...this many bytes of it at once...
+    slow_interval_ns: int = 0  # ...then one more byte every this long, never the last one
+    slow_frame: bytes = b""
 
 
 class Conn:
@@ -99,7 +115,7 @@ class Conn:
 
     __slots__ = ("sock", "fd", "number", "recv_into", "times", "scheds", "kinds", "partial",
                  "out", "count", "base", "final", "connected", "started_ns", "dead",
-                 "sequence", "position", "idle")
+                 "sequence", "position", "idle", "slow", "left", "cycles", "drip")
 
     def __init__(self, sock: socket.socket, number: int, sequence: list[int], now: int,
                  idle: bool = False) -> None:
@@ -121,6 +137,21 @@ class Conn:
         self.sequence = sequence
         self.position = 0
         self.idle = idle  # held open, never sends: no latency, no throughput, errors only
+        self.slow = False  # slowloris (also idle): sends a frame a byte at a time
+        self.left: int | None = None  # churn: requests this connection has still to send
+        self.cycles = 0  # connections made in this place (churn: one after another)
+        self.drip = 0  # slowloris: bytes of the frame sent so far
+
+    def attach(self, sock: socket.socket, now: int) -> None:
+        """Churn: the next connection in this one's place (its counts carry on)."""
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.recv_into = sock.recv_into
+        self.partial = bytearray()
+        self.out = bytearray()
+        self.connected = False
+        self.started_ns = now
+        self.dead = False
 
 
 class Stop:
@@ -149,21 +180,30 @@ class Worker:
         self.buf = bytearray(RECV_SIZE)
         self.view = memoryview(self.buf)
         self.open = plan.mode == "open"
-        self.m = Measurements(self.open, timeline.window_ns, plan.interval_ns, progress)
+        self.m = Measurements(self.open, timeline.window_ns, plan.interval_ns, progress,
+                              kinds=len(plan.kinds))
         self.uniform = len(plan.kinds) == 1
         # the fast path reads at most this (0: no fast path): all the replies that can be in
-        # flight, when there is one kind, its whole reply is known and the read stays small
+        # flight, when there is one kind, its whole reply is known and the read stays small;
+        # churn closes a connection after its replies, which the fast path does not look for
         kind = plan.kinds[0]
         self.fast_chunk = min(kind.reply_length * plan.pipeline, FAST_READ_MAX) if (
-            self.uniform and kind.full_check and kind.reply_length <= FAST_READ_MAX) else 0
+            self.uniform and kind.full_check and kind.reply_length <= FAST_READ_MAX
+            and not plan.requests_per_connection) else 0
         self.sending = True
         self.finished = False
         self.stopped: str | None = None
         self.established = 0
         self.live = 0
-        self.to_open = plan.connections + plan.idle  # the busy ones first, then the idle
+        # the slow ones first (the attack is already there when the clients come), then the
+        # busy ones, then the idle
+        self.to_open = plan.slow + plan.connections + plan.idle
         self.idle_established = 0
         self.idle_alive: int | None = None  # idle connections still open when the window ended
+        self.slow_established = 0
+        self.slow_alive: int | None = None  # slow connections still open when the window ended
+        self.slow_bytes = 0  # bytes the slow connections sent
+        self.drips: list[tuple[int, int, Conn]] = []  # heap: (next byte due, number, conn)
         self.next_connect = timeline.start_ns
         self.connect_spacing = int(1e9 / plan.connect_rate) if plan.connect_rate > 0 else 0
         self.next_chore = timeline.start_ns
@@ -293,10 +333,13 @@ class Worker:
                             lead -= lead_down
                     events = poll(0)
                     now = clock()
-                else:  # the wait is shorter than a wake-up: spin until the send is due
+                else:  # the wait is shorter than a wake-up: spin until it is due (or a reply)
                     then = clock()
-                    events = poll(0)
-                    now = clock()
+                    while True:
+                        events = poll(0)
+                        now = clock()
+                        if events or now >= due:
+                            break
                     spun += now - then
             else:
                 timeout = (next_check - now) / 1e9
@@ -420,15 +463,16 @@ class Worker:
             self._refill(c, done, now)
 
     def _complete(self, c: Conn, now: int) -> None:
-        """A correct reply to the oldest request in flight."""
+        """A correct reply to the oldest request in flight (a mix's: its kind's latency too)."""
         samples = self.m.samples
         if self.open:
-            samples.lat.append(now - c.scheds.popleft())
+            latency = now - c.scheds.popleft()
             samples.lat_u.append(now - c.times.popleft())
         else:
-            samples.lat.append(now - c.times.popleft())
+            latency = now - c.times.popleft()
+        samples.lat.append(latency)
         if not self.uniform:
-            c.kinds.popleft()
+            samples.by_kind[c.kinds.popleft()].append(latency)
         c.count += 1
 
     def _complete_error(self, c: Conn, outcome: str) -> None:
@@ -447,8 +491,35 @@ class Worker:
             return
         if self.open:
             self.free.extend([c] * done)
+        elif c.left is not None:
+            self._churn_next(c, done, now)
         elif self.sending:
             self._send_requests(c, done, now)
+
+    def _churn_next(self, c: Conn, count: int, now: int) -> None:
+        """Churn: up to ``count`` more of this connection's requests; once it has sent them
+        all and every one is answered, it closes and a fresh one takes its place."""
+        if self.sending and c.left:
+            sent = min(count, c.left)
+            c.left -= sent
+            self._send_requests(c, sent, now)
+        elif not c.times:
+            self._recycle(c, now)
+
+    def _recycle(self, c: Conn, now: int) -> None:
+        """Churn: close ``c`` (its cycle counted in the window) and, while requests are still
+        being sent, connect again in its place."""
+        if self.phase == "window":
+            self.m.churn_cycle_ns.append(now - c.started_ns)
+        self._drop(c)
+        opened = self._open_socket(None) if self.sending else None
+        if opened is None:  # the window is over, or the connect failed (counted)
+            self._retire(c)
+            return
+        sock, code = opened
+        c.attach(sock, now)
+        c.left = self.plan.requests_per_connection
+        self._watch(c, code, now)
 
     def _send_requests(self, c: Conn, count: int, now: int) -> None:
         """Closed loop: put ``count`` more requests in flight on ``c``."""
@@ -515,7 +586,8 @@ class Worker:
         if c is None:
             return
         if not c.connected:
-            self._connect_event(c, now)
+            if mask & (OUT | select.EPOLLERR | select.EPOLLHUP):
+                self._connect_event(c, now)
             return
         if mask & OUT and c.out:
             self._flush(c)
@@ -536,31 +608,51 @@ class Worker:
     def _open_due(self, now: int) -> None:
         """Start the connections whose turn has come (all at once without a connect rate)."""
         plan = self.plan
-        total = plan.connections + plan.idle
+        total = plan.slow + plan.connections + plan.idle
         batch = CONNECT_BATCH
         while self.to_open and self.next_connect <= now and batch:
             batch -= 1
             index = total - self.to_open
             self.to_open -= 1
             self.next_connect += self.connect_spacing
-            self._connect(plan.first_connection + index, now, idle=index >= plan.connections)
+            held = "slow" if index < plan.slow else (
+                None if index < plan.slow + plan.connections else "idle")
+            self._connect(plan.first_connection + index, now, held)
 
-    def _connect(self, number: int, now: int, idle: bool = False) -> None:
+    def _open_socket(self, held: str | None) -> tuple[socket.socket, int] | None:
+        """A non-blocking connect started: the socket and connect_ex's code; None (the error
+        counted for ``held``'s kind of connection) if it failed at once."""
         plan = self.plan
         try:
             sock = socket.socket(plan.family, socket.SOCK_STREAM)
         except OSError as error:
-            self._count_error(_connect_error(error.errno), idle)
-            return
+            self._count_error(_connect_error(error.errno), held)
+            return None
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         code = sock.connect_ex(plan.address)
         if code not in (0, errno.EINPROGRESS):
             sock.close()
-            self._count_error(_connect_error(code), idle)
+            self._count_error(_connect_error(code), held)
+            return None
+        return sock, code
+
+    def _connect(self, number: int, now: int, held: str | None = None) -> None:
+        """Open connection ``number``: busy (``held`` None), ``"idle"`` or ``"slow"``."""
+        plan = self.plan
+        opened = self._open_socket(held)
+        if opened is None:
             return
+        sock, code = opened
         sequence = kind_sequence(list(plan.weights), plan.seed * 1_000_003 + number)
-        c = Conn(sock, number, sequence, now, idle)
+        c = Conn(sock, number, sequence, now, held is not None)
+        c.slow = held == "slow"
+        if held is None and plan.requests_per_connection:
+            c.left = plan.requests_per_connection
+        self._watch(c, code, now)
+
+    def _watch(self, c: Conn, code: int, now: int) -> None:
+        """Register a connection whose connect has started (``code``: connect_ex's)."""
         self.conns[c.fd] = c
         if c.fd >= len(self.fast):
             self.fast.extend([None] * (c.fd + 1 - len(self.fast)))
@@ -579,35 +671,94 @@ class Worker:
     def _established(self, c: Conn, now: int) -> None:
         c.connected = True
         self._update_fast(c)
-        self.m.connect_ns.append(now - c.started_ns)
+        if not c.cycles:  # churn's later connections are timed in the window, below
+            self.m.connect_ns.append(now - c.started_ns)
         if c.idle:  # held and read (an ERROR 4 or a close ends it), never written to
-            self.idle_established += 1
             self.ep.modify(c.fd, IN)
+            if c.slow:
+                self.slow_established += 1
+                self._start_drip(c, now)
+            else:
+                self.idle_established += 1
             return
-        self.established += 1
-        self.all_conns.append(c)
+        if not c.cycles:
+            self.established += 1
+            self.all_conns.append(c)
+        c.cycles += 1
         self.ep.modify(c.fd, IN)
         if self.open:
             self.free.extend([c] * self.plan.pipeline)
+        elif c.left is not None:
+            if self.phase == "window":
+                self.m.churn_connect_ns.append(now - c.started_ns)
+            self._churn_next(c, self.plan.pipeline, now)
         elif self.sending:
             self._send_requests(c, self.plan.pipeline, now)
+
+    def _start_drip(self, c: Conn, now: int) -> None:
+        """Slowloris: the first part of the frame now, then a byte at a time (the first ones
+        spread over one interval, so that a thousand connections do not send at once)."""
+        plan = self.plan
+        self._send_slow(c, plan.slow_first)
+        step = (c.number * 7919) % DRIP_SPREAD + 1
+        heapq.heappush(self.drips, (now + plan.slow_interval_ns * step // DRIP_SPREAD,
+                                    c.number, c))
+
+    def _send_slow(self, c: Conn, count: int) -> None:
+        """Send the next ``count`` bytes of the slow frame, never its last byte."""
+        frame = self.plan.slow_frame
+        end = min(c.drip + count, len(frame) - 1)
+        if end <= c.drip:
+            return
+        try:
+            sent = os.write(c.fd, frame[c.drip:end])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._lose(c, _socket_error(error))
+            return
+        c.drip += sent
+        self.slow_bytes += sent
+
+    def _drip(self, now: int) -> None:
+        """Slowloris: one more byte on every slow connection whose turn has come (at most
+        DRIP_BATCH of them per pass: the rest at the next ones)."""
+        heap = self.drips
+        interval = self.plan.slow_interval_ns
+        batch = DRIP_BATCH
+        while heap and heap[0][0] <= now and batch:
+            batch -= 1
+            _, number, c = heapq.heappop(heap)
+            if c.dead:
+                continue
+            self._send_slow(c, 1)
+            if not c.dead:
+                heapq.heappush(heap, (now + interval, number, c))
 
     def _lose(self, c: Conn, reason: str | None) -> None:
         """Close ``c`` (counting ``reason`` as an error, if given); its requests are lost."""
         if c.dead:
             return
-        c.dead = True
         if reason is not None:
-            self._count_error(reason, c.idle)
+            self._count_error(reason, _held(c))
         self.m.errors.lost += len(c.times)
-        if self.phase != "warmup" and c.final is None:
-            c.final = c.count
+        self._drop(c)
+        self._retire(c)
+
+    def _drop(self, c: Conn) -> None:
+        """Close ``c``'s socket and forget its descriptor."""
         del self.conns[c.fd]
         self.fast[c.fd] = None
         self.live -= 1
         with contextlib.suppress(OSError):
             self.ep.unregister(c.fd)
         c.sock.close()
+
+    def _retire(self, c: Conn) -> None:
+        """``c`` is gone for good: its count stops here."""
+        c.dead = True
+        if self.phase != "warmup" and c.final is None:
+            c.final = c.count
 
     def _close_all(self) -> None:
         for c in list(self.conns.values()):
@@ -618,8 +769,8 @@ class Worker:
         self.live = 0
         self.ep.close()
 
-    def _count_error(self, kind: str, idle: bool = False) -> None:
-        self.m.errors.add(kind, idle)
+    def _count_error(self, kind: str, held: str | None = None) -> None:
+        self.m.errors.add(kind, held)
 
     # ----------------------------------------------------------------- time and phases
 
@@ -638,6 +789,8 @@ class Worker:
         tend = m.tend(now) if self.phase == "window" else NEVER
         if self.to_open and now >= self.next_connect:
             self._open_due(now)
+        if self.drips and now >= self.drips[0][0]:
+            self._drip(now)
         if now >= self.next_chore:
             self._chores(now)
         if self.finished:
@@ -649,6 +802,8 @@ class Worker:
             upcoming.append(min(m.next_interval, timeline.end_ns))
         if self.to_open:
             upcoming.append(self.next_connect)
+        if self.drips:
+            upcoming.append(self.drips[0][0])
         return min(upcoming)
 
     def _chores(self, now: int) -> None:
@@ -696,7 +851,9 @@ class Worker:
         for c in self.all_conns:
             if c.final is None:
                 c.final = c.count
-        self.idle_alive = sum(1 for c in self.conns.values() if c.idle and c.connected)
+        held = [c for c in self.conns.values() if c.idle and c.connected]
+        self.slow_alive = sum(1 for c in held if c.slow)
+        self.idle_alive = len(held) - self.slow_alive
         self.m.end_window(now)
 
     def _finish(self, now: int, reason: str | None) -> None:
@@ -735,7 +892,17 @@ class Worker:
             "stopped": self.stopped,
             "idle": {"connections": self.plan.idle, "established": self.idle_established,
                      "alive_at_end": self.idle_alive, "errors": errors.idle},
+            "slowloris": {"connections": self.plan.slow, "established": self.slow_established,
+                          "alive_at_end": self.slow_alive, "errors": errors.slow,
+                          "bytes_sent": self.slow_bytes},
         }
+
+
+def _held(c: Conn) -> str | None:
+    """Which count a connection's errors go to: busy (None), ``"idle"`` or ``"slow"``."""
+    if not c.idle:
+        return None
+    return "slow" if c.slow else "idle"
 
 
 def _classify(status: int, value: int) -> str:
