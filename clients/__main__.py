@@ -28,6 +28,11 @@ SWARM_EPILOG = """\
 --mix SPEC: comma-separated op:arg=weight; arg is payload bytes for echo, iterations for work,
 microseconds for sleep; weight defaults to 1. Example: echo:64=9,work:1000=1
 
+Workloads: --churn (a fresh connection per request: the record's churn block has
+connections per second and the connect time), --slowloris M (M half-sent frames held open
+beside the measured connections: the slowloris block), and any mix of several kinds (each
+kind's latency on its own in latency_by_kind: head-of-line blocking).
+
 Phases: connect (at --connect-rate, or all at once), warm-up (excluded from every figure),
 the measured window (--duration), then a drain for replies still in flight (up to --timeout).
 
@@ -79,6 +84,20 @@ def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
                         help="N more connections, opened after the busy ones and held without "
                              "sending (C10K): they count for connect errors and over_capacity "
                              "(ERROR 4), never for latency or throughput (default 0)")
+    parser.add_argument("--requests-per-connection", type=int, default=0, metavar="K",
+                        help="churn: each connection makes K requests (one at a time, or up "
+                             "to --pipeline), is closed, and a fresh one takes its place; "
+                             "closed loop only (default 0: connections last the whole run)")
+    parser.add_argument("--churn", action="store_const", const=1,
+                        dest="requests_per_connection",
+                        help="every request on a fresh connection: --requests-per-connection 1")
+    parser.add_argument("--slowloris", type=int, default=0, metavar="M",
+                        help="M more connections, opened first and held for the whole run, "
+                             "each sending part of a frame and then one byte every "
+                             "--slowloris-interval seconds, never finishing it; their fate is "
+                             "counted on its own, not in the errors (default 0)")
+    parser.add_argument("--slowloris-interval", type=float, default=2.0, metavar="S",
+                        help="seconds between a slow connection's bytes (default 2)")
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds a connect or a reply may take (a reply: beyond the "
                              "longest SLEEP in the mix) before its connection is given up as "
@@ -116,7 +135,9 @@ def swarm_main(options: argparse.Namespace) -> int:
         pipeline=options.pipeline, rate=options.rate, arrivals=options.arrivals, mix=options.mix,
         connect_rate=options.connect_rate, timeout=options.timeout, verify=options.verify,
         interval=options.interval, seed=options.seed,
-        idle_connections=options.idle_connections)
+        idle_connections=options.idle_connections,
+        requests_per_connection=options.requests_per_connection,
+        slowloris=options.slowloris, slowloris_interval=options.slowloris_interval)
     signal.signal(signal.SIGTERM, _interrupt)  # the bench runner stops us with SIGTERM
     show = status_console.is_terminal and not options.quiet
 

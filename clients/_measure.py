@@ -13,6 +13,10 @@ Series: ``lat`` (latency: from the scheduled send in open loop, corrected for co
 omission; from the send in closed loop), and in open loop ``lat_u`` (from the actual send),
 ``lag`` (actual minus scheduled send, every request) and ``own_lag`` (the same, only for
 requests that had a free connection when due: the client's own lateness). Histograms are in µs.
+A mix of several kinds also keeps ``kind<i>`` (the same latency as ``lat``, one series per
+kind of the mix), appended on the mixed path only: a uniform mix's hot loops never see them.
+Churn (a fresh connection per request) keeps, outside the series, the window's connect times
+and cycles (connect start to the reply that ends the connection).
 """
 
 from __future__ import annotations
@@ -149,11 +153,18 @@ class _Segment:
         self.at_sample = 0  # the next sample of it to fold
 
 
+def kind_series(kinds: int) -> tuple[str, ...]:
+    """The per-kind latency series of a mix of ``kinds`` kinds (none for a uniform mix)."""
+    return tuple(f"kind{index}" for index in range(kinds)) if kinds > 1 else ()
+
+
 class Samples:
     """The window's raw samples, segment by segment, and their folding into histograms."""
 
-    def __init__(self, open_loop: bool) -> None:
-        self.names = SERIES_OPEN if open_loop else SERIES_CLOSED
+    def __init__(self, open_loop: bool, kinds: int = 1) -> None:
+        self.base_names = SERIES_OPEN if open_loop else SERIES_CLOSED
+        self.kind_names = kind_series(kinds)
+        self.names = self.base_names + self.kind_names
         self.bins = Bins()
         self.totals = {name: self.bins.zeros() for name in self.names}
         self._segments: deque[_Segment] = deque()  # closed, not yet folded, oldest first
@@ -166,6 +177,8 @@ class Samples:
         """New, empty series for the hot loops to append to."""
         self.lat, self.lat_u, self.lag, self.own_lag = (array("q"), array("q"), array("q"),
                                                         array("q"))
+        # by the mix's kind index: the mixed path appends each reply's latency here too
+        self.by_kind = [array("q") for _ in self.kind_names]
 
     def discard(self) -> None:
         """Forget the samples so far (the warm-up's, or the drain's)."""
@@ -178,7 +191,8 @@ class Samples:
 
     def cut(self) -> None:
         """Close the current segment (O(1)): its samples wait to be folded."""
-        series = {name: getattr(self, name) for name in self.names}
+        series = {name: getattr(self, name) for name in self.base_names}
+        series.update(zip(self.kind_names, self.by_kind, strict=True))
         self._fresh()
         interval = self._intervals[-1]
         interval.requests += len(series["lat"])
@@ -257,19 +271,28 @@ class Samples:
 
 
 class Errors:
-    """Errors by kind (the idle connections' also on their own), error replies, lost requests."""
+    """Errors by kind (the idle connections' also on their own), error replies, lost requests.
+
+    The slowloris connections' errors are kept apart and only there: those connections are the
+    attack, and a server turning them away (or timing them out) is a figure of its own, not a
+    failed request of the connections being measured."""
 
     def __init__(self) -> None:
         self.by_kind: dict[str, int] = {}
         self.count = 0
         self.idle: dict[str, int] = {}
+        self.slow: dict[str, int] = {}
         self.responses = 0  # replies that were an ERROR or the wrong bytes
         self.lost = 0  # requests still in flight on a connection that was closed
 
-    def add(self, kind: str, idle: bool = False) -> None:
+    def add(self, kind: str, held: str | None = None) -> None:
+        """Count an error of a busy connection (``held`` None), an idle one or a slow one."""
+        if held == "slow":
+            self.slow[kind] = self.slow.get(kind, 0) + 1
+            return
         self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
         self.count += 1
-        if idle:
+        if held == "idle":
             self.idle[kind] = self.idle.get(kind, 0) + 1
 
 
@@ -328,13 +351,16 @@ class Measurements:
     """One worker's measured window: samples, intervals, errors, connect times and CPU."""
 
     def __init__(self, open_loop: bool, window_ns: int, interval_ns: int,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, kinds: int = 1) -> None:
         self.open_loop = open_loop
         self.window_ns = window_ns
         self.interval_ns = interval_ns
         self.progress = progress
-        self.samples = Samples(open_loop)
+        self.samples = Samples(open_loop, kinds)
         self.connect_ns = array("q")
+        # churn, the window's only (the warm-up's connects are not the steady state)
+        self.churn_connect_ns = array("q")  # connect() to established, each new connection
+        self.churn_cycle_ns = array("q")  # connect() to the reply that ends the connection
         self.errors = Errors()
         self.cpu = CpuMeter()
         self.next_interval = window_ns  # the end of the current interval
@@ -392,4 +418,13 @@ class Measurements:
             "histogram_own_lag": samples.encoded("own_lag"),
             "connect_histogram": bins.encode(fold(self.connect_ns, bins)),
             "intervals": samples.folded,
+            "histograms_by_kind": [samples.encoded(name) for name in samples.kind_names]
+            or None,
+            "churn": self._churn(bins) if self.churn_connect_ns or self.churn_cycle_ns
+            else None,
         }
+
+    def _churn(self, bins: Bins) -> dict[str, Any]:
+        return {"cycles": len(self.churn_cycle_ns),
+                "connect_histogram": bins.encode(fold(self.churn_connect_ns, bins)),
+                "cycle_histogram": bins.encode(fold(self.churn_cycle_ns, bins))}

@@ -30,6 +30,12 @@ def _latency_table(record: dict[str, Any]) -> Table:
         if record["schedule_lag_us"]:
             rows.append(("send lag behind schedule", record["schedule_lag_us"]))
     rows.append(("connect", record["connect_us"]))
+    for kind in record.get("latency_by_kind") or []:
+        rows.append((f"  {kind['kind']} ({kind['requests']:,})", kind["latency_us"]))
+    churn = record.get("churn")
+    if churn:
+        rows += [("churn: connect", churn["connect_us"]),
+                 ("churn: connect to last reply", churn["cycle_us"])]
     for label, figures in rows:
         table.add_row(label, *(_number(figures[name], 1 if name == "mean" else 0)
                                for name in LATENCY_COLUMNS))
@@ -65,6 +71,25 @@ def _busy(busy: float | None, wait: float | None, spin: float | None) -> str:
     return f"{busy:.0f}%" + (f" ({', '.join(extra)})" if extra else "")
 
 
+def _print_workloads(record: dict[str, Any], console: Console) -> None:
+    """Churn's connection rate; the slow connections' fate."""
+    churn = record.get("churn")
+    if churn:
+        console.print(f"churn: {churn['connections_completed']:,} connections of "
+                      f"{churn['requests_per_connection']} request(s) each, "
+                      f"[bold]{churn['connections_per_s']:,.1f}[/] connections/s")
+    slow = record.get("slowloris")
+    if slow:
+        alive = slow.get("alive_at_end")
+        errors = ", ".join(f"{kind} {count:,}" for kind, count
+                           in sorted((slow.get("errors") or {}).items()))
+        console.print(f"slowloris: {slow['connections']:,} slow connections, "
+                      f"{slow['established']:,} established, "
+                      f"{'-' if alive is None else f'{alive:,}'} still open when the window "
+                      f"ended, {slow['bytes_sent']:,} bytes sent"
+                      + (f"; their errors: {errors}" if errors else ""))
+
+
 def print_summary(record: dict[str, Any], console: Console) -> None:
     """Print a run's figures; a saturated client or a cut-short run is said loudly."""
     mode = f"{record['mode']} loop"
@@ -95,6 +120,7 @@ def print_summary(record: dict[str, Any], console: Console) -> None:
                       f"{idle['established']:,} established, "
                       f"{'-' if alive is None else f'{alive:,}'} still open when the window "
                       f"ended" + (f"; their errors: {idle_errors}" if idle_errors else ""))
+    _print_workloads(record, console)
     if record["errors"]:
         errors = ", ".join(f"{kind} {count:,}" for kind, count in sorted(record["errors"].items()))
         console.print(f"[bold red]errors[/]: {errors}")

@@ -7,6 +7,13 @@ The parent resolves the target, splits the connections among ``workers`` process
 nothing inherited), waits until every worker is ready, hands them one timeline on the shared
 monotonic clock (connect, ramp, warm-up, window, drain), collects their partial records and
 merges them: HdrHistograms through ``encode``/``decode_and_add``, counts, intervals, errors.
+
+Workloads besides steady connections: churn (``requests_per_connection``: each connection
+makes that many requests and is closed, a fresh one taking its place: the record's ``churn``),
+slowloris (``slowloris`` extra connections, opened first, that send part of a frame and then
+one byte every ``slowloris_interval`` seconds for the whole run: ``slowloris``), and, for any
+mix of several kinds, each kind's latency on its own (``latency_by_kind``: head-of-line
+blocking shows as the cheap kind's tail).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from hdrh.histogram import HdrHistogram
 from clients._measure import new_histogram
 from clients._worker import Timeline, WorkerPlan, worker_main
 from clients.mix import DEFAULT_MIX, build_kind, format_mix, parse_mix
+from protocol import Op, encode_request
 from protocol.launch import raise_fd_limit
 
 RECORD_VERSION = 1
@@ -43,6 +51,10 @@ LAG_SATURATED_US = 1000.0  # open loop: the client's own mean lateness above thi
 # latency's means that tail is the client's pauses, not the server (``client.lag_is_tail``)
 LAG_TAIL_SHARE = 0.5
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9, "p99_99": 99.99}
+# slowloris: the frame a slow connection sends, an ECHO declaring this much payload (at a byte
+# every few seconds it would take hours to finish, and the swarm never sends its last byte)...
+SLOWLORIS_PAYLOAD = 4096
+SLOWLORIS_FIRST_BYTES = 5  # ...of which it sends this much at once: the header's length and op
 
 # exit statuses of ``python -m clients swarm`` (and ``exit_status``)
 EXIT_OK = 0  # ran to the end, no errors
@@ -57,7 +69,7 @@ RECORD_KEYS = (
     "latency_uncorrected_us", "latency_corrected", "connect_us", "schedule_lag_us",
     "histogram", "histogram_uncorrected", "histogram_unit", "intervals", "fairness",
     "per_connection", "client", "totals", "window", "complete", "stopped",
-    "idle_connections", "idle",
+    "idle_connections", "idle", "churn", "slowloris", "latency_by_kind",
 )
 
 
@@ -85,6 +97,9 @@ class SwarmConfig:
     interval: float = 1.0
     seed: int | None = None
     idle_connections: int = 0  # opened after the busy ones, held, never sent on
+    requests_per_connection: int = 0  # churn: close and reconnect after this many (0: never)
+    slowloris: int = 0  # extra connections, opened first, sending a frame a byte at a time
+    slowloris_interval: float = 2.0  # seconds between a slow connection's bytes
 
     def check(self) -> None:
         """Raise ``SwarmError`` naming the first impossible setting."""
@@ -104,6 +119,11 @@ class SwarmConfig:
             (not self.timeout > 0, "--timeout must be positive"),
             (not self.interval > 0, "--interval must be positive"),
             (self.idle_connections < 0, "--idle-connections cannot be negative"),
+            (self.requests_per_connection < 0, "--requests-per-connection cannot be negative"),
+            (self.requests_per_connection > 0 and self.mode != "closed",
+             "--requests-per-connection (churn) runs in closed loop only"),
+            (self.slowloris < 0, "--slowloris cannot be negative"),
+            (not self.slowloris_interval > 0, "--slowloris-interval must be positive"),
         ]
         for failed, message in problems:
             if failed:
@@ -114,9 +134,15 @@ class SwarmConfig:
             raise SwarmError(f"--mix: {error}") from None
         check_fd_limit(self)
 
+    @property
+    def sockets(self) -> int:
+        """Every connection held at once: busy, idle and slow."""
+        return self.connections + self.idle_connections + self.slowloris
+
     def sockets_per_worker(self) -> int:
-        """The most sockets one worker holds (its busy and idle shares)."""
-        return -(-self.connections // self.workers) - (-self.idle_connections // self.workers)
+        """The most sockets one worker holds (its busy, idle and slow shares)."""
+        return sum(-(-count // self.workers) for count in (
+            self.connections, self.idle_connections, self.slowloris))
 
 
 def check_fd_limit(config: SwarmConfig) -> None:
@@ -128,8 +154,7 @@ def check_fd_limit(config: SwarmConfig) -> None:
     if needed <= soft:
         return
     per_worker = max(1, soft - FD_MARGIN)
-    total = config.connections + config.idle_connections
-    workers = -(-total // per_worker)
+    workers = -(-config.sockets // per_worker)
     raise SwarmError(
         f"{config.sockets_per_worker():,} sockets per worker need a file-descriptor limit of "
         f"{needed:,}, but a process may open {soft:,} (soft limit; hard limit {hard:,}"
@@ -166,29 +191,35 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "big")
     plans = []
     first = 0
-    sockets = config.connections + config.idle_connections
+    slow_frame = encode_request(Op.ECHO, 0, bytes(SLOWLORIS_PAYLOAD))
     for index in range(config.workers):
-        count = config.connections // config.workers + (
-            index < config.connections % config.workers)
-        idle = config.idle_connections // config.workers + (
-            index < config.idle_connections % config.workers)
+        count = _share(config.connections, config.workers, index)
+        idle = _share(config.idle_connections, config.workers, index)
+        slow = _share(config.slowloris, config.workers, index)
         share = count / config.connections
         plans.append(WorkerPlan(
             index=index, family=family, address=address, connections=count,
             first_connection=first, mode=config.mode, pipeline=config.pipeline,
             rate=(config.rate or 0.0) * share if config.mode == "open" else 0.0,
             arrivals=config.arrivals, kinds=kinds, weights=weights,
-            connect_rate=config.connect_rate * (count + idle) / sockets,
+            connect_rate=config.connect_rate * (count + idle + slow) / config.sockets,
             timeout_ns=_timeout_ns(config), interval_ns=int(config.interval * 1e9),
-            seed=seed + index, idle=idle))
-        first += count + idle
+            seed=seed + index, idle=idle,
+            requests_per_connection=config.requests_per_connection, slow=slow,
+            slow_first=SLOWLORIS_FIRST_BYTES,
+            slow_interval_ns=int(config.slowloris_interval * 1e9), slow_frame=slow_frame))
+        first += count + idle + slow
     return plans
+
+
+def _share(total: int, workers: int, index: int) -> int:
+    """Worker ``index``'s part of ``total`` connections (the first ones take the remainder)."""
+    return total // workers + (index < total % workers)
 
 
 def _timeline(config: SwarmConfig) -> Timeline:
     start = time.monotonic_ns() + int(START_DELAY_S * 1e9)
-    sockets = config.connections + config.idle_connections
-    ramp = sockets / config.connect_rate if config.connect_rate > 0 else 0.0
+    ramp = config.sockets / config.connect_rate if config.connect_rate > 0 else 0.0
     load = start + int(ramp * 1e9)
     window = load + int(config.warmup * 1e9)
     end = window + int(config.duration * 1e9)
@@ -535,6 +566,7 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         stopped = "worker failed"
     established = sum(r["established"] for r in results)
     idle = _idle(config, results)
+    slowloris = _slowloris(config, results)
     answered = requests + sum(r["error_responses"] for r in results)
     return {
         "version": RECORD_VERSION,
@@ -565,7 +597,8 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         "latency_uncorrected_us": latency_summary(uncorrected) if uncorrected else latency,
         "latency_corrected": open_loop,
         "connect_us": {**latency_summary(_merge([r["connect_histogram"] for r in results])),
-                       "count": established + idle["established"]},
+                       "count": established + idle["established"]
+                       + (slowloris["established"] if slowloris else 0)},
         "schedule_lag_us": latency_summary(lag) if lag else None,
         "histogram": histogram.encode().decode("ascii"),
         "histogram_uncorrected": uncorrected.encode().decode("ascii") if uncorrected else None,
@@ -593,7 +626,65 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         "stopped": stopped,
         "idle_connections": config.idle_connections,
         "idle": idle,
+        "churn": _churn(config, results, duration),
+        "slowloris": slowloris,
+        "latency_by_kind": _by_kind(config, results),
     }
+
+
+def _churn(config: SwarmConfig, results: list[dict[str, Any]], duration: float
+           ) -> dict[str, Any] | None:
+    """Churn: connections that made their requests and closed in the window, per second, and
+    the window's connect and cycle (connect to last reply) times; None without churn."""
+    if not config.requests_per_connection:
+        return None
+    parts = [r["churn"] for r in results if r.get("churn")]
+    completed = sum(part["cycles"] for part in parts)
+    connect = _merge([part["connect_histogram"] for part in parts])
+    cycle = _merge([part["cycle_histogram"] for part in parts])
+    return {"requests_per_connection": config.requests_per_connection,
+            "connections_completed": completed,
+            "connections_per_s": round(completed / duration, 1) if duration > 0 else 0.0,
+            "connect_us": {**latency_summary(connect), "count": connect.get_total_count()},
+            "cycle_us": latency_summary(cycle),
+            "connect_histogram": connect.encode().decode("ascii"),
+            "cycle_histogram": cycle.encode().decode("ascii")}
+
+
+def _slowloris(config: SwarmConfig, results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The slow connections: how many were held, still open when the window ended, the
+    bytes they sent and their errors (kept out of ``errors``); None without any."""
+    if not config.slowloris:
+        return None
+    parts = [r.get("slowloris") or {} for r in results]
+    alive = [part.get("alive_at_end") for part in parts]
+    errors: dict[str, int] = {}
+    for part in parts:
+        for kind, count in (part.get("errors") or {}).items():
+            errors[kind] = errors.get(kind, 0) + count
+    return {"connections": config.slowloris, "interval_s": config.slowloris_interval,
+            "first_bytes": SLOWLORIS_FIRST_BYTES,
+            "established": sum(part.get("established", 0) for part in parts),
+            "alive_at_end": sum(alive) if alive and None not in alive else None,
+            "bytes_sent": sum(part.get("bytes_sent", 0) for part in parts),
+            "errors": errors, "errors_total": sum(errors.values())}
+
+
+def _by_kind(config: SwarmConfig, results: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """A mix of several kinds: each kind's replies and latency (corrected in open loop), in
+    the mix's order; None for a uniform mix."""
+    entries = parse_mix(config.mix)
+    if len(entries) < 2:
+        return None
+    encoded = [r.get("histograms_by_kind") or [] for r in results]
+    kinds = []
+    for index, entry in enumerate(entries):
+        histogram = _merge([part[index] for part in encoded if index < len(part)])
+        kinds.append({"kind": f"{entry.op}:{entry.arg}", "weight": entry.weight,
+                      "requests": histogram.get_total_count(),
+                      "latency_us": latency_summary(histogram),
+                      "histogram": histogram.encode().decode("ascii")})
+    return kinds
 
 
 def _idle(config: SwarmConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
