@@ -145,10 +145,11 @@ def summary_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                            *CONNECTION_FIGURES]:
         if name in frame:
             frame[name] = pd.to_numeric(frame[name], errors="coerce")
-    for name in ("failed", "client_saturated", "has_errors", "excluded",
+    for name in ("failed", "client_saturated", "has_errors", "excluded", "littles_law_broken",
                  *[validity.ok_column(m) for m in validity.JUDGED]):
         frame[name] = frame[name].astype(bool)
     frame["queues_at"] = pd.to_numeric(frame["queues_at"], errors="coerce")
+    frame["littles_law_ratio"] = pd.to_numeric(frame["littles_law_ratio"], errors="coerce")
     frame["variant"] = _variants(frame)
     return frame
 

@@ -16,7 +16,17 @@ figures it corrupts:
   connecting, or waiting in the kernel's accept queue because the model serves only
   ``CLIENTS_AT_ONCE`` at a time by design): RSS per connection divides by connections it
   never had. A model that queues by design also has no throughput or latency that stands for
-  serving every connection: its waiting clients are in neither.
+  serving every connection: its waiting clients are in neither;
+- Little's law broken (closed loop): throughput × mean latency ÷ requests in flight
+  (connections × pipeline) is 1 when every connection always has its requests in flight and
+  both figures come from one clock over one window. Outside 1 ± ``LITTLE_TOLERANCE`` time was
+  lost in the client (a worker stopped across the window's edge, connections that came late or
+  were lost) or a clock is wrong: its throughput and latency are left out, like a saturated
+  client's; the server's figures stand. The ratio is ``derived.littles_law_ratio`` where the
+  runner recorded it, else computed here from the swarm record (which states its ``pipeline``;
+  a record that does not is not judged by it). It cannot see a client that is merely slow
+  inside the window: the swarm stamps a send at the instant it read the reply before it, so a
+  slow client lengthens latency and lowers throughput together (the saturation check's job).
 
 ``judge`` is the one function that decides; the summary frame's ``ok_<metric>`` columns, every
 median, chart, verdict, the terminal summary, summary.csv and answer.json read its answer.
@@ -34,6 +44,7 @@ from typing import Any
 MARK_SATURATED = "†"
 MARK_ERRORS = "‡"
 MARK_QUEUES = "§"
+MARK_LITTLE = "¶"
 MARK_FAILED = "✗"
 MARK_NOTES = {
     MARK_SATURATED: "client saturated: its throughput and latency describe the load generator "
@@ -42,6 +53,9 @@ MARK_NOTES = {
                  "figures past 1 % unanswered)",
     MARK_QUEUES: "serves a fixed number of clients at once by design: the other connections "
                  "wait, so its throughput, latency and RSS per connection are left out",
+    MARK_LITTLE: "Little's law broken (throughput × mean latency ≠ requests in flight): time "
+                 "lost in the client or a wrong clock, so its throughput and latency are left "
+                 "out",
     MARK_FAILED: "the trial failed (no figures)",
 }
 
@@ -60,11 +74,13 @@ CELL_METRICS = ("throughput_rps", "p50_us", "p99_us", "p99_9_us", "cpu_us_per_re
                 "ctx_switches_per_request", "rss_per_connection_bytes", "threads_max",
                 "fds_max")
 PER_REQUEST_ERROR_LIMIT = 0.01
+LITTLE_TOLERANCE = 0.05  # |throughput × mean latency ÷ in flight − 1| allowed
 REASONS_JOIN = " | "  # between a trial's reasons (a reason may hold '; ', e.g. error kinds)
 # error kinds that mean a connection was never held by the server (clients/_worker.py)
 _NOT_HELD = re.compile(r"^(over_capacity|connect_.*)$")
 
-COLUMNS = ["failed", "client_saturated", "has_errors", "queues_at", "excluded", "flags",
+COLUMNS = ["failed", "client_saturated", "has_errors", "queues_at", "littles_law_ratio",
+           "littles_law_broken", "excluded", "flags",
            "exclusion_reason", "invalid_figures", *[f"ok_{m}" for m in JUDGED]]
 
 
@@ -83,6 +99,8 @@ class Validity:
     queues_at: int | None  # clients served at once, when the model queues the rest by design
     invalid: Mapping[str, str] = field(default_factory=dict)  # metric -> why it is left out
     unmeasured: frozenset[str] = frozenset()  # figures the record has no number for
+    littles_law_ratio: float | None = None  # closed loop: throughput × mean ÷ in flight
+    littles_law_broken: bool = False  # the ratio is outside 1 ± LITTLE_TOLERANCE
 
     def valid(self, metric: str) -> bool:
         """Whether ``metric`` of this trial may stand for its server."""
@@ -100,7 +118,8 @@ class Validity:
             return MARK_FAILED
         return "".join(mark for mark, on in ((MARK_SATURATED, self.client_saturated),
                                               (MARK_ERRORS, self.has_errors),
-                                              (MARK_QUEUES, self.queues_at is not None)) if on)
+                                              (MARK_QUEUES, self.queues_at is not None),
+                                              (MARK_LITTLE, self.littles_law_broken)) if on)
 
     @property
     def reason(self) -> str:
@@ -115,6 +134,8 @@ class Validity:
         """The summary frame's validity columns (``COLUMNS``)."""
         return {"failed": self.failed, "client_saturated": self.client_saturated,
                 "has_errors": self.has_errors, "queues_at": self.queues_at,
+                "littles_law_ratio": self.littles_law_ratio,
+                "littles_law_broken": self.littles_law_broken,
                 "excluded": self.excluded, "flags": self.flags,
                 "exclusion_reason": self.reason,
                 "invalid_figures": " ".join(m for m in JUDGED if m in self.invalid),
@@ -154,6 +175,13 @@ def judge(record: Mapping[str, Any],
     if saturated:
         why = saturation_reasons(record)
         _leave_out(invalid, CLIENT_SIDE, "client saturated" + (f" ({why})" if why else ""))
+    ratio = littles_law(record)
+    broken = ratio is not None and abs(ratio - 1) > LITTLE_TOLERANCE
+    if broken:
+        _leave_out(invalid, CLIENT_SIDE,
+                   f"Little's law broken: throughput × mean latency ÷ in flight = {ratio:.3f} "
+                   f"(outside 1 ± {LITTLE_TOLERANCE:.0%}): time lost in the client or a wrong "
+                   "clock")
     if queues is not None:
         _leave_out(invalid, CLIENT_SIDE + PER_CONNECTION,
                    f"serves {queues} client{'s' if queues != 1 else ''} at once by design; "
@@ -170,7 +198,29 @@ def judge(record: Mapping[str, Any],
             _leave_out(invalid, PER_CONNECTION, "connections not held: " + not_held(record))
     # a figure that was never computed is not valid either, but nothing was left out
     unmeasured = frozenset(m for m in JUDGED if m not in invalid and _missing(record, m))
-    return Validity(False, saturated, errors > 0, queues, invalid, unmeasured)
+    return Validity(False, saturated, errors > 0, queues, invalid, unmeasured, ratio, broken)
+
+
+def littles_law_ratio(swarm: Mapping[str, Any] | None) -> float | None:
+    """Closed loop: throughput × mean latency ÷ (connections × pipeline); None where the swarm
+    record cannot say (open loop, no pipeline stated, no requests or no mean latency)."""
+    swarm = swarm or {}
+    if swarm.get("mode") != "closed" or "pipeline" not in swarm:
+        return None
+    in_flight = _count(swarm.get("connections")) * _count(swarm.get("pipeline"))
+    throughput = _count(swarm.get("throughput_rps"))
+    mean_us = _count((swarm.get("latency_us") or {}).get("mean"))
+    if not (in_flight and throughput and mean_us):
+        return None
+    return throughput * mean_us / 1e6 / in_flight
+
+
+def littles_law(record: Mapping[str, Any]) -> float | None:
+    """The trial's Little's law ratio: the runner's, else computed from its swarm record."""
+    recorded = (record.get("derived") or {}).get("littles_law_ratio")
+    if isinstance(recorded, int | float) and not isinstance(recorded, bool):
+        return float(recorded)
+    return littles_law_ratio(record.get("swarm"))
 
 
 def _leave_out(invalid: dict[str, str], metrics: tuple[str, ...], why: str) -> None:
