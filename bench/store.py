@@ -83,6 +83,9 @@ class Case:
     idle_connections: int = 0  # held open beside the busy ones, never sent on (C10K)
     connect_rate: float = 0.0  # connections per second while connecting; 0: all at once
     skip_servers: tuple[tuple[str, str], ...] = _unrecorded()  # (model, why it does not run)
+    # equal offered load: the rate (the same for every model) is this share of the slowest
+    # serving model's closed-loop maximum in ``base``, chosen once per run (bench/run/rates.py)
+    equal_load: float | None = field(default=None, metadata={RECORD_KEY: "equal_load_share"})
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from bench import procs
 from bench.analysis.histograms import decode_histogram
 from bench.environment import Placement, resolve_placement
 from bench.run import scenario
+from bench.run.rates import choose_equal_load
 from bench.run.runner import (
     Runner,
     TrialContext,
@@ -557,3 +558,96 @@ def test_a_swarm_that_hangs_or_fails_is_a_failed_trial(tmp_path: Path, reaped: N
         assert "cannot connect" in record["swarm_stderr_tail"]
     assert not [p for p in psutil.Process().children(recursive=True)
                 if "sleep" in " ".join(p.cmdline())]
+
+
+# -- equal offered load ------------------------------------------------------------------------
+
+
+def _equal_trials(share: float = 0.5, connections: int = 16) -> list[scenario.TrialSpec]:
+    loaded = scenario.from_dict({"name": "t", "group": [
+        {"name": "echo", "connections": connections},
+        {"name": "equal", "mode": "open", "connections": connections, "equal_load": share,
+         "base": f"echo64-c{connections}-closed"}]})
+    models = [scenario.ModelSpec(m, m, (), "py") for m in ("epoll", "iterative", "native")]
+    return [t for t in scenario.plan(loaded, models) if t.case.equal_load]
+
+
+def _base_ok(model: str, rps: float, repeat: int = 1, connections: int = 16) -> dict:
+    return {"trial_id": f"echo64-c{connections}-closed--{model}--r{repeat}",
+            "case": f"echo64-c{connections}-closed", "model": model, "server_model": model,
+            "model_args": [], "status": "ok", "derived": {"throughput_rps": rps}}
+
+
+def test_the_equal_load_is_half_the_slowest_serving_model_capped_by_the_swarm() -> None:
+    spec = _equal_trials()[0]
+    records = {r["trial_id"]: r for r in (
+        _base_ok("epoll", 30_000), _base_ok("epoll", 34_000, 2), _base_ok("iterative", 900),
+        _base_ok("native", 60_000))}
+    choice = choose_equal_load(spec, records)
+    assert isinstance(choice, dict)
+    # iterative serves one of 16 connections at a time: its 900 req/s says how it queues
+    assert choice["left_out_queueing"] == ["iterative"]
+    assert choice["slowest"] == {"model": "epoll", "throughput_rps": 32_000.0}  # a median
+    assert choice["rate"] == 16_000.0 and not choice["capped"]
+    assert choice["ceiling"]["model"] == "native" and choice["base_case"] == "echo64-c16-closed"
+    # the swarm reached only 15,000 req/s with native: the rate stays under 0.8 of that
+    records["echo64-c16-closed--native--r1"]["derived"]["throughput_rps"] = 15_000
+    records["echo64-c16-closed--epoll--r2"]["derived"]["throughput_rps"] = 14_000
+    records["echo64-c16-closed--epoll--r1"]["derived"]["throughput_rps"] = 14_000
+    capped = choose_equal_load(_equal_trials(share=1.0)[0], records)
+    assert isinstance(capped, dict) and capped["capped"]
+    assert capped["rate"] == pytest.approx(0.8 * 15_000)
+
+
+def test_no_equal_load_without_a_closed_loop_maximum() -> None:
+    spec = _equal_trials()[0]
+    assert "has no successful trial" in choose_equal_load(spec, {})
+    only_queueing = {r["trial_id"]: r for r in (_base_ok("iterative", 900),)}
+    assert "queues by design" in choose_equal_load(spec, only_queueing)
+
+
+def test_an_equal_load_case_in_a_run(tmp_path: Path) -> None:
+    """One rate for every model, chosen once from the base case, recorded in run.json and in
+    each trial (rate_basis); the records carry their share and p50/p99/p99.9, CPU and context
+    switches per request."""
+    path = write_scenario(tmp_path, """
+        name = "tiny"
+        duration_s = 0.3
+        warmup_s = 0.1
+        timeout_s = 1.0
+        repeat = 2
+        [[group]]
+        name = "echo"
+        connections = [4]
+        [[group]]
+        name = "equal"
+        connections = [4]
+        mode = "open"
+        equal_load = 0.5
+        base = "echo64-c4-closed"
+    """)
+    run_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "bench", "run", "--scenario", str(path),
+                           "--servers", "epoll,threaded", "--out", str(run_dir), "--no-report"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads((run_dir / "run.json").read_text())
+    choice = run["equal_load"]["echo64-c4-open-equal"]
+    records = load_records(run_dir)
+    bases = {m: records[f"echo64-c4-closed--{m}--r1"]["derived"]["throughput_rps"]
+             for m in ("epoll", "threaded")}
+    assert choice["rate"] == pytest.approx(0.5 * min(bases.values()), rel=0.01)
+    assert choice["slowest"]["model"] == min(bases, key=bases.get)
+    equal = [r for r in records.values() if r["case"] == "echo64-c4-open-equal"]
+    assert len(equal) == 4
+    for record in equal:
+        assert record["status"] == "ok", record["failure"]
+        assert record["mode"] == "open" and record["offered_fraction"] is None
+        assert record["equal_load_share"] == 0.5 and record["rate"] == choice["rate"]
+        assert record["rate_basis"] == choice
+        assert record["swarm"]["rate"] == pytest.approx(choice["rate"], rel=0.01)
+        derived = record["derived"]
+        for figure in ("p50_us", "p99_us", "p99_9_us", "cpu_us_per_request",
+                       "ctx_switches_per_request"):
+            assert derived[figure] is not None, figure
+    assert run["timing"]["trials"] == 8 and run["timing"]["overhead_per_trial_s"] > 0

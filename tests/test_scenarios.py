@@ -60,6 +60,29 @@ def test_time_budget_with_every_model(name: str, budget_s: float) -> None:
     assert scenario.estimate_s(trials) < budget_s * 0.9
 
 
+def test_equal_load_groups() -> None:
+    loaded = make([{"name": "echo", "connections": 8},
+                   {"name": "equal", "mode": "open", "connections": 8, "equal_load": 0.5,
+                    "base": "echo64-c8-closed"}])
+    equal = loaded.cases[-1]
+    assert equal.name == "echo64-c8-open-equal" and equal.mode == "open"
+    assert (equal.equal_load, equal.base, equal.rate, equal.fraction) == \
+        (0.5, "echo64-c8-closed", None, None)
+    assert scenario.plan(loaded, models("a"))[-1].as_record()["equal_load_share"] == 0.5
+    with pytest.raises(ScenarioError, match="equal_load needs base"):
+        make([{"name": "e", "mode": "open", "equal_load": 0.5}])
+    with pytest.raises(ScenarioError, match="exactly one of rates"):
+        make([{"name": "echo"}, {"name": "e", "mode": "open", "equal_load": 0.5,
+                                 "fractions": [0.5], "base": "echo64-c16-closed"}])
+    with pytest.raises(ScenarioError, match="share of the slowest"):
+        make([{"name": "echo"}, {"name": "e", "mode": "open", "equal_load": 2,
+                                 "base": "echo64-c16-closed"}])
+    with pytest.raises(ScenarioError, match="need mode"):
+        make([{"name": "e", "equal_load": 0.5}])
+    with pytest.raises(ScenarioError, match="not a closed-loop case"):
+        make([{"name": "e", "mode": "open", "equal_load": 0.5, "base": "nope"}])
+
+
 def test_axes_expand_to_every_combination_in_order() -> None:
     loaded = make([{"name": "echo", "mix": "echo:{payload}", "payload_bytes": [64, 1024],
                     "connections": [1, 16], "pipeline": [1, 4]}])

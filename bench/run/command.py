@@ -14,6 +14,7 @@ import argparse
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +36,7 @@ from bench.run.runner import (
     raise_fd_limit,
 )
 from bench.run.scenario import ModelSpec, Scenario, ScenarioError, TrialSpec
+from bench.run.swarm_service import ServiceError, SwarmService
 from bench.store import FORMAT, RunStore, utc_now
 
 EXIT_OK, EXIT_REPORT_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -233,7 +235,8 @@ def run(options: argparse.Namespace) -> int:
     store: RunStore | None = None
     with StopOnSignal(stop) as signals:
         try:
-            check_swarm(options.swarm_command or default_swarm_command())
+            if options.swarm_command:  # the swarm service checks itself as it starts
+                check_swarm(options.swarm_command)
             if options.resume:
                 _check_resume_options(options)
                 store, loaded, trials, placement = prepare_resume(options.resume, console)
@@ -267,28 +270,71 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
                   f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
                   f"(server CPUs {_cpus(placement.server_cpus)}, swarm CPUs "
                   f"{_cpus(placement.swarm_cpus)}), about "
-                  f"{scenario.estimate_s(trials) / 60:.1f} min; run folder {store.run_dir}",
-                  soft_wrap=True)
+                  f"{scenario.estimate_s(trials) / 60:.1f} min; run folder "
+                  f"{store.run_dir}", soft_wrap=True)
     described = (store.read_run().get("environment") or {}).get("interpreters") or []
     context = TrialContext(placement=placement, work_dir=store.logs_dir, run_id=store.run_id,
                            swarm_command=options.swarm_command or default_swarm_command(),
                            stop=stop, interpreters={str(entry.get("tag") or entry.get("path")):
                                                     entry for entry in described})
     procs.become_subreaper()
-    result = Runner(store, trials, context, console, kill_strays=True).run()
+    started = time.monotonic()
+    spent_before = float((store.read_run().get("timing") or {}).get("trials_s") or 0.0)
+    service = None if options.swarm_command else SwarmService(
+        placement.swarm_cpus, store.logs_dir / "swarm-service.log",
+        workers=placement.swarm_workers())
+    try:
+        if service is not None:
+            service.start()
+            context.swarm_service = service
+        result = Runner(store, trials, context, console, kill_strays=True).run()
+    except ServiceError as error:
+        console.print(f"[red]bench run: the swarm service cannot start: {error}[/red]",
+                      soft_wrap=True)
+        finish_run(store, "interrupted")
+        return EXIT_CANNOT_RUN
+    finally:
+        if service is not None:
+            service.close()
+    elapsed = time.monotonic() - started
     procs.kill_all()
+    timing = run_timing(result.records.values(), spent_before + elapsed,
+                        service.starts if service is not None else 0)
+    store.update_run(timing=timing)
     finish_run(store, result.status)
     failed = [r for r in result.records.values() if r.get("status") != "ok"]
     for record in failed:
         console.print(f"[red]failed[/red] {record['trial_id']}: {record.get('failure')}",
                       soft_wrap=True, highlight=False)
-    console.print(f"{len(result.records)} of {len(trials)} trials recorded ({len(failed)} failed) "
-                  f"in {store.run_dir}", soft_wrap=True)
+    console.print(f"{len(result.records)} trials recorded ({len(trials)} planned, "
+                  f"{len(failed)} failed) in {store.run_dir}: {timing['trials_s']:.0f} s of "
+                  f"trials, {timing['overhead_per_trial_s']:.2f} s per trial beyond warm-up "
+                  "and window", soft_wrap=True)
     if result.status == "interrupted":
         console.print(f"[yellow]interrupted: finished trials are kept; complete the run with "
                       f"python -m bench run --resume {store.run_dir}[/yellow]", soft_wrap=True)
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def run_timing(records: Any, trials_s: float, service_starts: int) -> dict[str, Any]:
+    """Where the run's trial time went: measured (warm-up, window, connection ramp) against
+    everything else, per trial (run.json's ``timing``)."""
+    records = [r for r in records if r.get("wall_s")]
+    measured = sum(float(r.get("warmup_s") or 0) + float(r.get("duration_s") or 0)
+                   + _ramp_s(r) for r in records)
+    count = max(1, len(records))
+    return {"trials_s": round(trials_s, 1), "trials": len(records),
+            "measured_s": round(measured, 1),
+            "overhead_per_trial_s": round((trials_s - measured) / count, 3),
+            "swarm_service_starts": service_starts}
+
+
+def _ramp_s(record: dict[str, Any]) -> float:
+    """The seconds a trial's swarm spent connecting at its connect rate (C10K)."""
+    rate = float(record.get("connect_rate") or 0)
+    sockets = int(record.get("connections") or 0) + int(record.get("idle_connections") or 0)
+    return sockets / rate if rate > 0 else 0.0
 
 
 def _cpus(cpus: tuple[int, ...] | None) -> str:

@@ -44,15 +44,23 @@ from bench.launch import (
     child_env,
     server_argv,
 )
+from bench.run.rates import choose_equal_load, sweep_rate
 from bench.run.sampling import TreeSampler, summarize_server
 from bench.run.scenario import trial_estimate_s
+from bench.run.swarm_service import (
+    ServiceError,
+    ServiceInterrupted,
+    ServiceTimeout,
+    SwarmService,
+)
 from bench.store import FORMAT, RunStore, TrialSpec, read_json, utc_now
 from protocol import launch
 
-POLL_S = 0.01
+POLL_S = 0.005  # how often a wait on a swarm process looks (it was 50 ms: half of it, per trial)
 TAIL_CHARS = 3000
 SWARM_START_ALLOWANCE_S = 10.0  # interpreter start, worker processes, connecting
 SWARM_STOP_GRACE_S = 1.0
+SERVICE_DONE_TIMEOUT_S = 10.0  # after the drain, the service folds and writes the record
 FD_MARGIN = 64  # descriptors a process needs besides its connections (as clients.swarm says)
 
 
@@ -84,6 +92,9 @@ class TrialContext:
     # interpreter tag (or path, untagged) -> its description (version, gil_enabled...), copied
     # into each record
     interpreters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # a long-lived swarm (bench/run/swarm_service.py); None: a swarm process per trial, from
+    # ``swarm_command``
+    swarm_service: SwarmService | None = None
 
 
 def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
@@ -208,20 +219,26 @@ def raise_fd_limit(sockets: int) -> str | None:
 class _SwarmRun:
     returncode: int | None
     start_s: float
-    end_s: float
+    end_s: float  # when the load ended: the swarm process exited, or the service drained
     timed_out: bool
+    done_s: float | None = None  # service: when its record was written
+
+
+def _swarm_budget_s(spec: TrialSpec, context: TrialContext) -> float:
+    """The longest a trial's swarm may take before the server counts as hung."""
+    case = spec.case
+    return (context.swarm_allowance_s + spec.ramp_s() + case.warmup_s + case.duration_s
+            + 2 * case.timeout_s + spec.sockets * 0.002)
 
 
 def _run_swarm(spec: TrialSpec, context: TrialContext, logs: _Logs, address: tuple[str, int],
                t0: float) -> _SwarmRun:
-    """Run the swarm to completion (bounded by a deadline); stop it whatever happens."""
+    """Run a swarm process to completion (bounded by a deadline); stop it whatever happens."""
     placement = context.placement
     workers = swarm_workers(spec, placement.swarm_workers())
     command = [*context.swarm_command,
                *swarm_arguments(spec, *address, workers, logs.swarm_json)]
-    case = spec.case
-    budget = (context.swarm_allowance_s + spec.ramp_s() + case.warmup_s + case.duration_s
-              + 2 * case.timeout_s + spec.sockets * 0.002)
+    budget = _swarm_budget_s(spec, context)
     start = time.monotonic()
     with logs.swarm_out.open("wb") as out, logs.swarm_err.open("wb") as err:
         swarm = procs.spawn(command, cpus=placement.swarm_cpus, cwd=context.swarm_root,
@@ -230,7 +247,7 @@ def _run_swarm(spec: TrialSpec, context: TrialContext, logs: _Logs, address: tup
     try:
         while True:
             try:
-                swarm.wait(timeout=0.05)
+                swarm.wait(timeout=POLL_S)
                 break
             except subprocess.TimeoutExpired:
                 pass
@@ -268,12 +285,11 @@ def measured_window(swarm: Mapping[str, Any] | None, run: _SwarmRun, t0: float,
     return (max(run.start_s, run.end_s - measured), run.end_s)
 
 
-def _check_outcome(server: LaunchedServer, run: _SwarmRun,
-                   swarm: Mapping[str, Any] | None, spec: TrialSpec) -> None:
+def _check_outcome(crashed: bool, returncode: int | None, run: _SwarmRun,
+                   swarm: Mapping[str, Any] | None) -> None:
     """Raise TrialFailed when the figures cannot stand for the server under load."""
-    if not server.alive():
-        raise TrialFailed(f"server exited with status {server.proc.returncode} during the "
-                          "trial")
+    if crashed:
+        raise TrialFailed(f"server exited with status {returncode} during the trial")
     if run.timed_out:
         raise TrialFailed("swarm did not finish in time (server hung?); stopped it")
     if swarm is None:
@@ -314,50 +330,162 @@ def failed_record(spec: TrialSpec, context: TrialContext, failure: str) -> dict[
     return record
 
 
-def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
-    """Run one trial and return its record (status "ok" or "failed", never raising for a
-    server's or swarm's fault). Raises TrialInterrupted, with everything stopped, when
-    ``context.stop`` is set."""
-    record = base_record(spec, context)
-    logs = _Logs(context.work_dir, spec.trial_id)
-    t0, t0_wall = time.monotonic(), time.time()
-    server: LaunchedServer | None = None
-    sampler: TreeSampler | None = None
-    run: _SwarmRun | None = None
-    swarm: dict[str, Any] | None = None
-    try:
-        server = LaunchedServer(server_command(spec), logs.server_out, logs.server_err,
-                                cpus=context.placement.server_cpus, cwd=context.server_root,
-                                env=child_env(context.server_root,
-                                              dict(spec.server.interpreter_env)))
+class Trial:
+    """One trial's processes and record, in the phases a run overlaps with its neighbours':
+
+    ``launch`` starts the server and returns at once (the next trial's server boots while this
+    one's predecessor is being stopped); ``measure`` waits for READY, samples the server and
+    drives the load until the server is no longer measured (the swarm drained); ``finish``
+    stops the server, collects the swarm's record and returns the trial record. ``abandon``
+    stops everything of an interrupted trial.
+    """
+
+    def __init__(self, spec: TrialSpec, context: TrialContext) -> None:
+        self.spec, self.context = spec, context
+        self.record = base_record(spec, context)
+        self.logs = _Logs(context.work_dir, spec.trial_id)
+        self.t0, self.t0_wall = time.monotonic(), time.time()
+        self.server: LaunchedServer | None = None
+        self.sampler: TreeSampler | None = None
+        self.run: _SwarmRun | None = None
+        self.failure: str | None = None
+        self.crashed = False
+        self.timing: dict[str, float] = {}
+        self.extra: dict[str, Any] = {}  # the runner's additions to the record (rate basis...)
+
+    def _stamp(self, name: str) -> None:
+        self.timing[name] = round(time.monotonic() - self.t0, 4)
+
+    def launch(self) -> Trial:
+        """Start the server through the launch contract (it boots meanwhile)."""
+        spec, context = self.spec, self.context
+        self.server = LaunchedServer(server_command(spec), self.logs.server_out,
+                                     self.logs.server_err, cpus=context.placement.server_cpus,
+                                     cwd=context.server_root,
+                                     env=child_env(context.server_root,
+                                                   dict(spec.server.interpreter_env)))
+        return self
+
+    def measure(self, spec: TrialSpec | None = None) -> None:
+        """READY, sampling and the load (``spec``: this trial with its rate filled in). A
+        failure is kept for ``finish``; TrialInterrupted propagates (then call ``abandon``)."""
+        if spec is not None:
+            self.spec = spec
+            self.record.update(spec.as_record())
         try:
-            address = server.wait_ready(spec.ready_timeout_s, context.stop)
+            self._measure()
+        except TrialFailed as failure:
+            self.failure = str(failure)
+        finally:
+            if self.sampler is not None:
+                self.sampler.stop()
+        self._stamp("measured_s")
+
+    def _measure(self) -> None:
+        if self.server is None:
+            self.launch()
+        assert self.server is not None
+        try:
+            address = self.server.wait_ready(self.spec.ready_timeout_s, self.context.stop)
         except LaunchFailed as error:
             raise TrialFailed(str(error)) from None
         except LaunchInterrupted:
             raise TrialInterrupted from None
-        record["ready_s"] = round(time.monotonic() - t0, 4)
-        sampler = TreeSampler(server.pid, t0)
-        sampler.sample_now()
-        sampler.start()
-        run = _run_swarm(spec, context, logs, address, t0)
-        swarm = _read_swarm(logs.swarm_json)
-        _check_outcome(server, run, swarm, spec)
-        record["status"] = "ok"
-    except TrialFailed as failure:
-        record["failure"] = str(failure)
-        if run is not None and swarm is None:
-            swarm = _read_swarm(logs.swarm_json)
-    finally:
-        if sampler is not None:
-            sampler.stop()
-        if server is not None:
-            crashed = not server.alive()
-            stopped = server.stop(spec.stop_timeout_s)
-            record["server_exit"] = {"returncode": stopped.returncode, "killed": stopped.killed,
-                                     "stop_s": round(stopped.seconds, 3), "crashed": crashed}
-    _finish_record(record, spec, logs, sampler, run, swarm, t0, t0_wall)
-    return record
+        self.record["ready_s"] = round(time.monotonic() - self.t0, 4)
+        self.sampler = TreeSampler(self.server.pid, self.t0)
+        self.sampler.sample_now()
+        self.sampler.start()
+        if self.context.swarm_service is None:
+            self.run = _run_swarm(self.spec, self.context, self.logs, address, self.t0)
+        else:
+            self.run = self._serve_load(address)
+        self.crashed = not self.server.alive()
+
+    def _serve_load(self, address: tuple[str, int]) -> _SwarmRun:
+        """The load from the swarm service: until it has drained (its record comes later)."""
+        service, spec, t0 = self.context.swarm_service, self.spec, self.t0
+        assert service is not None and self.sampler is not None
+        workers = swarm_workers(spec, self.context.placement.swarm_workers())
+        start = time.monotonic()
+        deadline = start + _swarm_budget_s(spec, self.context)
+        try:
+            service.run(swarm_arguments(spec, *address, workers, self.logs.swarm_json))
+            window = service.wait("started", deadline, self.context.stop).get("window_s")
+            if window:  # a sample at each end of the window: CPU over exactly the window
+                self.sampler.mark(window[0] - t0, window[1] - t0)
+            service.wait("drained", deadline, self.context.stop)
+        except ServiceInterrupted:
+            service.abandon()
+            raise TrialInterrupted from None
+        except ServiceTimeout:
+            service.abandon()
+            return _SwarmRun(None, start - t0, time.monotonic() - t0, True)
+        except ServiceError as error:
+            raise TrialFailed(f"swarm service: {error}") from None
+        return _SwarmRun(None, start - t0, time.monotonic() - t0, False)
+
+    def _collect_service(self) -> None:
+        """The service's record of this trial (written by ``done``), its log, its status."""
+        service, run = self.context.swarm_service, self.run
+        if service is None or run is None or run.timed_out:
+            return
+        try:
+            done = service.wait("done", time.monotonic() + SERVICE_DONE_TIMEOUT_S)
+        except (ServiceError, ServiceInterrupted):
+            service.abandon()
+            return
+        run.returncode, run.done_s = done.get("status"), round(time.monotonic() - self.t0, 4)
+        self.logs.swarm_err.write_text(str(done.get("log") or ""))
+
+    def finish(self) -> dict[str, Any]:
+        """Stop the server, collect the swarm's record, and return the trial record (status
+        "ok" or "failed")."""
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.server is not None:
+            self.crashed = self.crashed or not self.server.alive()
+            stopped = self.server.stop(self.spec.stop_timeout_s)
+            self.record["server_exit"] = {"returncode": stopped.returncode,
+                                          "killed": stopped.killed,
+                                          "stop_s": round(stopped.seconds, 3),
+                                          "crashed": self.crashed}
+            self._stamp("stopped_s")
+        self._collect_service()
+        swarm = _read_swarm(self.logs.swarm_json) if self.run is not None else None
+        if self.failure is None and self.run is not None:
+            try:
+                _check_outcome(self.crashed, (self.record["server_exit"] or {}).get(
+                    "returncode"), self.run, swarm)
+                self.record["status"] = "ok"
+            except TrialFailed as failure:
+                self.failure = str(failure)
+        self.record["failure"] = self.failure
+        _finish_record(self.record, self.spec, self.logs, self.sampler, self.run, swarm,
+                       self.t0, self.t0_wall)
+        self._stamp("finished_s")
+        self.record["timing"] = self.timing
+        return self.record
+
+    def abandon(self) -> None:
+        """Stop the sampler and the server of a trial that will have no record."""
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.server is not None:
+            self.server.stop(self.spec.stop_timeout_s)
+
+
+def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
+    """Run one trial and return its record (status "ok" or "failed", never raising for a
+    server's or swarm's fault). Raises TrialInterrupted, with everything stopped, when
+    ``context.stop`` is set."""
+    trial = Trial(spec, context)
+    try:
+        trial.launch()
+        trial.measure()
+    except BaseException:  # TrialInterrupted, or a second Ctrl-C: no record, nothing left
+        trial.abandon()
+        raise
+    return trial.finish()
 
 
 def _finish_record(record: dict[str, Any], spec: TrialSpec, logs: _Logs,
@@ -368,6 +496,8 @@ def _finish_record(record: dict[str, Any], spec: TrialSpec, logs: _Logs,
     if run is not None:
         record["swarm_exit"] = {"returncode": run.returncode, "timed_out": run.timed_out,
                                 "start_s": round(run.start_s, 4), "end_s": round(run.end_s, 4)}
+        if run.done_s is not None:
+            record["swarm_exit"]["done_s"] = run.done_s
     if sampler is not None and sampler.samples and run is not None:
         window = measured_window(swarm, run, t0, t0_wall, spec.case.duration_s)
         record["server"] = summarize_server(sampler.samples, window, run.start_s)
@@ -393,25 +523,6 @@ def _finish_record(record: dict[str, Any], spec: TrialSpec, logs: _Logs,
 # -- a whole run -----------------------------------------------------------------------------
 
 
-def sweep_rate(spec: TrialSpec, records: Mapping[str, dict[str, Any]]
-               ) -> tuple[float, str] | str:
-    """The open-loop rate for a sweep point: ``offered_fraction`` of the model's closed-loop
-    maximum from the base case (same repetition, else the median of the others). Returns
-    (rate, base trial id), or a failure message."""
-    base, fraction = spec.case.base, spec.case.fraction
-    assert base is not None and fraction is not None
-    same = f"{base}--{spec.model}--r{spec.repeat}"
-    candidates = [same] + sorted(k for k in records if k.startswith(f"{base}--{spec.model}--r"))
-    for trial_id in candidates:
-        record = records.get(trial_id)
-        if record and record.get("status") == "ok":
-            rps = (record.get("derived") or {}).get("throughput_rps")
-            if rps:
-                return round(fraction * rps, 2), trial_id
-    return (f"no closed-loop maximum for {spec.model}: base case {base} has no "
-            "successful trial")
-
-
 @dataclass
 class RunResult:
     status: str  # "complete" | "interrupted"
@@ -420,67 +531,154 @@ class RunResult:
     skipped: int
 
 
+# the extra phase after the plan: given the records so far, the next trials to run (none: done)
+ExtraTrials = Callable[[Mapping[str, dict[str, Any]]], Sequence[TrialSpec]]
+
+
 class Runner:
-    """Runs a plan into a run folder (resuming: trials whose record exists are skipped)."""
+    """Runs a plan into a run folder (resuming: trials whose record exists are skipped), then,
+    if given, the ``extra`` phase's trials, batch by batch.
+
+    Trials overlap where nothing is measured: when one trial's load has drained, the next
+    trial's server is launched, and boots while this one's server is stopped and its record
+    written; the next load starts once that is done (its rate may depend on that record).
+    """
 
     def __init__(self, store: RunStore, trials: Sequence[TrialSpec], context: TrialContext,
                  console: Console | None = None, kill_strays: bool = False,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 extra: ExtraTrials | None = None) -> None:
         self.store, self.trials, self.context = store, list(trials), context
         self.console = console or Console()
         self.kill_strays = kill_strays
         self.on_record = on_record
+        self.extra = extra
+        self.ran = 0
+        self.equal_load: dict[str, dict[str, Any]] = {}
 
     def run(self) -> RunResult:
         records = self.store.load_trials()
+        self.equal_load = dict(self._run_meta().get("equal_load") or {})
         pending = [t for t in self.trials if t.trial_id not in records]
         skipped = len(self.trials) - len(pending)
         if skipped:
             self.console.print(f"resuming: {skipped} of {len(self.trials)} trials already done")
-        ran = 0
         interrupted = False
         with self.context.placement.off_server_cpus(), self._progress(pending) as (progress, task):
+            self._bar = (progress, task)
             try:
-                for index, spec in enumerate(pending):
-                    if self.context.stop.is_set():
-                        interrupted = True
+                self._run_all(pending, records)
+                while self.extra is not None and not self.context.stop.is_set():
+                    batch = [t for t in self.extra(records) if t.trial_id not in records]
+                    if not batch:
                         break
-                    progress.update(task, description=spec.trial_id,
-                                    done=f"{index + skipped}/{len(self.trials)}")
-                    record = self._one(spec, records)
-                    self.store.write_trial(record)
-                    records[spec.trial_id] = record
-                    ran += 1
-                    progress.console.print(format_line(record), soft_wrap=True)
-                    progress.advance(task, trial_estimate_s(spec))
-                    if self.on_record:
-                        self.on_record(record)
-                else:
-                    progress.update(task, description="done",
-                                    done=f"{len(self.trials)}/{len(self.trials)}")
+                    progress.update(task, total=progress.tasks[0].total
+                                    + sum(trial_estimate_s(t) for t in batch))
+                    self._run_all(batch, records)
+                progress.update(task, description="done", done=f"{len(records)}")
             except TrialInterrupted:
                 interrupted = True
             except KeyboardInterrupt:  # a second Ctrl-C: no more grace
                 procs.kill_all()
                 interrupted = True
-        return RunResult("interrupted" if interrupted else "complete", records, ran, skipped)
+        interrupted = interrupted or self.context.stop.is_set()
+        return RunResult("interrupted" if interrupted else "complete", records, self.ran,
+                         skipped)
 
-    def _one(self, spec: TrialSpec, records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-        base_trial = base_rps = None
-        if spec.case.fraction is not None:
+    def _run_meta(self) -> dict[str, Any]:
+        try:
+            return self.store.read_run()
+        except (OSError, ValueError):
+            return {}
+
+    def _run_all(self, trials: Sequence[TrialSpec], records: dict[str, dict[str, Any]]) -> None:
+        """Run these trials in order, each next server booting while the last one stops."""
+        current = ahead = finishing = None
+        try:
+            for index, spec in enumerate(trials):
+                if self.context.stop.is_set():
+                    raise TrialInterrupted
+                current, ahead = ahead or Trial(spec, self.context).launch(), None
+                if finishing is not None:
+                    self._complete(finishing, records)
+                    finishing = None
+                self._bar[0].update(self._bar[1], description=spec.trial_id,
+                                    done=f"{len(records)}/{len(self.trials)}")
+                resolved = self._resolve(spec, records)
+                if isinstance(resolved, str):
+                    current.abandon()
+                    current = None
+                    self._store(failed_record(spec, self.context, resolved), spec, records)
+                    continue
+                current.extra, rated = resolved[1], resolved[0]
+                current.measure(rated)
+                finishing, current = current, None
+                if index + 1 < len(trials) and not self.context.stop.is_set():
+                    ahead = Trial(trials[index + 1], self.context).launch()
+        except TrialInterrupted:
+            for trial in (current, ahead):
+                if trial is not None:
+                    trial.abandon()
+            if finishing is not None:  # measured in full: its record is kept
+                self._complete(finishing, records)
+            raise
+        except BaseException:
+            for trial in (current, ahead, finishing):
+                if trial is not None:
+                    trial.abandon()
+            raise
+        if finishing is not None:
+            self._complete(finishing, records)
+
+    def _resolve(self, spec: TrialSpec, records: Mapping[str, dict[str, Any]]
+                 ) -> tuple[TrialSpec, dict[str, Any]] | str:
+        """The trial with its open-loop rate filled in, and what to add to its record; or why
+        it cannot run (no base to learn the rate from)."""
+        case = spec.case
+        if case.fraction is not None:
             found = sweep_rate(spec, records)
             if isinstance(found, str):
-                return failed_record(spec, self.context, found)
+                return found
             rate, base_trial = found
-            base_rps = records[base_trial]["derived"]["throughput_rps"]
-            spec = spec.with_rate(rate)
-        record = run_trial(spec, self.context)
-        if base_trial is not None:
-            record.update(base_trial=base_trial, base_throughput_rps=base_rps)
+            return spec.with_rate(rate), {
+                "base_trial": base_trial,
+                "base_throughput_rps": records[base_trial]["derived"]["throughput_rps"]}
+        if case.equal_load is not None:
+            choice = self.equal_load.get(case.name)
+            if choice is None:
+                choice = choose_equal_load(spec, records)
+                if isinstance(choice, str):
+                    return choice
+                self.equal_load[case.name] = choice  # one rate for the whole run
+                self.store.update_run(equal_load=self.equal_load)
+                self._bar[0].console.print(
+                    f"equal load for {case.name}: {choice['rate']:,.0f} req/s "
+                    f"({choice['rule']}: {choice['slowest']['model']} "
+                    f"{choice['slowest']['throughput_rps']:,.0f}, ceiling "
+                    f"{choice['ceiling']['model']} {choice['ceiling']['throughput_rps']:,.0f})",
+                    soft_wrap=True, highlight=False)
+            return spec.with_rate(float(choice["rate"])), {"rate_basis": choice}
+        return spec, {}
+
+    def _complete(self, trial: Trial, records: dict[str, dict[str, Any]]) -> None:
+        """Stop a measured trial's server, build and store its record."""
+        record = trial.finish()
+        record.update(trial.extra)
+        self._store(record, trial.spec, records)
+
+    def _store(self, record: dict[str, Any], spec: TrialSpec,
+               records: dict[str, dict[str, Any]]) -> None:
         if self.kill_strays:
             for stray in procs.kill_strays():
                 record["notes"].append(f"killed a process left running after the trial: {stray}")
-        return record
+        self.store.write_trial(record)
+        records[spec.trial_id] = record
+        self.ran += 1
+        progress, task = self._bar
+        progress.console.print(format_line(record), soft_wrap=True)
+        progress.advance(task, trial_estimate_s(spec))
+        if self.on_record:
+            self.on_record(record)
 
     @contextlib.contextmanager
     def _progress(self, pending: Sequence[TrialSpec]) -> Iterator[tuple[Progress, Any]]:

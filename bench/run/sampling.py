@@ -16,6 +16,7 @@ import psutil
 from bench import procs
 
 SAMPLE_INTERVAL_S = 0.1
+EDGE_S = 0.005  # a sample this close outside the window's ends counts as at them
 
 
 def sample_tree(pid: int, t: float) -> dict[str, Any] | None:
@@ -44,29 +45,63 @@ def sample_tree(pid: int, t: float) -> dict[str, Any] | None:
 
 
 class TreeSampler(threading.Thread):
-    """Samples a process tree every ``interval`` seconds until stopped."""
+    """Samples a process tree every ``interval`` seconds until stopped, and at the moments
+    ``mark`` names (the ends of the measured window: CPU over exactly the window)."""
 
     def __init__(self, pid: int, t0: float, interval: float = SAMPLE_INTERVAL_S) -> None:
         super().__init__(name=f"sampler-{pid}", daemon=True)
         self.pid, self.t0, self.interval = pid, t0, interval
         self.samples: list[dict[str, Any]] = []
-        self._stop_event = threading.Event()
+        self._stopping = False
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._marks: list[float] = []  # trial times (s since t0) still to sample at
 
     def sample_now(self) -> None:
         sample = sample_tree(self.pid, time.monotonic() - self.t0)
         if sample is not None:
-            self.samples.append(sample)
+            with self._lock:
+                self.samples.append(sample)
+
+    def mark(self, *times: float) -> None:
+        """Also take a sample at each of these trial times (seconds since t0)."""
+        with self._lock:
+            self._marks = sorted([*self._marks, *times])
+        self._wake.set()
+
+    def _next_mark(self) -> float | None:
+        with self._lock:
+            return self._marks[0] if self._marks else None
+
+    def _take_due_marks(self, now: float) -> bool:
+        with self._lock:
+            due = [t for t in self._marks if t <= now]
+            self._marks = [t for t in self._marks if t > now]
+        return bool(due)
 
     def run(self) -> None:
         next_at = time.monotonic()
-        while not self._stop_event.is_set():
-            self.sample_now()
-            next_at += self.interval
-            self._stop_event.wait(max(0.0, next_at - time.monotonic()))
+        while not self._stopping:
+            now = time.monotonic()
+            if self._take_due_marks(now - self.t0) or now >= next_at:
+                self.sample_now()
+                if now >= next_at:
+                    next_at = max(next_at + self.interval, now)
+            wait = next_at - time.monotonic()
+            mark = self._next_mark()
+            if mark is not None:
+                wait = min(wait, mark - (time.monotonic() - self.t0))
+            self._wake.wait(max(0.0, wait))
+            self._wake.clear()
 
     def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
+        """Stop sampling (a last sample is taken); idempotent."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self.is_alive():
+            self.join(timeout=5)
         self.sample_now()
 
 
@@ -74,7 +109,8 @@ def summarize_server(samples: list[dict[str, Any]], window: tuple[float, float],
                      idle_before: float) -> dict[str, Any]:
     """Server figures over the measured window (the samples inside it, or bracketing it)."""
     start, end = window
-    inside = [s for s in samples if start <= s["t"] <= end]
+    # a sample taken on a mark lands just after its moment: it still counts as at the edge
+    inside = [s for s in samples if start - EDGE_S <= s["t"] <= end + EDGE_S]
     if len(inside) < 2:
         before = [s for s in samples if s["t"] <= start] or samples[:1]
         after = [s for s in samples if s["t"] >= end] or samples[-1:]

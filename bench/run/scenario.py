@@ -25,7 +25,11 @@ SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 PLACEMENTS = ("split", "same", "none")
 MODES = ("closed", "open")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]*$")
-TRIAL_OVERHEAD_S = 1.2  # start, READY, swarm start-up and drain, stop: measured, 2 busy cores
+# a trial's cost beyond its warm-up and window (server start to READY, the swarm's start and
+# drain, the server's stop, the record), measured on the 2-core box: 1.67 s with a swarm process
+# per trial (load average ~6); 0.48 s with the swarm service and the next server booting while
+# the last one stops (load ~2; of it ~0.4 s is the swarm's record, HdrHistogram's mean)
+TRIAL_OVERHEAD_S = 0.5
 
 # settings a group inherits from the top level (and may override)
 TRIAL_SETTINGS: dict[str, type | tuple[type, ...]] = {
@@ -57,8 +61,8 @@ TOP_DEFAULTS: dict[str, Any] = {
     "variants": {},
 }
 GROUP_KEYS = {"name", "label", "mix", "payload_bytes", "connections", "mode", "pipeline",
-              "rates", "fractions", "base", "servers", "idle_connections", "skip_servers",
-              *TRIAL_SETTINGS}
+              "rates", "fractions", "equal_load", "base", "servers", "idle_connections",
+              "skip_servers", *TRIAL_SETTINGS}
 
 
 class ScenarioError(ValueError):
@@ -222,6 +226,10 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
             base = f"{stem}-closed"
             cases.append(Case(name=base, mode="closed", rate=None, fraction=None, base=None,
                               **common))
+        if points[0] == "equal_load":
+            cases.append(Case(name=f"{stem}-open-equal", mode="open", rate=None, fraction=None,
+                              base=str(group["base"]), equal_load=points[1][0], **common))
+            continue
         for value in points[1]:
             if points[0] == "rates":
                 cases.append(Case(name=f"{stem}-open-r{value:g}", mode="open", rate=float(value),
@@ -233,16 +241,28 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
 
 
 def _open_points(group: Mapping[str, Any], mode: str, where: str) -> tuple[str, list[float]]:
-    """An open-loop group's absolute ``rates`` or relative ``fractions`` (exactly one)."""
-    has_rates, has_fractions = "rates" in group, "fractions" in group
+    """An open-loop group's absolute ``rates``, relative ``fractions`` or ``equal_load``
+    share (exactly one)."""
+    given = [key for key in ("rates", "fractions", "equal_load") if key in group]
     if mode == "closed":
-        if has_rates or has_fractions or "base" in group:
-            raise ScenarioError(f"{where}: rates/fractions/base need mode = \"open\"")
+        if given or "base" in group:
+            raise ScenarioError(f"{where}: rates/fractions/equal_load/base need "
+                                "mode = \"open\"")
         return ("", [])
-    if has_rates == has_fractions:
+    if len(given) != 1:
         raise ScenarioError(f"{where}: an open-loop group needs exactly one of rates "
-                            "(requests/s) or fractions (of the closed-loop maximum)")
-    key = "rates" if has_rates else "fractions"
+                            "(requests/s), fractions (of each model's closed-loop maximum) or "
+                            "equal_load (one rate for every model)")
+    if given[0] == "equal_load":
+        share = _positive(group["equal_load"], f"{where}: equal_load")
+        if share > 1:
+            raise ScenarioError(f"{where}: equal_load is a share of the slowest model's "
+                                "closed-loop maximum (0.5 = half)")
+        if "base" not in group:
+            raise ScenarioError(f"{where}: equal_load needs base = \"<closed case>\" (where "
+                                "the closed-loop maxima are measured)")
+        return ("equal_load", [share])
+    key = given[0]
     values = [float(v) for v in _as_list(group[key], (int, float), f"{where}: {key}")]
     if not values or any(v <= 0 for v in values):
         raise ScenarioError(f"{where}: {key} must be positive numbers")
