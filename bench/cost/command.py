@@ -4,7 +4,7 @@ Each model runs twice: under callgrind (instructions) and natively under strace 
 calls), both through the launch contract; a deterministic blocking client sends a warm-up,
 then two windows of requests, and the figure is the difference of the windows over the
 difference of their request counts, so start-up and shutdown are not in it. Runs go
-``--jobs`` at a time (the CPUs by default: the counts do not depend on timing). Needs
+``--jobs`` at a time (two per CPU by default: the counts do not depend on timing). Needs
 Debian's ``valgrind`` and ``strace`` (``make cost`` installs them as root).
 
 Exit status: 0 every model measured, 1 some model failed, 2 the probe could not run.
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tools", default=",".join(TOOLS),
                         help="instructions, syscalls or both (default both)")
     parser.add_argument("--jobs", type=int, default=default_jobs(),
-                        help="server runs at a time (default: the CPUs we may use)")
+                        help="server runs at a time (default: twice the CPUs we may use)")
     parser.add_argument("--json", type=Path, help="record file (default results/cost/)")
 
 

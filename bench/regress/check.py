@@ -52,6 +52,7 @@ from typing import Any
 
 from bench import REPO_ROOT
 from bench.cost.cases import CASES as COST_CASES
+from bench.cost.run import default_jobs
 from bench.cost.tools import install_hint, missing_packages
 from bench.launch import child_env
 from bench.regress import cost_stage
@@ -398,7 +399,7 @@ class Settings:
     cost_cases: tuple[str, ...] = cost_stage.GATE_CASES
     cost_threshold_pct: float = cost_stage.DEFAULT_THRESHOLD_PCT
     timing_fail_limit: float = TIMING_FAIL_LIMIT
-    jobs: int = 2
+    jobs: int = field(default_factory=default_jobs)
 
 
 @dataclass
@@ -743,7 +744,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instructions per request growth that counts, in %% (default 1)")
     parser.add_argument("--timing-fail-limit", type=float, default=TIMING_FAIL_LIMIT,
                         help="widest timing limit that may fail the check (default 0.25)")
-    parser.add_argument("--jobs", type=int, default=2, help="cost runs at a time (default 2)")
+    parser.add_argument("--jobs", type=int, default=default_jobs(),
+                        help="cost runs at a time (default: twice the CPUs we may use)")
 
 
 def settings_from(options: argparse.Namespace) -> Settings:

@@ -182,7 +182,7 @@ def confirm(first: CostResult, second: CostResult, accepted: set[str]) -> CostRe
 
 def run_stage(models: list[str], roots: dict[str, Path], *, cases: tuple[str, ...] = GATE_CASES,
               threshold_pct: float = DEFAULT_THRESHOLD_PCT, accepted: set[str] | None = None,
-              jobs: int = 2, progress: Progress = print,
+              jobs: int = 4, progress: Progress = print,
               measure: CostMeasure = measure_sides) -> list[CostResult]:
     """Measure, compare, rerun the flagged models, and judge."""
     chosen = tuple(CASES[name] for name in cases)
