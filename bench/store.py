@@ -86,6 +86,16 @@ class Case:
     # equal offered load: the rate (the same for every model) is this share of the slowest
     # serving model's closed-loop maximum in ``base``, chosen once per run (bench/run/rates.py)
     equal_load: float | None = field(default=None, metadata={RECORD_KEY: "equal_load_share"})
+    # churn: each connection makes this many requests, closes, and a fresh one takes its place
+    # (0: connections last the whole trial)
+    requests_per_connection: int = 0
+    # slowloris: connections held beside the busy ones, each sending part of a frame and then
+    # a byte every slowloris_interval_s seconds
+    slowloris: int = field(default=0, metadata={RECORD_KEY: "slowloris_connections"})
+    slowloris_interval_s: float = 2.0
+    # the case this one is compared with, model by model, in the same run (head-of-line
+    # blocking and slowloris: the same requests without the WORK or the slow connections)
+    reference: str | None = field(default=None, metadata={RECORD_KEY: "reference_case"})
 
 
 @dataclass(frozen=True)
@@ -150,8 +160,8 @@ class TrialSpec:
 
     @property
     def sockets(self) -> int:
-        """Connections the swarm holds: the busy ones and the idle ones."""
-        return self.case.connections + self.case.idle_connections
+        """Connections the swarm holds: the busy ones, the idle ones and the slow ones."""
+        return self.case.connections + self.case.idle_connections + self.case.slowloris
 
     def ramp_s(self) -> float:
         """Seconds the swarm spends connecting before the load starts."""
