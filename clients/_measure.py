@@ -107,6 +107,34 @@ class Bins:
         return self.histogram(counts, self._scratch).encode().decode("ascii")
 
 
+def mean_value(histogram: HdrHistogram) -> float:
+    """``histogram.get_mean_value()``, to the same number, vectorised: each recorded bucket's
+    count times its median equivalent value, over the total count. hdrh's own walks every
+    bucket in Python: 0.1-0.3 s per histogram of a few thousand buckets, several per record,
+    after every run (it was most of a bench trial's cost beyond its load)."""
+    if not histogram.total_count:
+        return 0.0
+    counts = np.ctypeslib.as_array(histogram.counts)[:histogram.counts_len]
+    index = np.flatnonzero(counts)
+    half_magnitude, half = histogram.sub_bucket_half_count_magnitude, \
+        histogram.sub_bucket_half_count
+    unit = histogram.unit_magnitude
+    # get_value_from_index: the lowest value of each bucket
+    bucket = (index >> half_magnitude) - 1
+    sub_bucket = (index & (half - 1)) + half
+    low = bucket < 0
+    sub_bucket[low] -= half
+    bucket[low] = 0
+    lowest = sub_bucket << (bucket + unit)
+    # _hdr_size_of_equiv_value_range of that value (bit lengths exact: values below 2**53)
+    size_bucket = np.frexp((lowest | histogram.sub_bucket_mask).astype(np.float64))[1] - (
+        unit + half_magnitude + 1)
+    size_bucket += (lowest >> (size_bucket + unit)) >= histogram.sub_bucket_count
+    median = lowest + ((np.int64(1) << (unit + size_bucket)) >> 1)
+    total = int(np.dot(counts[index].astype(np.int64), median.astype(np.int64)))
+    return float(total) / histogram.total_count
+
+
 def fold(samples: array, bins: Bins) -> np.ndarray:
     """Nanosecond samples as a dense count array (for one-off series: connect times)."""
     counts = bins.zeros()

@@ -155,3 +155,21 @@ def test_a_server_stops_cleanly_under_the_service(tmp_path: Path, reaped: None) 
         record = run_trial(trials("asyncio")[0], ctx)
     assert record["status"] == "ok" and record["server_exit"]["returncode"] == 0
     assert record["swarm_exit"]["end_s"] <= record["timing"]["stopped_s"]
+
+
+@pytest.mark.parametrize(("median_us", "sigma"), [(50, 0.3), (300, 1.0), (3000, 2.0),
+                                                  (100_000, 1.5), (10_000_000, 0.5), (5, 3.0)])
+def test_the_records_mean_is_hdrhistograms_own(median_us: float, sigma: float) -> None:
+    """The swarm record's mean (clients._measure.mean_value, vectorised) is the number
+    HdrHistogram's get_mean_value gives, which walked every bucket in Python after each run."""
+    import numpy as np
+
+    from clients._measure import HIST_HIGHEST_US, mean_value, new_histogram
+
+    values = np.random.default_rng(int(median_us)).lognormal(np.log(median_us), sigma, 2000)
+    histogram = new_histogram()
+    assert mean_value(histogram) == histogram.get_mean_value() == 0.0
+    for value in np.clip(values.astype(np.int64) + 1, 1, HIST_HIGHEST_US).tolist():
+        histogram.record_value(value)
+    histogram.record_value(HIST_HIGHEST_US)
+    assert mean_value(histogram) == histogram.get_mean_value()
