@@ -79,3 +79,17 @@ def test_a_run_folder_is_fitted_per_model_from_valid_trials(tmp_path: Path) -> N
     assert fits["threaded"].kappa == pytest.approx(0.002, rel=0.02)
     table = usl.fits_table(list(fits.values()))
     assert list(table["reported"]) == [True, True]
+
+
+def test_the_report_has_a_usl_section_and_chart(tmp_path: Path) -> None:
+    from bench.report.document import build_report
+
+    records = []
+    for c in [1, 2, 4, 8, 16, 32, 64, 128]:
+        x = float(usl.usl(np.array(c, dtype=float), 9000.0, 0.03, 0.0005))
+        records.append(make_trial(f"echo64-c{c}-closed", "scaling", "epoll", 0, c, x,
+                                  p50_us=1e6 * c / x, seed=c))
+    report = build_report(write_run(tmp_path / "run", records, {"name": "scaling"}))
+    text = report.paths["markdown"].read_text()
+    assert "## Scalability (USL)" in text and "0.0300 [" in text
+    assert (report.run.run_dir / "charts" / "usl_fit.png").exists()

@@ -31,6 +31,8 @@ from matplotlib.ticker import (  # noqa: E402
 from bench.analysis.frames import C10K_GROUP, is_native  # noqa: E402
 from bench.analysis.scorecard import Workload, case_words  # noqa: E402
 from bench.analysis.sweeps import SweepResult  # noqa: E402
+from bench.analysis.usl import UslFit  # noqa: E402
+from bench.analysis.usl import usl as usl_curve  # noqa: E402
 
 DPI = 110
 SPREAD = "error bars: min–max of valid repetitions, point: median"
@@ -687,3 +689,57 @@ def _heat_text(cell: Any) -> str:
         return "—"
     text = f"{ratio:.2g}×"
     return ("≥" + text) if cell.status == "bound" else text
+
+
+USL_CHART = "usl_fit.png"
+
+
+def usl_chart(fits: list[UslFit], palette: Palette, out: Path) -> Chart | None:
+    """Throughput against connections per model with its USL fit: one small panel per model
+    (the scorecard's order), the valid trials as points, the fitted curve where the fit is
+    reported (dotted, with the reason, where it is not), N* marked where it is in range."""
+    reported = [f for f in fits if f.valid]
+    if not reported:  # no family measured at enough levels: nothing worth a chart
+        return None
+    fits = [f for f in fits if f.family == reported[0].family and f.data]
+    order = {v: i for i, v in enumerate(palette.styles)}
+    fits = sorted(fits, key=lambda f: order.get(f.variant, len(order)))
+    fig, axes = _small_multiples(len(fits))
+    top = max(y for f in fits for _, y in f.data)
+    for ax, result in zip(axes, fits, strict=True):
+        _usl_panel(ax, result, palette)
+    axes[0].set_ylim(0, top * 1.15)
+    axes[0].yaxis.set_major_formatter(FuncFormatter(fmt_si))
+    fig.supxlabel("connections (log)", fontsize="medium")
+    fig.supylabel("throughput (requests/s)", fontsize="medium")
+    title = f"USL fit: {fits[0].family}"
+    fig.suptitle(title)
+    return Chart(_save(fig, out / USL_CHART), title,
+                 "Throughput of every valid trial (points) and Gunther's Universal Scalability "
+                 "Law fitted to them, X(N) = λN / (1 + σ(N−1) + κN(N−1)) (line), one panel per "
+                 "model; the vertical line is the peak concurrency N* where it falls in the "
+                 "range drawn. A model whose fit is not reported (too few valid levels) shows its "
+                 "points and why.")
+
+
+def _usl_panel(ax: Axes, result: UslFit, palette: Palette) -> None:
+    style = palette(result.variant)
+    n = [p[0] for p in result.data]
+    x = [p[1] for p in result.data]
+    ax.scatter(n, x, s=14, color=style["color"], marker=style["marker"], zorder=3)
+    levels = sorted(set(n))
+    if result.valid:
+        grid = np.geomspace(1, max(levels) * 1.5, 200)
+        ax.plot(grid, usl_curve(grid, result.lam, result.sigma, result.kappa),
+                color=style["color"], linewidth=1.5, zorder=2)
+        if math.isfinite(result.n_star) and result.n_star <= max(levels) * 1.5:
+            ax.axvline(result.n_star, color=style["color"], linestyle=":", linewidth=1.0)
+        note = f"σ={result.sigma:.3g} κ={result.kappa:.2g}\nR²={result.r2:.3f}"
+    else:
+        note = "not fitted:\n" + result.reason
+    ax.text(0.03, 0.97, note, transform=ax.transAxes, ha="left", va="top", fontsize="x-small")
+    _connections_axis(ax, levels)
+    ax.set_xlabel("")
+    ax.tick_params(labelsize="small")
+    ax.grid(True, which="major", alpha=0.3)
+    _panel_title(ax, palette.label(result.variant), style["color"])

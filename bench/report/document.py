@@ -10,6 +10,7 @@ part (the terminal summary, summary.csv, the report, answer.json) reads that one
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from bench.analysis.histograms import merged_histogram, percentile_curve, pick_s
 from bench.analysis.intervals import CONFIDENCE, RESAMPLES
 from bench.analysis.scorecard import Assurance, Workload, assurance, model_order, workloads
 from bench.analysis.sweeps import RELATIVE_FACTOR, SweepResult, sweep_results
+from bench.analysis.usl import MIN_LEVELS as USL_MIN_LEVELS
+from bench.analysis.usl import UslFit, run_fits
 from bench.analysis.validity import JUDGED, MARK_SATURATED, PER_REQUEST_ERROR_LIMIT, ok_column
 from bench.analysis.verdicts import DEFAULT_MARGIN, CaseVerdict, all_verdicts
 from bench.report import charts, details
@@ -97,11 +100,14 @@ def build_report(
     chart_list = draw_charts(run, agg, cases, sweeps, spectrum_case, palette, items)
     if heatmap is not None:
         chart_list.insert(0, heatmap)
+    fits = run_fits(run)
+    scaling = usl_section(fits, charts.usl_chart(fits, palette, run.run_dir / "charts"))
     title = f"concbench report: {run.meta.get('scenario', '?')} ({run.meta.get('run_id', '?')})"
     sections = [
         *answer_sections(run, items, sure, _overview(run), heatmap),
         _verdict_section(verdicts, frame, margin, sweeps),
         Section("Charts", [c for c in chart_list if c is not heatmap]),
+        *scaling,
         _environment_section(run),
         *details.interpreter_sections(run, margin),
         *details.c10k_sections(run),
@@ -218,6 +224,36 @@ def busy_machine(env: dict[str, Any]) -> str:
     return (f"Warning: the machine was busy (1-minute load average {seen}, on {cpus} CPUs): "
             "other work shared the CPUs, so the figures are noisy and may be skewed; "
             "compare them with care, or run again on a quiet machine.")
+
+
+# ---------------------------------------------------------------- scalability
+
+
+def usl_section(fits: list[UslFit], chart: charts.Chart | None) -> list[Section]:
+    """The USL fits of every closed-loop family measured at several connection counts: the
+    reported ones in a table (σ, κ with 95 % intervals, N*, X(N*), R²), the others with why."""
+    if not fits:
+        return []
+    rows = [[f.family, f.variant, str(len(f.levels)), f"{f.lam:,.0f}",
+             f"{f.sigma:.4f} [{f.sigma_ci[0]:.4f}, {f.sigma_ci[1]:.4f}]",
+             f"{f.kappa:.2e} [{f.kappa_ci[0]:.2e}, {f.kappa_ci[1]:.2e}]",
+             "∞" if math.isinf(f.n_star) else f"{f.n_star:,.0f}",
+             fmt_rate(f.x_star), f"{f.r2:.3f}"] for f in fits if f.valid]
+    blocks: list[Any] = [
+        "Gunther's Universal Scalability Law, X(N) = λN / (1 + σ(N−1) + κN(N−1)), fitted per "
+        "model to the throughput of every valid trial over the connections axis (scipy "
+        "curve_fit, σ in [0, 1], κ ≥ 0; 95 % intervals from the covariance). σ is contention "
+        "(the serial share), κ coherency (what makes throughput fall past N* = √((1−σ)/κ)); "
+        f"N* is ∞ where κ is 0. A fit is reported only with at least {USL_MIN_LEVELS} "
+        "connection levels that have a valid trial. On a loopback benchmark N counts "
+        "connections, not CPUs: σ and κ describe the model on this machine and client."]
+    if rows:
+        blocks.append(Table(["family", "model", "levels", "λ (req/s)", "σ [95 %]",
+                             "κ [95 %]", "N*", "X(N*)", "R²"], rows, numeric={2, 3, 6, 7, 8}))
+    blocks += [f"Not fitted: {f.variant} ({f.family}): {f.reason}." for f in fits if not f.valid]
+    if chart is not None:
+        blocks.append(chart)
+    return [Section("Scalability (USL)", blocks)]
 
 
 # ---------------------------------------------------------------- verdicts
