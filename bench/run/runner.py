@@ -36,6 +36,7 @@ from rich.progress import (
 )
 
 from bench import REPO_ROOT, procs
+from bench.analysis.validity import littles_law_ratio
 from bench.environment import Placement, load_average
 from bench.launch import (
     LaunchedServer,
@@ -135,6 +136,8 @@ def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
         "client_saturated": bool((swarm.get("client") or {}).get("saturated", False)),
         "server_cpu_percent": server.get("cpu_percent"),
         "requests": requests,
+        # closed loop: throughput × mean latency ÷ in flight, 1 by Little's law (validity.py)
+        "littles_law_ratio": littles_law_ratio(swarm),
     }
 
 
