@@ -54,6 +54,7 @@ from bench.run.swarm_service import (
     ServiceTimeout,
     SwarmService,
 )
+from bench.run.workloads import add_reference, derived_figures, swarm_options
 from bench.store import FORMAT, RunStore, TrialSpec, read_json, utc_now
 from protocol import launch
 
@@ -118,7 +119,7 @@ def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
     rss_growth = None
     if server.get("rss_max") is not None and server.get("rss_idle") is not None:
         rss_growth = max(0, server["rss_max"] - server["rss_idle"])
-    return {
+    figures = {
         "throughput_rps": swarm.get("throughput_rps"),
         "p50_us": latency.get("p50"), "p90_us": latency.get("p90"),
         "p99_us": latency.get("p99"), "p99_9_us": latency.get("p99_9"),
@@ -139,6 +140,8 @@ def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
         # closed loop: throughput × mean latency ÷ in flight, 1 by Little's law (validity.py)
         "littles_law_ratio": littles_law_ratio(swarm),
     }
+    figures.update(derived_figures(swarm, cpu_rate))  # churn's and slowloris', where they ran
+    return figures
 
 
 # -- one trial -------------------------------------------------------------------------------
@@ -195,7 +198,7 @@ def swarm_arguments(spec: TrialSpec, host: str, port: int, workers: int,
         args += ["--idle-connections", str(case.idle_connections)]
     if case.connect_rate:
         args += ["--connect-rate", f"{case.connect_rate:g}"]
-    return [*args, *case.swarm_args]
+    return [*args, *swarm_options(case), *case.swarm_args]
 
 
 def swarm_workers(spec: TrialSpec, default: int) -> int:
@@ -667,6 +670,7 @@ class Runner:
         """Stop a measured trial's server, build and store its record."""
         record = trial.finish()
         record.update(trial.extra)
+        add_reference(record, trial.spec, records)  # beside its reference case's trial
         self._store(record, trial.spec, records)
 
     def _store(self, record: dict[str, Any], spec: TrialSpec,
