@@ -56,6 +56,7 @@ from bench.report.front import answer_sections
 from bench.report.render import to_html as html_document
 from bench.report.render import to_markdown as markdown_document
 from bench.report.terminal import print_answer
+from bench.report.xray import xray_section
 
 
 @dataclass
@@ -108,6 +109,7 @@ def build_report(
         _verdict_section(verdicts, frame, margin, sweeps),
         Section("Charts", [c for c in chart_list if c is not heatmap]),
         *scaling,
+        *[s for s in [xray_section(run.run_dir)] if s is not None],
         _environment_section(run),
         *details.interpreter_sections(run, margin),
         *details.c10k_sections(run),
