@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest bench-swarm \
+.PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest bench-swarm validate \
         cost cost-tools
 
 $(STAMP): pyproject.toml
@@ -68,6 +68,11 @@ cost-tools:
 # then the swarm's CPU against every Python model (SWARM_ARGS, e.g. "--rounds 3 --models none")
 bench-swarm: $(STAMP)
 	$(PY) -m bench swarm-check $(SWARM_ARGS)
+
+# the instrument's report card: the swarm against the C client, a known-latency server and the
+# coordinated-omission trap (VALIDATE_ARGS, e.g. "--rounds 3 --only co"); exit 1 on a failed check
+validate: $(STAMP)
+	$(PY) -m bench validate $(VALIDATE_ARGS)
 
 # pytest-benchmark trend history in .benchmarks/; BENCH_ARGS=--benchmark-compare compares
 bench-pytest: $(STAMP)

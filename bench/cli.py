@@ -44,6 +44,8 @@ VERBS: dict[str, Verb] = {
     "calibrate": Verb("bench.regress.calibrate", "how long a regression sample must be here"),
     "swarm-check": Verb("bench.selfcheck.swarm_speed",
                         "is the swarm fast enough? (the native C client as the yardstick)"),
+    "validate": Verb("bench.selfcheck.validate",
+                     "the instrument against trusted tools: a table of checks, exit 1 on a fail"),
 }
 
 

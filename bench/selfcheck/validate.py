@@ -1,0 +1,293 @@
+"""``python -m bench validate``: the instrument's report card, measured on this machine.
+
+Each check runs the swarm side by side with something trusted, interleaved and repeated
+(``--rounds``), the server pinned to one CPU and the clients taking turns on another:
+
+- **native**: the swarm against the minimal C client on the ``native`` model (closed loop,
+  50 connections, 64-byte ECHO): the swarm's throughput over the C client's;
+- **known latency**: the ``threaded`` model answering SLEEP 2000 (2 ms late, ``time.sleep``);
+  the swarm's p50 against an independent blocking client's (one thread and socket per
+  connection, timed with ``perf_counter``), at 1 and 10 connections;
+- **coordinated omission**: the ``epoll`` model frozen (SIGSTOP/SIGCONT of its process group)
+  for ``FREEZE_S`` of every second: open-loop p99 (latency from the schedule) must show the
+  freeze (at least half of it), closed-loop p99 must hide it (under half), as wrk2's README
+  demonstrates;
+- **redis-benchmark**: needs the swarm to speak RESP (``--protocol resp``), which it does not
+  yet: reported as skipped, with what is missing.
+
+A table gives each figure, its expected band and pass/fail; the exit status is 1 when a check
+fails (a skipped check does not fail), so CI can run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import REPO_ROOT, procs
+from bench.launch import child_env
+from bench.selfcheck.swarm_speed import (
+    GOAL_RATIO,
+    SWARM_COMMAND,
+    BenchError,
+    Settings,
+    run_load,
+    running_server,
+)
+from protocol import FrameDecoder, Op, encode_request
+
+SLEEP_US = 2000
+LATENCY_BAND = (0.9, 1.1)  # swarm p50 ÷ blocking client p50
+FREEZE_S = 0.1  # of every second: 10 % of the time
+OPEN_RATE = 1000.0
+CO_SHOWN = 0.5  # a p99 at least this share of the freeze shows it
+
+
+@dataclass
+class Check:
+    """One row of the report card."""
+
+    name: str
+    figure: str
+    value: float | None
+    band: str
+    outcome: str  # "pass", "fail" or "skip"
+    note: str = ""
+
+
+def _cpus() -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """Server on the first usable CPU, clients on the second (no pinning on one CPU)."""
+    usable = sorted(os.sched_getaffinity(0))
+    return ((usable[0],), (usable[1],)) if len(usable) >= 2 else (None, None)
+
+
+def swarm(target: str, cpus: tuple[int, ...] | None, work: Path, label: str,
+          *args: str, duration: float = 2.0, warmup: float = 0.5) -> dict[str, Any]:
+    """One ``python -m clients swarm`` run, pinned to ``cpus``; its record."""
+    out = work / f"{label}.json"
+    command = [*SWARM_COMMAND, "--target", target, "--duration", str(duration),
+               "--warmup", str(warmup), "--timeout", "10", "--quiet", "--json", str(out), *args]
+    proc = procs.spawn(command, cpus=cpus, cwd=REPO_ROOT, env=child_env(REPO_ROOT))
+    try:
+        proc.wait(timeout=duration + warmup + 60)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"swarm {label} overran") from None
+    finally:
+        procs.stop(proc, sig=signal.SIGINT, grace_s=2.0)
+    try:
+        return json.loads(out.read_text())
+    except (OSError, ValueError) as error:
+        raise BenchError(f"swarm {label} left no record: {error}") from None
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def check_native(work: Path, rounds: int) -> list[Check]:
+    """Swarm ÷ native C client throughput on the native model, interleaved."""
+    server_cpus, client_cpus = _cpus()
+    settings = Settings(duration_s=2.0, warmup_s=0.5)
+    ratios = []
+    with running_server("native", server_cpus, work) as server:
+        for index in range(rounds):
+            native = run_load("native", server, settings, client_cpus, work, f"native-{index}")
+            ours = run_load("swarm", server, settings, client_cpus, work, f"swarm-{index}")
+            ratios.append(ours["throughput_rps"] / native["throughput_rps"])
+    ratio = statistics.median(ratios)
+    return [Check("native", "swarm ÷ C client throughput (native, 50 conns)", ratio,
+                  f"≥ {GOAL_RATIO:g}", "pass" if ratio >= GOAL_RATIO else "fail",
+                  "rounds: " + ", ".join(f"{r:.2f}" for r in ratios))]
+
+
+def blocking_p50_us(host: str, port: int, connections: int, duration: float) -> float:
+    """An independent client: one blocking socket per thread, SLEEP requests back to back."""
+    frame = encode_request(Op.SLEEP, SLEEP_US, b"")
+    samples: list[float] = []
+    lock = threading.Lock()
+    end = time.monotonic() + duration
+
+    def one() -> None:
+        own = []
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            decoder = FrameDecoder()
+            while time.monotonic() < end:
+                start = time.perf_counter()
+                sock.sendall(frame)
+                while decoder.next_frame() is None:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise BenchError("the known-latency server closed a connection")
+                    decoder.feed(data)
+                own.append((time.perf_counter() - start) * 1e6)
+        with lock:
+            samples.extend(own[1:])  # the first includes connecting
+
+    threads = [threading.Thread(target=one) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statistics.median(samples)
+
+
+def check_known_latency(work: Path, rounds: int) -> list[Check]:
+    """The swarm's p50 against a blocking client's on a server 2 ms late, 1 and 10 conns."""
+    server_cpus, client_cpus = _cpus()
+    rows = []
+    with running_server("threaded", server_cpus, work) as server:
+        target = f"{server.host}:{server.port}"
+        for connections in (1, 10):
+            ratios = []
+            for index in range(rounds):
+                record = swarm(target, client_cpus, work, f"sleep-c{connections}-{index}",
+                               "--connections", str(connections), "--mix", f"sleep:{SLEEP_US}")
+                with _pinned(client_cpus):
+                    theirs = blocking_p50_us(server.host, server.port, connections, 2.0)
+                ratios.append(record["latency_us"]["p50"] / theirs)
+            ratio = statistics.median(ratios)
+            low, high = LATENCY_BAND
+            rows.append(Check("known latency", f"swarm p50 ÷ blocking p50 (SLEEP 2 ms, "
+                              f"{connections} conn{'s' if connections > 1 else ''})", ratio,
+                              f"{low:g}–{high:g}", "pass" if low <= ratio <= high else "fail",
+                              "rounds: " + ", ".join(f"{r:.3f}" for r in ratios)))
+    return rows
+
+
+@contextlib.contextmanager
+def _pinned(cpus: tuple[int, ...] | None) -> Iterator[None]:
+    """This process on ``cpus`` for a while (the in-process blocking client)."""
+    before = os.sched_getaffinity(0)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def _freezing(pid: int, freeze_s: float) -> Iterator[None]:
+    """SIGSTOP the process group of ``pid`` for ``freeze_s`` of every second, SIGCONT after."""
+    group = os.getpgid(pid)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(1.0 - freeze_s):
+            os.killpg(group, signal.SIGSTOP)
+            time.sleep(freeze_s)
+            os.killpg(group, signal.SIGCONT)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        os.killpg(group, signal.SIGCONT)
+
+
+def check_coordinated_omission(work: Path, rounds: int) -> list[Check]:
+    """Open loop shows a server frozen FREEZE_S of every second; closed loop hides it."""
+    server_cpus, client_cpus = _cpus()
+    shown_us = CO_SHOWN * FREEZE_S * 1e6
+    opened, closed = [], []
+    with running_server("epoll", server_cpus, work) as server:
+        target = f"{server.host}:{server.port}"
+        with _freezing(server.proc.pid, FREEZE_S):
+            for index in range(rounds):
+                common = ("--connections", "10")
+                opened.append(swarm(target, client_cpus, work, f"co-open-{index}", *common,
+                                    "--mode", "open", "--rate", str(OPEN_RATE),
+                                    duration=3.0)["latency_us"]["p99"])
+                closed.append(swarm(target, client_cpus, work, f"co-closed-{index}", *common,
+                                    duration=3.0)["latency_us"]["p99"])
+    open_p99, closed_p99 = statistics.median(opened), statistics.median(closed)
+    share = f"frozen {FREEZE_S * 1000:.0f} ms of every 1 s"
+    return [
+        Check("CO trap", f"open-loop p99 (µs), {share}", open_p99, f"≥ {shown_us:,.0f}",
+              "pass" if open_p99 >= shown_us else "fail"),
+        Check("CO trap", f"closed-loop p99 (µs), {share}", closed_p99, f"< {shown_us:,.0f}",
+              "pass" if closed_p99 < shown_us else "fail", "closed loop hides the freeze"),
+    ]
+
+
+def check_redis(work: Path, rounds: int) -> list[Check]:
+    """redis-benchmark against the swarm: not yet possible (the swarm has no RESP)."""
+    missing = [name for name in ("redis-server", "redis-benchmark") if not shutil.which(name)]
+    why = "the swarm does not speak RESP yet (--protocol resp is not built)"
+    if missing:
+        why += f"; {' and '.join(missing)} not installed (apt-get install redis-server " \
+               "redis-tools)"
+    return [Check("redis", "swarm ÷ redis-benchmark throughput, p50s", None, "0.85–1.15",
+                  "skip", why)]
+
+
+CHECKS: dict[str, Callable[[Path, int], list[Check]]] = {
+    "native": check_native, "latency": check_known_latency,
+    "co": check_coordinated_omission, "redis": check_redis,
+}
+
+
+# ---------------------------------------------------------------- the verb
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions (2)")
+    parser.add_argument("--only", default=",".join(CHECKS),
+                        help=f"checks to run, comma-separated (default {','.join(CHECKS)})")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+
+
+def table(rows: list[Check]) -> Table:
+    out = Table(title="concbench validate: the swarm against trusted tools")
+    for column in ("check", "figure", "value", "expected", "result", "note"):
+        out.add_column(column, justify="right" if column == "value" else "left")
+    colours = {"pass": "green", "fail": "red", "skip": "yellow"}
+    for row in rows:
+        value = "—" if row.value is None else (
+            f"{row.value:,.0f}" if row.value >= 100 else f"{row.value:.3f}")
+        out.add_row(row.name, row.figure, value, row.band,
+                    f"[{colours[row.outcome]}]{row.outcome}[/]", row.note)
+    return out
+
+
+def run(options: argparse.Namespace) -> int:
+    console = Console()
+    chosen = [name.strip() for name in options.only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in CHECKS]
+    if unknown:
+        console.print(f"unknown check(s): {', '.join(unknown)}; known: {', '.join(CHECKS)}")
+        return 2
+    load = os.getloadavg()[0]
+    console.print(f"load average {load:.2f} on {os.cpu_count()} CPUs; server/client CPUs "
+                  f"{_cpus()}")
+    rows: list[Check] = []
+    with tempfile.TemporaryDirectory(prefix="concbench-validate-") as folder:
+        for name in chosen:
+            try:
+                rows += CHECKS[name](Path(folder), max(1, options.rounds))
+            except BenchError as error:
+                rows.append(Check(name, "could not be measured", None, "—", "fail", str(error)))
+    console.print(table(rows))
+    if options.json:
+        options.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    return 1 if any(r.outcome == "fail" for r in rows) else 0
