@@ -1,0 +1,131 @@
+"""RESP (the Redis protocol) for the swarm: prebuilt request frames, exact expected replies, and
+the reply framing the worker's slow path needs, beside ``protocol``'s own codec.
+
+What the hot loop needs is the same as for concbench's protocol (``clients.mix.Kind``): one
+request frame built once, and the whole correct reply as bytes, so that checking a reply stays
+one ``bytes ==`` comparison. ``ping`` sends PING (a RESP array) and expects ``+PONG``;
+``echo:N`` sends ECHO with N pseudo-random bytes and expects the same bulk string back.
+
+``reply_end`` finds where one complete reply ends in a buffer (or that more bytes are needed),
+so that a worker reading partial or several replies can split them, as ``HEADER.unpack_from``
+does for frames today; ``classify`` names a reply that is not the expected one.
+
+Not wired into the swarm yet: ``--protocol resp`` needs the worker's slow path to take its
+framing from the kind (``reply_end``) instead of ``protocol.HEADER``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+CRLF = b"\r\n"
+MAX_BULK = 512 * 1024 * 1024  # Redis's own limit on a bulk string
+OPERATIONS = {"ping": "no argument (or 0)", "echo": "payload bytes"}
+
+
+class RespError(ValueError):
+    """Bytes that are not RESP, or a mix the RESP swarm cannot send."""
+
+
+def encode_command(*parts: bytes) -> bytes:
+    """A command as clients send it: an array of bulk strings."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out += [b"$%d\r\n" % len(part), part, CRLF]
+    return b"".join(out)
+
+
+def bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+@dataclass(frozen=True)
+class RespKind:
+    """One RESP request kind, ready for the hot loop (the fields ``clients.mix.Kind`` has)."""
+
+    name: str
+    arg: int
+    frame: bytes  # the encoded request
+    reply_length: int
+    check: bytes  # the whole correct reply
+    full_check: bool = True
+
+    def describe(self) -> str:
+        return self.name if self.name == "ping" else f"{self.name}:{self.arg}"
+
+
+def build_resp_kind(op: str, arg: int, payload_seed: int = 0) -> RespKind:
+    """PING -> +PONG, or ECHO of ``arg`` pseudo-random bytes -> the same bulk string."""
+    if op == "ping":
+        if arg:
+            raise RespError("ping takes no argument")
+        reply = b"+PONG\r\n"
+        return RespKind("ping", 0, encode_command(b"PING"), len(reply), reply)
+    if op == "echo":
+        if not 0 <= arg <= MAX_BULK:
+            raise RespError(f"echo:{arg}: payload bytes must be between 0 and {MAX_BULK}")
+        payload = random.Random(payload_seed).randbytes(arg)
+        reply = bulk(payload)
+        return RespKind("echo", arg, encode_command(b"ECHO", payload), len(reply), reply)
+    raise RespError(f"unknown RESP operation {op!r}; known: {', '.join(OPERATIONS)}")
+
+
+def parse_resp_mix(spec: str) -> list[tuple[str, int, float]]:
+    """``ping,echo:64=2`` -> [(op, arg, weight)], the mix syntax of ``clients.mix``."""
+    entries = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        operation, _, weight_text = item.partition("=")
+        name, _, arg_text = operation.partition(":")
+        name = name.strip().lower()
+        if name not in OPERATIONS:
+            raise RespError(f"unknown RESP operation {name!r} in {item!r}; known: "
+                            f"{', '.join(OPERATIONS)}")
+        try:
+            arg = int(arg_text) if arg_text.strip() else 0
+            weight = float(weight_text) if weight_text.strip() else 1.0
+        except ValueError:
+            raise RespError(f"{item!r}: argument and weight must be numbers") from None
+        if name == "echo" and not arg_text.strip():
+            raise RespError(f"{item!r}: give the payload bytes as echo:N")
+        if not weight > 0:
+            raise RespError(f"{item!r}: weight must be positive")
+        entries.append((name, arg, weight))
+    return entries
+
+
+def reply_end(data: bytes | bytearray | memoryview, pos: int, end: int) -> int | None:
+    """Where the reply starting at ``pos`` ends (exclusive), or None if ``data[pos:end]`` is
+    not a whole reply yet. Simple strings, errors, integers and bulk strings (what PING and
+    ECHO are answered with); ``RespError`` for anything else."""
+    if pos >= end:
+        return None
+    line = bytes(data[pos:end]).find(CRLF)
+    if line < 0:
+        return None
+    line_end = pos + line + 2
+    kind = data[pos]
+    if kind in b"+-:":
+        return line_end
+    if kind != ord("$"):
+        raise RespError(f"unexpected RESP type byte {bytes([kind])!r}")
+    try:
+        length = int(bytes(data[pos + 1:pos + line]))
+    except ValueError:
+        raise RespError("a bulk string length that is not a number") from None
+    if length == -1:
+        return line_end  # the null bulk string
+    if not 0 <= length <= MAX_BULK:
+        raise RespError(f"bulk string length {length} out of range")
+    done = line_end + length + 2
+    if done > end:
+        return None
+    if bytes(data[done - 2:done]) != CRLF:
+        raise RespError("a bulk string not followed by CRLF")
+    return done
+
+
+def classify(reply: bytes) -> str:
+    """The error kind of a complete reply that is not the expected one."""
+    return "error_resp" if reply.startswith(b"-") else "mismatch"
