@@ -26,6 +26,7 @@ from bench import REPO_ROOT, environment, procs
 from bench.environment import Placement
 from bench.launch import child_env
 from bench.run import calibration, interpreters, scenario
+from bench.run.adaptive import AdaptivePhase
 from bench.run.listing import LIST_TIMEOUT_S, models_under, terminal
 from bench.run.runner import (
     Runner,
@@ -59,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "on the server's core; none: no pinning")
     parser.add_argument("--duration", type=float, help="measured seconds per trial (override)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per trial (override)")
+    parser.add_argument("--budget", type=float, metavar="SECONDS",
+                     help="trial seconds the run may take, the adaptive phase's extra "
+                     "repetitions included (override; 0: no adaptive phase)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="complete an interrupted run (its trials with a record are skipped)")
     parser.add_argument("--no-report", action="store_true", help="do not render the report")
@@ -108,7 +112,8 @@ def resolve_interpreters(entries: Sequence[Any]) -> tuple[list[tuple[Any, ...]],
 
 def _overrides(options: argparse.Namespace) -> dict[str, Any]:
     return {"repeat": options.repeat, "placement": options.placement,
-            "duration_s": options.duration, "warmup_s": options.warmup}
+            "duration_s": options.duration, "warmup_s": options.warmup,
+            "budget_s": options.budget}
 
 
 def prepare_new(options: argparse.Namespace, console: Console
@@ -215,7 +220,8 @@ def _check_resumable_format(run: dict[str, Any], run_dir: Path) -> None:
 def _check_resume_options(options: argparse.Namespace) -> None:
     """--resume continues a run exactly as planned: options that would change it are errors."""
     given = [f"--{name.replace('_', '-')}" for name in ("scenario", "servers", "out", "repeat",
-                                                         "placement", "duration", "warmup")
+                                                         "placement", "duration", "warmup",
+                                                         "budget")
              if getattr(options, name) is not None]
     if given:
         raise RunRefused(f"--resume continues the run as it was planned; drop {', '.join(given)}")
@@ -266,11 +272,12 @@ def run(options: argparse.Namespace) -> int:
 def _execute(options: argparse.Namespace, console: Console, store: RunStore, loaded: Scenario,
              trials: list[TrialSpec], placement: Placement, stop: threading.Event) -> int:
     models = list(dict.fromkeys(t.model for t in trials))
+    budget = f", the adaptive phase up to {loaded.budget_s:.0f} s" if loaded.budget_s else ""
     console.print(f"[bold]{loaded.name}[/bold]: {len(trials)} trials, "
                   f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
                   f"(server CPUs {_cpus(placement.server_cpus)}, swarm CPUs "
                   f"{_cpus(placement.swarm_cpus)}), about "
-                  f"{scenario.estimate_s(trials) / 60:.1f} min; run folder "
+                  f"{scenario.estimate_s(trials) / 60:.1f} min{budget}; run folder "
                   f"{store.run_dir}", soft_wrap=True)
     described = (store.read_run().get("environment") or {}).get("interpreters") or []
     context = TrialContext(placement=placement, work_dir=store.logs_dir, run_id=store.run_id,
@@ -280,6 +287,8 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
     procs.become_subreaper()
     started = time.monotonic()
     spent_before = float((store.read_run().get("timing") or {}).get("trials_s") or 0.0)
+    phase = AdaptivePhase(store, loaded, trials, loaded.budget_s, started, console,
+                          spent_before) if loaded.budget_s > 0 else None
     service = None if options.swarm_command else SwarmService(
         placement.swarm_cpus, store.logs_dir / "swarm-service.log",
         workers=placement.swarm_workers())
@@ -287,7 +296,8 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
         if service is not None:
             service.start()
             context.swarm_service = service
-        result = Runner(store, trials, context, console, kill_strays=True).run()
+        result = Runner(store, trials, context, console, kill_strays=True,
+                        extra=phase).run()
     except ServiceError as error:
         console.print(f"[red]bench run: the swarm service cannot start: {error}[/red]",
                       soft_wrap=True)
@@ -298,6 +308,9 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
             service.close()
     elapsed = time.monotonic() - started
     procs.kill_all()
+    if phase is not None and result.status == "interrupted" and phase.state["stopped"] is None:
+        phase.state["stopped"] = "interrupted"
+        store.update_run(adaptive=phase.state)
     timing = run_timing(result.records.values(), spent_before + elapsed,
                         service.starts if service is not None else 0)
     store.update_run(timing=timing)

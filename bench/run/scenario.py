@@ -27,9 +27,11 @@ MODES = ("closed", "open")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]*$")
 # a trial's cost beyond its warm-up and window (server start to READY, the swarm's start and
 # drain, the server's stop, the record), measured on the 2-core box: 1.67 s with a swarm process
-# per trial (load average ~6); 0.48 s with the swarm service and the next server booting while
-# the last one stops (load ~2; of it ~0.4 s is the swarm's record, HdrHistogram's mean)
-TRIAL_OVERHEAD_S = 0.5
+# per trial (load average ~6); with the swarm service and the next server booting while the last
+# one stops, 0.16 s over a whole default run (19 models, 400 trials, load 5 -> 2) and 0.34 s for
+# the models with the heaviest imports (trio, twisted, tornado, gevent) under load 4.5: what is
+# left is mostly a server's interpreter start and imports, and the last one's exit
+TRIAL_OVERHEAD_S = 0.2
 
 # settings a group inherits from the top level (and may override)
 TRIAL_SETTINGS: dict[str, type | tuple[type, ...]] = {
@@ -59,6 +61,8 @@ TOP_DEFAULTS: dict[str, Any] = {
     "connect_rate": 0,
     "model_args": {},
     "variants": {},
+    "budget_s": 0,
+    "seed": 0,
 }
 GROUP_KEYS = {"name", "label", "mix", "payload_bytes", "connections", "mode", "pipeline",
               "rates", "fractions", "equal_load", "base", "servers", "idle_connections",
@@ -88,12 +92,17 @@ class Scenario:
     slo_p99_ms: float
     model_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
     variants: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    # the adaptive phase (bench/run/adaptive.py): trial seconds the whole run may take, the plan
+    # included (0: no adaptive phase), and the seed of its rounds' order
+    budget_s: float = 0.0
+    seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario for run.json (``from_dict`` rebuilds it)."""
         return {
             "name": self.name, "description": self.description, "source": self.source,
             "repeat": self.repeat, "placement": self.placement, "slo_p99_ms": self.slo_p99_ms,
+            "budget_s": self.budget_s, "seed": self.seed,
             "servers": list(self.servers), "data": self.data,
             "cases": [asdict(case) for case in self.cases],
         }
@@ -173,6 +182,8 @@ def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Scenario:
         slo_p99_ms=_positive(top["slo_p99_ms"], f"{where}: slo_p99_ms"),
         model_args=_model_args(top["model_args"], where),
         variants=_variants(top["variants"], where),
+        budget_s=float(_non_negative(top["budget_s"], f"{where}: budget_s")),
+        seed=_int(top["seed"], f"{where}: seed"),
     )
 
 
@@ -491,6 +502,11 @@ def _non_negative(value: Any, where: str) -> float:
     if value < 0:
         raise ScenarioError(f"{where}: must not be negative, not {value}")
     return value
+
+
+def _int(value: Any, where: str) -> int:
+    _check_type(value, int, where)
+    return int(value)
 
 
 def _positive_int(value: Any, where: str) -> int:
