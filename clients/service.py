@@ -61,7 +61,7 @@ from clients.swarm import (
 from protocol.launch import atomic_write_json, raise_fd_limit
 
 TOKEN_ENV = "CONCBENCH_SWARM_TOKEN"
-SERVICE_START_DELAY_S = 0.01  # warm workers wait on their pipe: a message reaches them in µs
+SERVICE_START_DELAY_S = 0.005  # warm workers wait on their pipe: a message reaches them in µs
 IDLE_POLL_S = 0.5  # how often an idle service or worker looks at its parent
 IDLE_LIMIT_S = 3600.0  # an idle service this long is forgotten: it exits
 QUIT_GRACE_S = 2.0  # a worker told to quit must be gone within this
