@@ -152,3 +152,18 @@ def test_the_phase_stops_when_decided_or_out_of_budget(tmp_path: Path) -> None:
 @pytest.mark.parametrize("records", [{}, None])
 def test_nothing_to_decide_without_records(records: dict | None) -> None:
     assert undecided(records or {}) == []
+
+
+def test_a_resumed_phase_goes_on_from_its_recorded_rounds(tmp_path: Path) -> None:
+    scenario_ = loaded()
+    trials = plan(scenario_, "epoll", "asyncio", "threaded")
+    extra, store = phase(tmp_path, scenario_, trials, budget_s=60)
+    records = records_for(trials)
+    first = extra(records)
+    resumed = adaptive.AdaptivePhase(store, scenario_, trials, 60, time.monotonic(),
+                                     Console(quiet=True), spent_before_s=5.0)
+    again = resumed({**records, **{t.trial_id: record(t, 31_000) for t in first}})
+    state = store.read_run()["adaptive"]
+    assert [r["round"] for r in state["rounds"]] == [1, 2]
+    assert state["extra_trials"] == len(first) + len(again)
+    assert all(t.repeat == 4 for t in again if t.case.name == "echo64-c16-closed")

@@ -44,10 +44,13 @@ class AdaptivePhase:
         self.budget_s, self.started = budget_s, started
         self.spent_before_s = spent_before_s  # trial time of this run before a resume
         self.console = console or Console()
-        self.rounds: list[dict[str, Any]] = []
+        # a resumed run goes on from the rounds it recorded
+        before = (store.read_run().get("adaptive") or {}) if store.run_json.exists() else {}
+        self.rounds: list[dict[str, Any]] = list(before.get("rounds") or [])
         self.state: dict[str, Any] = {
             "seed": scenario.seed, "budget_s": budget_s, "max_rivals": MAX_RIVALS,
-            "rounds": self.rounds, "extra_trials": 0, "stopped": None}
+            "rounds": self.rounds, "extra_trials": int(before.get("extra_trials") or 0),
+            "stopped": None}
 
     def remaining_s(self) -> float:
         return self.budget_s - self.spent_before_s - (time.monotonic() - self.started)

@@ -170,7 +170,8 @@ class SwarmService:
             self._replies[str(message.get("op"))] = message
 
     def _receive(self, deadline: float, stop: threading.Event | None) -> dict[str, Any]:
-        assert self.conn is not None
+        if self.conn is None:
+            raise ServiceError("the swarm service is not running (it was stopped)")
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
