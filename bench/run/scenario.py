@@ -64,9 +64,11 @@ TOP_DEFAULTS: dict[str, Any] = {
     "budget_s": 0,
     "seed": 0,
 }
+# the workloads (issue 14.2): churn, slowloris, and the case a trial is set beside
+WORKLOAD_KEYS = ("requests_per_connection", "slowloris", "slowloris_interval_s", "reference")
 GROUP_KEYS = {"name", "label", "mix", "payload_bytes", "connections", "mode", "pipeline",
               "rates", "fractions", "equal_load", "base", "servers", "idle_connections",
-              "skip_servers", *TRIAL_SETTINGS}
+              "skip_servers", *WORKLOAD_KEYS, *TRIAL_SETTINGS}
 
 
 class ScenarioError(ValueError):
@@ -212,6 +214,7 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
     servers = tuple(_str_list(group.get("servers", []), f"{where}: servers"))
     points = _open_points(group, mode, where)
     label = group.get("label")
+    workload = _workload(group, mode, where)
     cases = []
     for mix_t, payload, conns, idle, pipeline in itertools.product(mixes, payloads,
                                                                    connections, idles, pipelines):
@@ -221,13 +224,13 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
         _positive_int(pipeline, f"{where}: pipeline")
         stem = _name(label, f"{where}: label") if label else mix_label(mix)
         stem = (f"{stem}-c{conns}" + (f"-idle{idle}" if idle else "")
-                + (f"-p{pipeline}" if pipeline > 1 else ""))
+                + (f"-p{pipeline}" if pipeline > 1 else "") + _workload_suffix(workload))
         common = dict(group=gname, mix=mix, payload_bytes=payload or echo_payload(mix),
                       connections=conns, pipeline=pipeline, duration_s=float(duration),
                       warmup_s=float(warmup), timeout_s=float(timeout), workers=int(workers),
                       slo_p99_ms=float(slo), servers=servers, swarm_args=swarm_args,
                       idle_connections=int(idle), connect_rate=float(connect_rate),
-                      skip_servers=skip)
+                      skip_servers=skip, **workload)
         if mode == "closed":
             cases.append(Case(name=f"{stem}-closed", mode="closed", rate=None, fraction=None,
                               base=None, **common))
@@ -249,6 +252,31 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
                 cases.append(Case(name=f"{stem}-open-r{round(value * 100)}pct", mode="open",
                                   rate=None, fraction=float(value), base=str(base), **common))
     return cases
+
+
+def _workload(group: Mapping[str, Any], mode: str, where: str) -> dict[str, Any]:
+    """A group's workload keys as Case fields: churn's requests per connection, slowloris'
+    connections and interval, and the reference case."""
+    per_connection = int(_non_negative(group.get("requests_per_connection", 0),
+                                       f"{where}: requests_per_connection"))
+    if per_connection and mode != "closed":
+        raise ScenarioError(f"{where}: requests_per_connection (churn) needs mode = \"closed\"")
+    _check_type(group.get("slowloris", 0), int, f"{where}: slowloris")
+    reference = group.get("reference")
+    return {"requests_per_connection": per_connection,
+            "slowloris": int(_non_negative(group.get("slowloris", 0), f"{where}: slowloris")),
+            "slowloris_interval_s": _positive(group.get("slowloris_interval_s", 2.0),
+                                              f"{where}: slowloris_interval_s"),
+            "reference": None if reference is None else _name(reference, f"{where}: reference")}
+
+
+def _workload_suffix(workload: Mapping[str, Any]) -> str:
+    """What a case's name says of its workload: -churn (one request per connection) or -rpcK,
+    -slowM."""
+    per_connection, slow = workload["requests_per_connection"], workload["slowloris"]
+    suffix = "-churn" if per_connection == 1 else (f"-rpc{per_connection}" if per_connection
+                                                    else "")
+    return suffix + (f"-slow{slow}" if slow else "")
 
 
 def _open_points(group: Mapping[str, Any], mode: str, where: str) -> tuple[str, list[float]]:
@@ -297,6 +325,13 @@ def _dedupe_and_check(cases: list[Case], where: str) -> list[Case]:
         ordered.append(case)
     position = {case.name: index for index, case in enumerate(ordered)}
     for index, case in enumerate(ordered):
+        if case.reference is not None:
+            if case.reference not in position:
+                raise ScenarioError(f"{where}: {case.name}: reference {case.reference!r} is not "
+                                    "a case of this scenario")
+            if position[case.reference] > index:
+                raise ScenarioError(f"{where}: {case.name}: reference {case.reference} must "
+                                    "come earlier")
         if case.base is None:
             continue
         base = seen.get(case.base)
