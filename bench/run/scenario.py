@@ -28,7 +28,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]*$")
 # a trial's cost beyond its warm-up and window (server start to READY, the swarm's start and
 # drain, the server's stop, the record), measured on the 2-core box: 1.67 s with a swarm process
 # per trial (load average ~6); with the swarm service and the next server booting while the last
-# one stops, 0.16 s over a whole default run (19 models, 400 trials, load 5 -> 2) and 0.34 s for
+# one stops, 0.16 s over a whole default run (19 models, ~400 trials, load 2-5) and 0.34 s for
 # the models with the heaviest imports (trio, twisted, tornado, gevent) under load 4.5: what is
 # left is mostly a server's interpreter start and imports, and the last one's exit
 TRIAL_OVERHEAD_S = 0.2
