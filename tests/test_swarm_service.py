@@ -173,3 +173,19 @@ def test_the_records_mean_is_hdrhistograms_own(median_us: float, sigma: float) -
         histogram.record_value(value)
     histogram.record_value(HIST_HIGHEST_US)
     assert mean_value(histogram) == histogram.get_mean_value()
+
+
+def test_every_swarm_setting_reaches_the_service() -> None:
+    """The service builds its SwarmConfig from the swarm command's own parser, field by
+    argument name: a setting named differently would be dropped without a word."""
+    import dataclasses
+
+    from clients.swarm import SwarmConfig
+
+    args = ["--target", "127.0.0.1:1", "--connections", "7", "--json", "/x.json"]
+    config, json_path = client_service.config_from(args)
+    assert (config.connections, json_path) == (7, "/x.json")
+    from clients.__main__ import build_parser
+
+    options = build_parser().parse_args(["swarm", "--target", "h:1"])
+    assert {f.name for f in dataclasses.fields(SwarmConfig)} <= set(vars(options))
