@@ -9,13 +9,14 @@ half of one (``atomic_write_json``). No sockets here, and nothing that imports `
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
 import resource
-import tempfile
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 READY_WORD = b"READY"
 
@@ -104,6 +105,10 @@ def atomic_write_json(path: Path, data: Any, *, indent: int = 1) -> None:
     """Write ``data`` (through ``json_safe``; other objects as ``str``) to a temporary file in
     ``path``'s folder, then ``os.replace`` it into place: a reader, or a crash, never leaves a
     partial record."""
+    # imported here: every server imports this module at start-up and never writes a record
+    import json
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -114,5 +119,6 @@ def atomic_write_json(path: Path, data: Any, *, indent: int = 1) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
