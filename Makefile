@@ -47,8 +47,11 @@ regress: $(STAMP) cost-tools
 
 # instructions and system calls per request, per model and case (bench/cost/), into results/cost/
 # (COST_ARGS, e.g. COST_ARGS="--models epoll,threaded --cases echo64-c1")
+# RUN=results/<run>: the record goes into that run folder (cost.json) and its report is rendered
+# again with the X-ray section
 cost: $(STAMP) cost-tools
-	$(PY) -m bench cost $(COST_ARGS)
+	$(PY) -m bench cost $(if $(RUN),--json $(RUN)/cost.json) $(COST_ARGS)
+	$(if $(RUN),$(PY) -m bench report $(RUN))
 
 # the cost probe's tools, Debian's valgrind and strace: installed with apt when missing and we are
 # root, otherwise one line saying what to install
