@@ -282,6 +282,110 @@ def test_no_verdict_says_why(tmp_path: Path) -> None:
         "asyncio (each at least 9,000 req/s)")
 
 
+# ---------------------------------------------------------------- churn, slowloris, head-of-line
+
+ECHO_ONLY = "echo64-c16-closed"
+CHURN_CASE, SLOW_CASE, HOL_CASE = "echo64-c16-churn-closed", "echo64-c16-slow1000-closed", \
+    "hol-c16-closed"
+HOL_MIX = "echo:64=99,work:200000=1"
+# model -> (CPU µs per connection, slow case's p50 µs, threads held, ECHO p99 µs, ratio)
+WORKLOAD_FIGURES = {"epoll": (30.0, 100.0, 1, 9000.0, 1.5), "asyncio": (45.0, 200.0, 1,
+                                                                          18000.0, 3.0),
+                    "threaded": (90.0, 600.0, 1017, 30000.0, 5.2),
+                    "native": (20.0, 80.0, 1, 4000.0, 1.2)}
+
+
+def _workload_records(repeats: int = 3) -> list[dict[str, Any]]:
+    """The workloads scenario's four cases as the runner records them: ECHO alone, churn (one
+    request per connection), 1,000 slow connections held and 1 % WORK among ECHOs."""
+    records = []
+    for repeat in range(repeats):
+        for index, (model, (cpu, p50, threads, cheap, ratio)) in \
+                enumerate(WORKLOAD_FIGURES.items()):
+            seed, wobble = 10 * repeat + index, 1 + 0.01 * ((repeat + index) % 3 - 1)
+            echo = make_trial(ECHO_ONLY, "echo", model, repeat, 16, THROUGHPUT[model], seed=seed)
+            churn = make_trial(CHURN_CASE, "churn", model, repeat, 16, 5000, seed=seed)
+            churn["requests_per_connection"] = 1
+            churn["derived"].update(cpu_us_per_connection=cpu * wobble,
+                                    connections_per_s=5000.0 * wobble)
+            slow = make_trial(SLOW_CASE, "slowloris", model, repeat, 16, 20000, p50_us=p50,
+                              seed=seed)
+            slow.update(slowloris_connections=1000, reference_case=ECHO_ONLY)
+            slow["server"].update(threads_max=threads, rss_max=16_000_000 + 33_000 * threads)
+            slow["derived"].update(slowloris_held=1000, slowloris_errors=0)
+            hol = make_trial(HOL_CASE, "hol", model, repeat, 16, 4000, mix=HOL_MIX, seed=seed)
+            hol.update(reference_case=ECHO_ONLY, reference_trial=echo["trial_id"])
+            hol["derived"].update(reference_kind_p99_us=cheap * wobble,
+                                  p99_ratio_to_reference=ratio * wobble,
+                                  reference_p99_us=cheap / ratio)
+            records += [echo, churn, slow, hol]
+    return records
+
+
+def test_churn_slowloris_and_head_of_line_are_their_own_workloads(tmp_path: Path) -> None:
+    built = report.build_report(write_run(tmp_path / "run", _workload_records(),
+                                          {"name": "t"}))
+    by_case: dict[str, list[scorecard.Workload]] = {}
+    for workload in built.workloads:
+        by_case.setdefault(workload.case, []).append(workload)
+    assert [w.name for w in by_case[ECHO_ONLY]][0] == "small requests, 16 connections"
+    (churn,), (slow,), (hol,) = by_case[CHURN_CASE], by_case[SLOW_CASE], by_case[HOL_CASE]
+    assert (churn.name, churn.figure, churn.better, churn.short) == (
+        "connection churn (1 request per connection, 16 connections)",
+        "cpu_us_per_connection", "lower", "CPU/conn")
+    assert (slow.name, slow.figure, slow.better, slow.short) == (
+        "slow clients holding connections (1,000 held, 16 connections measured)", "p99_us",
+        "lower", "slow p99")
+    assert (hol.name, hol.figure, hol.better, hol.short) == (
+        f"head-of-line blocking ({HOL_MIX}, 16 connections)", "reference_kind_p99_us",
+        "lower", "HoL p99")
+    assert {w.verdict.best for w in (churn, slow, hol)} == {"epoll"}
+    # the CPU per request and memory per connection columns stay on the ECHO-only case
+    assert {w.case for w in built.workloads if w.kind in ("cpu", "memory")} == {ECHO_ONLY}
+    answer = json.loads(built.paths["answer"].read_text())
+    metrics = {w["case"]: w["metric"] for w in answer["workloads"]}
+    assert metrics[CHURN_CASE] == "cpu_us_per_connection"
+    assert metrics[SLOW_CASE] == "p99_us" and metrics[HOL_CASE] == "reference_kind_p99_us"
+
+
+def test_the_workloads_sentences_give_the_measured_reason(tmp_path: Path) -> None:
+    built = report.build_report(write_run(tmp_path / "run", _workload_records(),
+                                          {"name": "t"}))
+    sentences = {w.kind: w.sentence for w in built.workloads}
+    churn = sentences[scorecard.CHURN]
+    assert churn.startswith("connection churn (1 request per connection, 16 connections): "
+                            "epoll is best (30 µs, 1.5× native, 5,000 connections/s)")
+    assert "threaded's CPU per connection is 3× epoll's (5,000 connections/s)" in churn
+    slow = sentences[scorecard.SLOWLORIS]
+    assert "epoll is best (" in slow and "1 thread and 15.3 MiB for 1,000 held connections" \
+        in slow
+    assert "threaded runs 1,017 threads and 47.3 MiB for 1,000 held connections (" in slow
+    hol = sentences[scorecard.HOL]
+    assert "epoll is best (9 ms, 2.2× native, its ECHO p99 is 1.5× its ECHO-only p99)" in hol
+    assert "threaded's ECHO p99 is 3.3× epoll's and 5.2× its ECHO-only p99" in hol
+    assert all(s in built.paths["markdown"].read_text() for s in (churn, slow, hol))
+
+
+def test_churn_figures_keep_their_own_validity(tmp_path: Path) -> None:
+    """A saturated client: CPU per connection stands (like CPU per request), connections per
+    second does not (it is the throughput over K); a ratio to a reference whose p99 is left
+    out is left out too."""
+    records = _workload_records(2)
+    churn = next(r for r in records if r["case"] == CHURN_CASE and r["model"] == "epoll")
+    churn["derived"]["client_saturated"] = True
+    judged = validity.judge(churn)
+    assert judged.valid("cpu_us_per_connection") and not judged.valid("connections_per_s")
+    echo = next(r for r in records if r["case"] == ECHO_ONLY and r["model"] == "threaded")
+    echo["derived"]["client_saturated"] = True
+    frame = frames.summary_frame(records)
+    hol = frame[(frame["case"] == HOL_CASE) & (frame["variant"] == "threaded")]
+    assert hol[frames.RATIO_OK].tolist().count(False) == 1
+    assert frames.valid_figures(hol)["p99_ratio_to_reference"].isna().sum() == 1
+    churn_row = frames.valid_figures(frame[frame["trial_id"] == churn["trial_id"]]).iloc[0]
+    assert churn_row["cpu_us_per_connection"] > 0 and churn_row["connections_per_s"] != \
+        churn_row["connections_per_s"]
+
+
 # ---------------------------------------------------------------- answer.json
 
 

@@ -46,6 +46,13 @@ CONNECTION_FIGURES = ["connections_established", "idle_established", "idle_alive
                       "over_capacity", "connect_p99_us", "connect_max_us", "rss_max",
                       "threads_max", "fds_max", "idle_connections", "held_max",
                       "rss_per_held_connection_bytes"]
+# the workloads' figures (docs/results-format.md: churn, slowloris, head-of-line), in the
+# trials where the workload ran
+WORKLOAD_FIGURES = ["connections_per_s", "churn_connect_p99_us", "cpu_us_per_connection",
+                    "slowloris_held", "slowloris_errors", "reference_p99_us",
+                    "reference_kind_p99_us", "p99_ratio_to_reference"]
+# the ratio to the reference stands where this trial's cheap p99 and its reference's p99 do
+RATIO_OK = "ok_p99_ratio_to_reference"
 _CONN_PART = re.compile(r"-c\d+(?=-|$)")
 _RATE_PART = re.compile(r"-r\d+(?:\.\d+)?(?:e[+-]?\d+)?(?:pct)?$")
 
@@ -104,6 +111,7 @@ def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
     row["client_cpu_percent_max"] = _client_cpu_max(record)
     row["saturation_reasons"] = validity.saturation_reasons(record)
     row.update(_connection_figures(record))
+    row["reference_trial"] = record.get("reference_trial")
     row.update(validity.judge(record).columns())
     return row
 
@@ -142,7 +150,7 @@ def summary_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     if frame.empty:
         frame = pd.DataFrame(columns=ID_FIELDS + DERIVED_FIELDS + validity.COLUMNS)
     for name in METRICS + ["errors", "requests", "rate", "offered_fraction", "connections",
-                           *CONNECTION_FIGURES]:
+                           *CONNECTION_FIGURES, *WORKLOAD_FIGURES]:
         if name in frame:
             frame[name] = pd.to_numeric(frame[name], errors="coerce")
     for name in ("failed", "client_saturated", "has_errors", "excluded", "littles_law_broken",
@@ -151,7 +159,19 @@ def summary_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     frame["queues_at"] = pd.to_numeric(frame["queues_at"], errors="coerce")
     frame["littles_law_ratio"] = pd.to_numeric(frame["littles_law_ratio"], errors="coerce")
     frame["variant"] = _variants(frame)
+    frame[RATIO_OK] = _reference_ok(frame)
     return frame
+
+
+def _reference_ok(frame: pd.DataFrame) -> list[bool]:
+    """Whether each trial's ``p99_ratio_to_reference`` stands: its own cheap requests' p99 and
+    its reference trial's p99 are both valid."""
+    if frame.empty or "reference_trial" not in frame:
+        return [False] * len(frame)
+    reference = dict(zip(frame["trial_id"], frame[validity.ok_column("p99_us")], strict=True))
+    own = frame[validity.ok_column("reference_kind_p99_us")]
+    return [bool(ok) and bool(reference.get(ref, False))
+            for ok, ref in zip(own, frame["reference_trial"], strict=True)]
 
 
 def valid_figures(frame: pd.DataFrame) -> pd.DataFrame:
@@ -162,6 +182,9 @@ def valid_figures(frame: pd.DataFrame) -> pd.DataFrame:
         column = validity.ok_column(metric)
         if metric in masked and column in masked:
             masked[metric] = masked[metric].where(masked[column])
+    if "p99_ratio_to_reference" in masked and RATIO_OK in masked:
+        masked["p99_ratio_to_reference"] = masked["p99_ratio_to_reference"].where(
+            masked[RATIO_OK])
     return masked
 
 

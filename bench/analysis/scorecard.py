@@ -4,9 +4,12 @@ A workload is a question a user brings ("small requests", "many connections", "a
 handler", "slow downstream I/O", "latency at equal load", "memory per connection"), read from
 one case of the run and one figure. Cases are mapped to workloads from what they are (their
 group, mix, mode and connections), never from their names, so a scenario of one's own gets its
-own columns. Each scorecard cell is a model's figure relative to the column's leader, with the
-bootstrap interval of that ratio; each sentence names the best model(s) and the measured
-reason the others lose, all computed from the run.
+own columns; a churn, slowloris or head-of-line case (requests per connection, slow connections
+held, a mix with a reference case) is judged by its own figure (CPU per connection, the measured
+connections' p99, the cheap requests' p99), not its throughput. Each scorecard cell is a
+model's figure relative to the column's leader, with the bootstrap interval of that ratio; each
+sentence names the best model(s) and the measured reason the others lose, all computed from
+the run.
 """
 
 from __future__ import annotations
@@ -74,6 +77,53 @@ def case_words(row: Any) -> str:
     return f"{what}, {_plural(connections, 'connection')}{extra}"
 
 
+CHURN, SLOWLORIS, HOL = "churn", "slowloris", "hol"
+# a workload case's figure, which way is better, and its name
+SPECIAL = {CHURN: ("cpu_us_per_connection", "connection churn"),
+           SLOWLORIS: ("p99_us", "slow clients holding connections"),
+           HOL: ("reference_kind_p99_us", "head-of-line blocking")}
+
+
+def workload_kind(row: Any) -> str | None:
+    """'churn' (requests per connection), 'slowloris' (slow connections held) or 'hol' (a
+    mix of several kinds with a reference case), from a case's fields; None otherwise."""
+    if _count_of(row, "requests_per_connection") > 0:
+        return CHURN
+    if _count_of(row, "slowloris_connections") > 0:
+        return SLOWLORIS
+    reference = getattr(row, "reference_case", None)
+    if isinstance(reference, str) and reference and len(_entries(row.mix)) > 1:
+        return HOL
+    return None
+
+
+def _entries(mix: Any) -> list[Any]:
+    try:
+        return list(parse_mix(str(mix)))
+    except MixError:
+        return []
+
+
+def special_words(kind: str, row: Any) -> str:
+    """A workload case's name: 'connection churn (1 request per connection, 16 connections)'."""
+    connections = _plural(_count_of(row, "connections"), "connection")
+    if kind == CHURN:
+        per = _plural(_count_of(row, "requests_per_connection"), "request")
+        return f"{SPECIAL[kind][1]} ({per} per connection, {connections})"
+    if kind == SLOWLORIS:
+        held = _count_of(row, "slowloris_connections")
+        return f"{SPECIAL[kind][1]} ({held:,} held, {connections} measured)"
+    return f"{SPECIAL[kind][1]} ({row.mix}, {connections})"
+
+
+def cheap_requests(row: Any, cases: pd.DataFrame) -> str:
+    """The requests a head-of-line case's reference makes, by name ('ECHO')."""
+    reference = getattr(row, "reference_case", None)
+    mix = cases.loc[reference, "mix"] if reference in cases.index else row.mix
+    ops = sorted({e.op.upper() for e in _entries(mix)})
+    return "/".join(ops) or "cheap"
+
+
 # ---------------------------------------------------------------- the scorecard
 
 
@@ -105,6 +155,7 @@ class Workload:
     native_upper_bound: bool = False  # ratios to native divide by a saturated native's figure
     notes: dict[str, str] = field(default_factory=dict)  # sweep: why each model's walk stopped
     label: str = ""  # a short heading
+    cheap: str = ""  # head-of-line: the reference's requests, by name ('ECHO')
 
     @property
     def short(self) -> str:
@@ -154,7 +205,10 @@ def workloads(run: Run, verdicts: list[CaseVerdict], sweeps: list[SweepResult],
     by_case = {v.case: v for v in verdicts}
     out: list[Workload] = []
     for verdict in verdicts:
-        if verdict.figure == "rate_within_slo":
+        special = _special(cases, verdict)
+        if special is not None:
+            out.append(_special_workload(run, cases, verdict.case, special, margin))
+        elif verdict.figure == "rate_within_slo":
             sweep = next(s for s in sweeps if s.label == verdict.case)
             row = cases.loc[cases["series_label"] == sweep.label].iloc[0]
             out.append(Workload(f"load within the latency SLO ({case_words(row)})",
@@ -181,8 +235,26 @@ def workloads(run: Run, verdicts: list[CaseVerdict], sweeps: list[SweepResult],
     return out
 
 
+def _special(cases: pd.DataFrame, verdict: CaseVerdict) -> str | None:
+    """The workload kind of a closed-loop case's throughput verdict (None: an ordinary one)."""
+    if verdict.figure != "throughput_rps" or verdict.case not in cases.index:
+        return None
+    return workload_kind(cases.loc[verdict.case])
+
+
+def _special_workload(run: Run, cases: pd.DataFrame, case: str, kind: str,
+                      margin: float) -> Workload:
+    """Churn, slowloris or head-of-line: the case's own figure in place of its throughput."""
+    figure, _name = SPECIAL[kind]
+    row = cases.loc[case]
+    return Workload(special_words(kind, row), case, figure, "lower", kind,
+                    figure_verdict(run, case, figure, "lower", margin),
+                    cheap=cheap_requests(row, cases) if kind == HOL else "")
+
+
 SHORT_OPS = {"small requests": "echo", "CPU-heavy handler": "CPU", "slow downstream I/O": "I/O"}
-SHORT_KIND = {"cpu": "CPU/req", "memory": "RSS/conn", "sweep": "SLO rate"}
+SHORT_KIND = {"cpu": "CPU/req", "memory": "RSS/conn", "sweep": "SLO rate",
+              CHURN: "CPU/conn", SLOWLORIS: "slow p99", HOL: "HoL p99"}
 
 
 def short_label(workload: Workload, cases: pd.DataFrame, frame: pd.DataFrame) -> str:
@@ -215,6 +287,7 @@ def _extra_workloads(run: Run, cases: pd.DataFrame, by_case: dict[str, CaseVerdi
     extra = []
     equal = [c for c, v in by_case.items() if v.figure == "p99_us"]
     closed = cases[(cases["mode"] != "open") & (cases["group"] != C10K_GROUP)]
+    closed = closed[[workload_kind(r) is None for _, r in closed.iterrows()]]
     small = [c for c, r in closed.iterrows()
              if requests_words(r["mix"]) == "small requests" and r["connections"] > 1]
     cpu_case = equal[0] if equal else small[0] if small else None
@@ -362,7 +435,8 @@ def _fmt(value: float, figure: str) -> str:
             if abs(value) >= limit:
                 return f"{value / limit:.3g} {unit}"
         return f"{value:.0f} B"
-    if figure in ("p99_us", "cpu_us_per_request"):
+    if figure in ("p99_us", "cpu_us_per_request", "cpu_us_per_connection",
+                  "reference_kind_p99_us"):
         return f"{value / 1000:.3g} ms" if value >= 1000 else f"{value:.3g} µs"
     return f"{value:,.0f} req/s"
 
@@ -371,7 +445,9 @@ FIGURE_NOUN = {"throughput_rps": "throughput", "p99_us": "p99",
                "cpu_us_per_request": "CPU per request",
                "rss_per_connection_bytes": "RSS per connection",
                "rss_per_held_connection_bytes": "RSS per connection held",
-               "rate_within_slo": "rate within the SLO"}
+               "rate_within_slo": "rate within the SLO",
+               "cpu_us_per_connection": "CPU per connection",
+               "reference_kind_p99_us": "cheap requests' p99"}
 
 
 def sentence(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame) -> str:
@@ -385,7 +461,8 @@ def sentence(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame) -> st
     if native == native and native is not None:
         bound = "≤ " if workload.native_upper_bound else ""
         head += f", {bound}{native:.2g}× native"
-    head += ")"
+    aside = _facts(workload, masked, lead)
+    head += f", {aside})" if aside else ")"
     parts = [head]
     span = verdict.interval
     if verdict.tied:
@@ -439,12 +516,12 @@ def _loser_reasons(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame)
     verdict = workload.verdict
     lead = verdict.best or ""
     losers = _losers(workload)
-    picks = list(dict.fromkeys([*losers[:1], *losers[-1:]]))
+    picks = list(dict.fromkeys([*losers[:1], *losers[-1:], *_most_threads(workload, masked)]))
     out = [_why(workload, m, lead, masked) for m in picks]
     queued = sorted({str(r.variant) for r in rows.itertuples()
                      if r.queues_at == r.queues_at and not is_native(str(r.variant))}
                     - set(picks))
-    if queued and workload.kind not in ("sweep", "cpu"):  # CPU per request stands when queued
+    if queued and workload.kind not in ("sweep", "cpu", CHURN):  # CPU figures stand queued
         bounds = {str(r.variant): int(r.queues_at) for r in rows.itertuples()
                   if r.queues_at == r.queues_at}
         out.append(", ".join(f"{m} serves {_plural(bounds[m], 'client')} at once"
@@ -456,6 +533,9 @@ def _losers(workload: Workload) -> list[str]:
     """Competing models clearly behind the leader, nearest first."""
     cells = workload.cells
     behind = [(c.badness, m) for m, c in cells.items() if c.status == "worse"]
+    if not behind and workload.kind in SPECIAL:  # unconfirmed: the measured ones behind it
+        behind = [(c.badness, m) for m, c in cells.items()
+                  if c.status == "untested" and c.badness == c.badness]
     return [m for _, m in sorted(behind)]
 
 
@@ -470,6 +550,8 @@ def _why(workload: Workload, model: str, lead: str, masked: pd.DataFrame) -> str
         return f"{model} costs {cell.relative:.2g}× {lead}'s CPU per request"
     if workload.kind == "sweep":
         return f"{model} stops {workload.notes.get(model, 'earlier')}"
+    if workload.kind in SPECIAL:
+        return _special_why(workload, model, lead, masked)
     mine, theirs = _medians(masked, model), _medians(masked, lead)
     cpu = _ratio(mine, theirs, "cpu_us_per_request")
     ctx = _ratio(mine, theirs, "ctx_switches_per_request")
@@ -486,6 +568,88 @@ def _why(workload: Workload, model: str, lead: str, masked: pd.DataFrame) -> str
         return (f"{model} keeps its CPU {busy:.0f}% busy against {lead}'s {lead_busy:.0f}% "
                 f"({gap}: it waits)")
     return f"{model} has {gap} at about the same CPU per request"
+
+
+# ---------------------------------------------------------------- the workloads' sentences
+
+
+def _median(masked: pd.DataFrame, model: str, column: str) -> float:
+    """A model's median valid ``column`` in the case (NaN when none)."""
+    if column not in masked:
+        return math.nan
+    values = pd.to_numeric(masked.loc[masked["variant"] == model, column], errors="coerce")
+    return float(values.median()) if values.notna().any() else math.nan
+
+
+def _facts(workload: Workload, masked: pd.DataFrame, model: str) -> str:
+    """What the workload measured of a model besides its figure: connections/s (churn), the
+    threads and RSS with the slow connections held, the cheap requests' p99 over their own."""
+    if workload.kind == CHURN:
+        rate = _median(masked, model, "connections_per_s")
+        return f"{rate:,.0f} connections/s" if rate == rate else ""
+    if workload.kind == SLOWLORIS:
+        return _held_words(masked, model)
+    if workload.kind == HOL:
+        ratio = _median(masked, model, "p99_ratio_to_reference")
+        if ratio != ratio:
+            return ""
+        return f"its {workload.cheap} p99 is {_times(ratio)}× its {workload.cheap}-only p99"
+    return ""
+
+
+def _held_words(masked: pd.DataFrame, model: str) -> str:
+    """'1,017 threads and 46.8 MiB for 1,000 held connections, 3 slow-connection errors'."""
+    threads, rss = _median(masked, model, "threads_max"), _median(masked, model, "rss_max")
+    held = _median(masked, model, "slowloris_held")
+    if held != held:
+        held = _median(masked, model, "slowloris_connections")
+    errors = _median(masked, model, "slowloris_errors")
+    if threads != threads and rss != rss:
+        return ""
+    have = " and ".join(p for p in (
+        _plural(int(threads), "thread") if threads == threads else "",
+        _fmt(rss, "rss_per_connection_bytes") if rss == rss else "") if p)
+    text = f"{have} for {_plural(int(held), 'held connection')}" if held == held else have
+    if errors == errors and errors > 0:
+        text += f", {_plural(int(errors), 'slow-connection error')}"
+    return text
+
+
+def _special_why(workload: Workload, model: str, lead: str, masked: pd.DataFrame) -> str:
+    """Why ``model`` loses a churn, slowloris or head-of-line workload, measured."""
+    relative = _times(workload.cells[model].relative)
+    if workload.kind == SLOWLORIS:
+        held = _held_words(masked, model)
+        return f"{model} runs {held} ({relative}× {lead}'s p99)" if held else \
+            f"{model} has {relative}× {lead}'s p99"
+    if workload.kind == HOL:
+        cheap = workload.cheap
+        ratio = _median(masked, model, "p99_ratio_to_reference")
+        own = f" and {_times(ratio)}× its {cheap}-only p99" if ratio == ratio else ""
+        return f"{model}'s {cheap} p99 is {relative}× {lead}'s{own}"
+    rate = _median(masked, model, "connections_per_s")
+    text = f"{model}'s CPU per connection is {relative}× {lead}'s"
+    return f"{text} ({rate:,.0f} connections/s)" if rate == rate else text
+
+
+def _times(ratio: float) -> str:
+    """A ratio for a sentence: two significant digits, whole above 100 ('5.2', '258')."""
+    return f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.2g}"
+
+
+def _most_threads(workload: Workload, masked: pd.DataFrame) -> list[str]:
+    """Slowloris: the model running the most threads for the held connections, when it runs
+    more than twice the leader's (a thread per connection)."""
+    if workload.kind != SLOWLORIS or workload.verdict.best is None:
+        return []
+    competing = _losers(workload)
+    threads = {m: _median(masked, m, "threads_max") for m in competing}
+    threads = {m: t for m, t in threads.items() if t == t}
+    lead = _median(masked, workload.verdict.best, "threads_max")
+    if not threads or lead != lead:
+        return []
+    most = max(threads, key=lambda m: threads[m])
+    return [most] if threads[most] > 2 * max(lead, 1) else []
 
 
 def _medians(masked: pd.DataFrame, model: str) -> dict[str, float]:

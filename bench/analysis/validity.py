@@ -59,10 +59,14 @@ MARK_NOTES = {
     MARK_FAILED: "the trial failed (no figures)",
 }
 
-THROUGHPUT = ("throughput_rps",)
-LATENCY = ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")
+# churn's connections per second is its throughput over K; head-of-line's cheap requests' p99
+# (derived.reference_kind_p99_us) is a latency like the others
+THROUGHPUT = ("throughput_rps", "connections_per_s")
+LATENCY = ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us",
+           "reference_kind_p99_us")
 CLIENT_SIDE = THROUGHPUT + LATENCY  # what the load generator measured
-PER_REQUEST = ("cpu_us_per_request", "ctx_switches_per_request")  # server cost / responses
+# server cost / responses (churn's per connection: over connections completed, K requests each)
+PER_REQUEST = ("cpu_us_per_request", "ctx_switches_per_request", "cpu_us_per_connection")
 PER_CONNECTION = ("rss_per_connection_bytes",)  # divided by the connections the swarm held
 # RSS per connection *held* divides by the server's own descriptors: it stands where the
 # server turned connections away or queued them (the C10K section's figure)
