@@ -49,12 +49,12 @@ from clients._worker import Stop, Timeline, Worker, WorkerPlan, _request_stop
 from clients.swarm import (
     EXIT_CANNOT_RUN,
     FINISH_MARGIN_S,
-    READY_TIMEOUT_S,
     START_DELAY_S,
     SwarmConfig,
     SwarmError,
     _Run,
     _timeline,
+    await_workers,
     build_record,
     exit_status,
 )
@@ -157,27 +157,11 @@ class WorkerPool:
         self._await_idle(started)
 
     def _await_idle(self, indices: list[int]) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        waiting = set(indices)
-        while waiting:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.discard(waiting)
-                raise SwarmError(f"{len(waiting)} worker(s) not ready within "
-                                 f"{READY_TIMEOUT_S:.0f} s")
-            ready = multiprocessing.connection.wait(
-                [self.pipes[i] for i in waiting] + [self.processes[i].sentinel for i in waiting],
-                remaining)
-            for i in sorted(waiting):
-                if self.pipes[i] in ready:
-                    with contextlib.suppress(EOFError, OSError):
-                        if self.pipes[i].recv() == ("idle",):
-                            waiting.discard(i)
-                            continue
-                if self.pipes[i] in ready or self.processes[i].sentinel in ready:
-                    status = self.processes[i].exitcode
-                    self.discard(waiting)
-                    raise SwarmError(f"worker {i} exited while starting (status {status})")
+        try:
+            await_workers(self.pipes, self.processes, indices, "idle")
+        except SwarmError:
+            self.discard(indices)  # fresh ones: none has run a trial yet
+            raise
 
     def take(self, count: int) -> tuple[list[Any], list[multiprocessing.connection.Connection]]:
         """The first ``count`` workers (started now if there are fewer)."""

@@ -27,7 +27,7 @@ import resource  # noqa: F401 -- tests/test_c10k.py patches clients.swarm.resour
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,35 @@ RECORD_KEYS = (
     "idle_connections", "idle", "churn", "slowloris", "latency_by_kind",
 )
 
+
+
+def await_workers(pipes: Sequence[Any], processes: Sequence[Any], indices: Iterable[int],
+                  expected: str) -> None:
+    """Wait until each worker in ``indices`` says ``(expected, ...)`` on its pipe; a
+    ``SwarmError`` naming the first that fails, exits or is not ready in ``READY_TIMEOUT_S``."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    waiting = set(indices)
+    while waiting:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SwarmError(f"{len(waiting)} worker(s) not ready within "
+                             f"{READY_TIMEOUT_S:.0f} s")
+        ready = multiprocessing.connection.wait(
+            [pipes[i] for i in waiting] + [processes[i].sentinel for i in waiting], remaining)
+        for i in sorted(waiting):
+            if pipes[i] in ready:
+                try:
+                    message = pipes[i].recv()
+                except (EOFError, OSError):
+                    message = ("error", i, "it exited while starting (run_swarm spawns its "
+                               "workers: a script calling it needs the "
+                               "`if __name__ == '__main__':` guard)")
+                if message[0] != expected:
+                    raise SwarmError(f"worker {i} failed to start: {message[-1]}")
+                waiting.discard(i)
+            elif processes[i].sentinel in ready:
+                raise SwarmError(f"worker {i} exited while starting "
+                                 f"(status {processes[i].exitcode})")
 
 class SwarmError(Exception):
     """The swarm cannot run at all (bad settings, unknown host, workers that do not start)."""
@@ -280,30 +309,7 @@ class _Run:
             self.pipes.append(parent_end)
 
     def _await_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        waiting = set(range(len(self.pipes)))
-        while waiting:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SwarmError(f"{len(waiting)} worker(s) not ready within "
-                                 f"{READY_TIMEOUT_S:.0f} s")
-            ready = multiprocessing.connection.wait(
-                [self.pipes[i] for i in waiting] + [self.processes[i].sentinel for i in waiting],
-                remaining)
-            for i in list(waiting):
-                if self.pipes[i] in ready:
-                    try:
-                        message = self.pipes[i].recv()
-                    except (EOFError, OSError):
-                        message = ("error", i, "it exited while starting (run_swarm spawns its "
-                                   "workers: a script calling it needs the "
-                                   "`if __name__ == '__main__':` guard)")
-                    if message[0] != "ready":
-                        raise SwarmError(f"worker {i} failed to start: {message[-1]}")
-                    waiting.discard(i)
-                elif self.processes[i].sentinel in ready:
-                    raise SwarmError(f"worker {i} exited while starting "
-                                     f"(status {self.processes[i].exitcode})")
+        await_workers(self.pipes, self.processes, range(len(self.pipes)), "ready")
 
     def _collect(self, deadline: float) -> None:
         """Take messages until every worker has reported or ``deadline`` (monotonic s)."""
@@ -611,7 +617,7 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
                    "cpu_threshold_percent": CPU_SATURATED,
                    "cpu_us_per_reply": round(cpu_seconds / requests * 1e6, 2)
                    if requests else None,
-                   "lag_us": {**latency_summary(own_lag), **lag_summary} if own_lag else None,
+                   "lag_us": {**lag_summary, **latency_summary(own_lag)} if own_lag else None,
                    "lag_is_tail": bool(tail and tail["flagged"]), "lag_tail": tail,
                    "worker_failures": {str(i): why for i, why in sorted(run.failures.items())}},
         "totals": {

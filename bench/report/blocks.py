@@ -113,7 +113,8 @@ def fmt_spread(row: Any, metric: str, fmt: Any) -> str:
 FIGURE_FORMAT = {
     "throughput_rps": lambda v: f"{fmt_rate(v)} req/s",
     "rate_within_slo": lambda v: f"{fmt_rate(v)} req/s",
-    "p99_us": fmt_us, "cpu_us_per_request": fmt_us,
+    "p99_us": fmt_us, "cpu_us_per_request": fmt_us, "cpu_us_per_connection": fmt_us,
+    "reference_kind_p99_us": fmt_us, "connections_per_s": lambda v: f"{fmt_rate(v)} conn/s",
     "rss_per_connection_bytes": fmt_bytes, "rss_per_held_connection_bytes": fmt_bytes,
 }
 
