@@ -509,3 +509,13 @@ def test_sweep_walk_stops_at_slo_misses_and_flagged_points(tmp_path: Path) -> No
     (none,) = verdicts.sweep_verdicts([nobody])
     assert none.outcome == "none" and none.basis.startswith("no model met the SLO")
     assert "epoll: at 10% (1,000 req/s): p99 " in none.note and "asyncio: at 10%" in none.note
+
+
+def test_only_the_load_before_the_run_says_the_machine_was_busy() -> None:
+    """The load after counts the run's own threads (threaded at 1,000 connections makes a
+    thousand runnable): a quiet start and a high end is no warning; a busy start is."""
+    quiet_start = {"cpu_count": 2, "load_average_before": [0.7, 1.0, 1.2],
+                   "load_average_after": [5.0, 3.0, 2.0]}
+    assert report.busy_machine(quiet_start) == ""
+    busy_start = {**quiet_start, "load_average_before": [1.5, 1.0, 1.0]}
+    assert "machine was busy" in report.busy_machine(busy_start)
