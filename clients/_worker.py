@@ -341,9 +341,11 @@ class Worker:
                         if events or now >= due:
                             break
                     spun += now - then
-            else:
-                timeout = (next_check - now) / 1e9
-                events = poll(timeout if timeout > 0 else 0)
+            else:  # select here too: epoll_wait rounds up to whole ms, which a send due just
+                # after the housekeeping pass would wait out
+                if next_check > now:
+                    wait(ready, (), (), (next_check - now) / 1e9)
+                events = poll(0)
                 now = clock()
             if not free and schedule.next_ns <= now:  # fell due while every connection was busy:
                 schedule.waiting_until = now  # their wait is the server's, not the client's
