@@ -9,7 +9,7 @@ from test_report import make_trial, write_run
 
 from bench.report import document as report
 
-PROBE = {"started_at": "2026-12-01T21:00:00+00:00",
+PROBE = {"created": "2026-12-01T21:00:00+00:00",
          "cases": {"echo64-c1": {}, "echo64-c16": {}},
          "models": {"epoll": {"error": None, "skipped": {}, "cases": {
              "echo64-c1": {"instructions_per_request": 31115.0, "syscalls_per_request": {
@@ -32,6 +32,7 @@ def test_a_probe_record_in_the_run_folder_becomes_the_xray(tmp_path: Path) -> No
     markdown = built.paths["markdown"].read_text()
     assert "X-ray: instructions and system calls per request" in markdown
     assert "31,115" in markdown and "pselect6 1" in markdown
+    assert "Probe record cost.json (2026-12-01T21:00:00+00:00)" in markdown
     csv = (folder / "xray.csv").read_text().splitlines()
     assert csv[0].startswith("model,case,instructions_per_request,syscalls_per_request")
     assert "sys_pselect6" in csv[0] and len(csv) == 1 + 4  # two models x two cases

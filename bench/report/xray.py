@@ -42,7 +42,7 @@ def xray_section(run_dir: Path) -> Section | None:
                     _number(row["syscalls_per_request"], 2),
                     row["syscalls_by_name"] or row["note"]] for row in rows],
                   numeric={2, 3})
-    measured = record.get("finished_at") or record.get("started_at") or "?"
+    measured = record.get("created") or "?"
     return Section("X-ray: instructions and system calls per request",
                    [INTRO, f"Probe record {path.name} ({measured}); all figures in {CSV_FILE}.",
                     table])
