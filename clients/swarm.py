@@ -50,6 +50,7 @@ LAG_SATURATED_US = 1000.0  # open loop: the client's own mean lateness above thi
 # open loop: the client's own lateness at p99 or p99.9 at least this share of the corrected
 # latency's means that tail is the client's pauses, not the server (``client.lag_is_tail``)
 LAG_TAIL_SHARE = 0.5
+LAG_TAIL_SAMPLES = 10  # a percentile is judged only with this many requests beyond it
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9, "p99_99": 99.99}
 # slowloris: the frame a slow connection sends, an ECHO declaring this much payload (at a byte
 # every few seconds it would take hours to finish, and the swarm never sends its last byte)...
@@ -493,18 +494,21 @@ def _client_lag(intervals: list[dict[str, Any]]) -> tuple[dict[str, Any], str | 
     return summary, None
 
 
-def lag_tail(latency: dict[str, float | None],
-             own_lag: dict[str, float | None]) -> dict[str, Any]:
+def lag_tail(latency: dict[str, float | None], own_lag: dict[str, float | None],
+             requests: int) -> dict[str, Any]:
     """Open loop: is the corrected tail the client's own lateness? ``flagged`` when the lag's
-    p99 or p99.9 is at least LAG_TAIL_SHARE of the corrected latency's; the figures, and why."""
-    figures: dict[str, Any] = {"flagged": False, "threshold_share": LAG_TAIL_SHARE}
+    p99 or p99.9 is at least LAG_TAIL_SHARE of the corrected latency's (each judged only over
+    enough ``requests``: p99.9 of 4,000 is four samples); the figures, and why."""
+    figures: dict[str, Any] = {"flagged": False, "threshold_share": LAG_TAIL_SHARE,
+                               "requests": requests}
     reasons = []
-    for name, label in (("p99", "p99"), ("p99_9", "p99.9")):
+    for name, label, beyond in (("p99", "p99", 0.01), ("p99_9", "p99.9", 0.001)):
         lag, total = own_lag.get(name), latency.get(name)
         share = round(lag / total, 3) if lag is not None and total else None
         figures.update({f"lag_{name}_us": lag, f"latency_{name}_us": total,
                         f"share_{name}": share})
-        if share is not None and share >= LAG_TAIL_SHARE:
+        if share is not None and share >= LAG_TAIL_SHARE and \
+                requests * beyond >= LAG_TAIL_SAMPLES:
             reasons.append(f"{label} {lag:,.0f} of {total:,.0f} µs ({share:.0%})")
     if reasons:
         figures["flagged"] = True
@@ -563,7 +567,8 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
     if lag_reason:
         reasons.append(lag_reason)
     latency = latency_summary(histogram)
-    tail = lag_tail(latency, latency_summary(own_lag)) if own_lag is not None else None
+    tail = lag_tail(latency, latency_summary(own_lag), min(
+        requests, own_lag.get_total_count())) if own_lag is not None else None
     cpu_seconds = sum(r["cpu"]["user_s"] + r["cpu"]["system_s"] - r["cpu"].get("spin_s", 0.0)
                       for r in results if r["cpu"])  # spinning until a send is due is no work
     stopped = "interrupted" if run.interrupted else next(

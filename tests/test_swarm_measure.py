@@ -164,13 +164,16 @@ def test_timer_slack_is_set() -> None:
 
 def test_lag_tail_flags_a_client_whose_lateness_is_the_tail() -> None:
     latency = {"p99": 1200.0, "p99_9": 3000.0}
-    fine = lag_tail(latency, {"p99": 60.0, "p99_9": 400.0})
+    fine = lag_tail(latency, {"p99": 60.0, "p99_9": 400.0}, requests=50_000)
     assert fine["flagged"] is False and "reason" not in fine
     assert fine["share_p99"] == pytest.approx(0.05)
-    tail = lag_tail(latency, {"p99": 100.0, "p99_9": 0.8 * 3000.0})
+    tail = lag_tail(latency, {"p99": 100.0, "p99_9": 0.8 * 3000.0}, requests=50_000)
     assert tail["flagged"] is True and tail["threshold_share"] == LAG_TAIL_SHARE
     assert "p99.9 2,400 of 3,000 µs (80%)" in tail["reason"]
-    assert lag_tail({"p99": None, "p99_9": None}, {"p99": None, "p99_9": None})[
+    # p99.9 of 4,000 requests is four of them: not enough to call it the client's
+    assert lag_tail(latency, {"p99": 100.0, "p99_9": 2400.0}, requests=4000)["flagged"] is False
+    assert lag_tail(latency, {"p99": 900.0, "p99_9": 2400.0}, requests=4000)["flagged"] is True
+    assert lag_tail({"p99": None, "p99_9": None}, {"p99": None, "p99_9": None}, 0)[
         "flagged"] is False
 
 
