@@ -34,18 +34,24 @@ needs_tools = pytest.mark.skipif(bool(MISSING), reason=install_hint(MISSING))
 # appended to a copy of servers/epoll.py: every wake-up of the epoll poller also spins an
 # empty loop (a few percent more instructions per request, no system call added: the kind of
 # change the timing stage cannot see on a busy machine); it wraps whatever poll() is inherited
+# the poller binds its poll function per instance (PollLikePoller._bound_poll): wrap that
 COSTLIER_POLL = """
 
-_plain_poll = EpollPoller.poll
+_plain_bound_poll = EpollPoller._bound_poll
 
 
-def _costlier_poll(self, timeout):
-    for _ in range(3):
-        pass
-    return _plain_poll(self, timeout)
+def _costlier_bound_poll(self):
+    plain = _plain_bound_poll(self)
+
+    def poll(timeout):
+        for _ in range(3):
+            pass
+        return plain(timeout)
+
+    return poll
 
 
-EpollPoller.poll = _costlier_poll
+EpollPoller._bound_poll = _costlier_bound_poll
 """
 
 
