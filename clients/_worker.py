@@ -45,6 +45,7 @@ from clients._schedule import (
     LEAD_MAX_NS,
     LEAD_START_NS,
     LEAD_UP_NS,
+    MIN_SLEEP_NS,
     NEVER,
     TIMER_SLACK_NS,
     Schedule,
@@ -307,6 +308,7 @@ class Worker:
         readable = IN
         lead = LEAD_START_NS  # how long before a due send to wake: what waking up costs
         lead_up, lead_down, lead_max = LEAD_UP_NS, LEAD_DOWN_NS, LEAD_MAX_NS
+        shortest = MIN_SLEEP_NS  # a sleep shorter than this is spun instead
         spun = 0  # time spent polling on purpose until a send fell due
         next_check = 0
         now = clock()
@@ -323,7 +325,7 @@ class Worker:
             due = schedule.next_ns if free else NEVER
             if due < next_check:
                 gap = due - now
-                if gap > lead:  # sleep (select: µs resolution) until waking up would end at due
+                if gap > lead + shortest:  # sleep (select: µs) until waking would end at due
                     if not wait(ready, (), (), (gap - lead) / 1e9)[0]:
                         # slept it out: learn the wake-up cost (it settles where 1 wake-up in
                         # LEAD_UP/LEAD_DOWN + 1 is late)
@@ -333,7 +335,8 @@ class Worker:
                             lead -= lead_down
                     events = poll(0)
                     now = clock()
-                else:  # the wait is shorter than a wake-up: spin until it is due (or a reply)
+                else:  # the wait is shorter than a wake-up and a sleep worth its cost: spin
+                    # until the send is due (or a reply comes)
                     then = clock()
                     while True:
                         events = poll(0)
