@@ -23,7 +23,6 @@ import datetime as dt
 import multiprocessing
 import multiprocessing.connection
 import os
-import resource  # noqa: F401 -- tests/test_c10k.py patches clients.swarm.resource.getrlimit
 import signal
 import socket
 import time

@@ -21,8 +21,8 @@ from test_report import make_trial, write_run
 from bench.report import document as report
 from bench.run import runner, scenario
 from bench.run.scenario import ModelSpec, ScenarioError
-from clients import swarm as swarm_module
 from clients.swarm import SwarmConfig, SwarmError, run_swarm
+from protocol import launch
 from servers import available_models
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def test_select_turns_the_excess_away_with_error_4() -> None:
 
 def test_too_many_sockets_per_worker_is_refused_with_what_would_work(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(swarm_module.resource, "getrlimit", lambda _kind: (1024, 1024))
+    monkeypatch.setattr(launch.resource, "getrlimit", lambda _kind: (1024, 1024))
     config = SwarmConfig(target="127.0.0.1:9", connections=1000, idle_connections=1000,
                          workers=1)
     with pytest.raises(SwarmError, match=r"limit of 2,064.*1,024.*use --workers 3 or more"):
