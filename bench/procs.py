@@ -157,6 +157,19 @@ def kill_all() -> None:
             proc.wait(timeout=5)
 
 
+def adopt(proc: subprocess.Popen[bytes]) -> None:
+    """Count a child someone else started (an execnet gateway's process) as ours: kill_strays
+    leaves it alone and kill_all kills it."""
+    with _LOCK:
+        _LIVE[proc.pid] = proc
+
+
+def forget(proc: subprocess.Popen[bytes]) -> None:
+    """An adopted child that has been reaped."""
+    with _LOCK:
+        _LIVE.pop(proc.pid, None)
+
+
 def live_children() -> list[int]:
     """Pids of the children we started that have not been stopped yet."""
     with _LOCK:

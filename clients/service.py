@@ -216,7 +216,7 @@ class _PooledRun(_Run):
     def execute(self) -> None:
         try:
             self.processes, self.pipes = self.pool.take(len(self.plans))
-            self.timeline = _soon(_timeline(self.config))
+            self.timeline = self.make_timeline()
             for plan, pipe in zip(self.plans, self.pipes, strict=True):
                 pipe.send(("trial", plan, self.timeline))
             self.notify({"op": "started", "window_s": [self.timeline.window_ns / 1e9,
@@ -229,6 +229,11 @@ class _PooledRun(_Run):
                 self._collect(time.monotonic() + FINISH_MARGIN_S)
         finally:
             self._release()
+
+    def make_timeline(self) -> Timeline:
+        """The run's timeline, taken once the workers are idle and ready (a run across hosts
+        is handed its timeline instead: bench/hosts/agent.py)."""
+        return _soon(_timeline(self.config))
 
     def _handle(self, i: int, message: tuple[Any, ...], pending: set[int]) -> None:
         if message[0] == "drained":

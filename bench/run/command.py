@@ -2,6 +2,7 @@
 
     python -m bench run --scenario quick|default|full|PATH.toml [--servers a,b] [--out DIR]
                         [--repeat N] [--placement split|same|none] [--resume DIR]
+                        [--hosts HOSTS.toml]
 
 Exit status: 0 the run completed (failed trials are recorded in it), 1 it completed but the
 report could not be rendered, 2 it could not start, 130 it was interrupted (``--resume
@@ -65,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "repetitions included (override; 0: no adaptive phase)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="complete an interrupted run (its trials with a record are skipped)")
+    parser.add_argument("--hosts", type=Path, metavar="HOSTS.toml",
+                        help="run the server and the swarm on other hosts, over execnet "
+                             "gateways (bench/hosts/config.py has the format; default: all "
+                             "on this machine)")
     parser.add_argument("--no-report", action="store_true", help="do not render the report")
     parser.add_argument("--swarm-command", nargs="+", help=argparse.SUPPRESS)
 
@@ -139,7 +144,8 @@ def prepare_new(options: argparse.Namespace, console: Console
     fd_note = raise_fd_limit(max(trial.sockets for trial in trials))
     if fd_note:
         notes.append(fd_note)
-    placement = environment.resolve_placement(loaded.placement, loaded.server_cores)
+    placement = (hosts_placement(options.hosts) if options.hosts else
+                 environment.resolve_placement(loaded.placement, loaded.server_cores))
     if placement.note:
         notes.append(placement.note)
     run_dir = options.out or RunStore.default_dir(loaded.name)
@@ -156,7 +162,7 @@ def prepare_new(options: argparse.Namespace, console: Console
         "format": FORMAT, "run_id": store.run_id, "scenario": loaded.name, "scenario_spec": spec,
         "environment": machine, "started_at": utc_now(),
         "finished_at": None, "status": "running", "plan": [t.trial_id for t in trials],
-        "resumed_at": [],
+        "resumed_at": [], "hosts_file": str(options.hosts.resolve()) if options.hosts else None,
     })
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}")
@@ -178,9 +184,9 @@ def _servers_option(value: str | None, loaded: Scenario) -> list[str] | None:
     return names
 
 
-def prepare_resume(run_dir: Path, console: Console
-                   ) -> tuple[RunStore, Scenario, list[TrialSpec], Placement]:
-    """Reopen an interrupted run: same scenario, models, placement and plan."""
+def prepare_resume(run_dir: Path, console: Console, options_hosts: Path | None = None
+                   ) -> tuple[RunStore, Scenario, list[TrialSpec], Placement, Path | None]:
+    """Reopen an interrupted run: same scenario, models, placement, plan (and hosts file)."""
     try:
         store = RunStore.open(run_dir)
         run = store.read_run()
@@ -199,12 +205,33 @@ def prepare_resume(run_dir: Path, console: Console
         console.print(f"{run_dir} is already complete; nothing to resume")
     placement = Placement(placement_data["name"], _tuple(placement_data["server_cpus"]),
                           _tuple(placement_data["swarm_cpus"]), placement_data.get("note"))
+    if run.get("hosts_file") and options_hosts is None:
+        options_hosts = Path(run["hosts_file"])
+    if (placement.name == "hosts") != (options_hosts is not None):
+        raise RunRefused(f"cannot resume {run_dir}: it ran " + (
+            "across hosts: give --hosts" if placement.name == "hosts" else
+            "on this machine: drop --hosts"))
     fd_note = raise_fd_limit(max((trial.sockets for trial in trials), default=0))
     if fd_note:
         console.print(f"[yellow]note:[/yellow] {fd_note}", soft_wrap=True)
     store.update_run(status="running", finished_at=None,
                      resumed_at=[*run.get("resumed_at", []), utc_now()])
-    return store, loaded, trials, placement
+    return store, loaded, trials, placement, options_hosts
+
+
+def hosts_placement(path: Path) -> Placement:
+    """The placement a hosts file gives (RunRefused when the file cannot be used)."""
+    from bench.hosts.config import HostsFileError, load_hosts
+
+    try:
+        hosts = load_hosts(path)
+    except HostsFileError as error:
+        raise RunRefused(str(error)) from None
+    loads = ", ".join(spec.name for spec in hosts.load)
+    return Placement("hosts", hosts.server.cpus, None,
+                     f"hosts from {path}: the server on {hosts.server.name} at {hosts.address}, "
+                     f"the load from {loads}; the environment and calibration describe this "
+                     "machine, the coordinator")
 
 
 def _check_resumable_format(run: dict[str, Any], run_dir: Path) -> None:
@@ -245,7 +272,8 @@ def run(options: argparse.Namespace) -> int:
                 check_swarm(options.swarm_command)
             if options.resume:
                 _check_resume_options(options)
-                store, loaded, trials, placement = prepare_resume(options.resume, console)
+                store, loaded, trials, placement, options.hosts = prepare_resume(
+                    options.resume, console, options.hosts)
             else:
                 store, loaded, trials, placement = prepare_new(options, console)
             status = _execute(options, console, store, loaded, trials, placement, stop)
@@ -289,23 +317,29 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
     spent_before = float((store.read_run().get("timing") or {}).get("trials_s") or 0.0)
     phase = AdaptivePhase(store, loaded, trials, loaded.budget_s, started, console,
                           spent_before) if loaded.budget_s > 0 else None
-    service = None if options.swarm_command else SwarmService(
-        placement.swarm_cpus, store.logs_dir / "swarm-service.log",
-        workers=placement.swarm_workers())
+    hosts = None
+    service: Any = None
     try:
+        if options.hosts:
+            hosts, service = _open_hosts(options.hosts, console, store)
+            context.hosts = hosts
+        elif not options.swarm_command:
+            service = SwarmService(placement.swarm_cpus, store.logs_dir / "swarm-service.log",
+                                   workers=placement.swarm_workers())
         if service is not None:
             service.start()
             context.swarm_service = service
         result = Runner(store, trials, context, console, kill_strays=True,
                         extra=phase).run()
-    except ServiceError as error:
-        console.print(f"[red]bench run: the swarm service cannot start: {error}[/red]",
-                      soft_wrap=True)
+    except (ServiceError, RunRefused) as error:
+        console.print(f"[red]bench run: {error}[/red]", soft_wrap=True)
         finish_run(store, "interrupted")
         return EXIT_CANNOT_RUN
     finally:
         if service is not None:
             service.close()
+        if hosts is not None:
+            hosts.close()
     elapsed = time.monotonic() - started
     procs.kill_all()
     if phase is not None and result.status == "interrupted" and phase.state["stopped"] is None:
@@ -328,6 +362,32 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
                       f"python -m bench run --resume {store.run_dir}[/yellow]", soft_wrap=True)
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _open_hosts(path: Path, console: Console, store: RunStore) -> tuple[Any, Any]:
+    """Every host of the hosts file opened, its code and dependencies checked (RunRefused
+    naming the host that cannot be used), and the swarm across the load hosts."""
+    from bench.hosts.config import HostsFileError, load_hosts
+    from bench.hosts.session import HostError, HostsSession
+    from bench.hosts.swarm import HostsSwarm
+
+    try:
+        session = HostsSession(load_hosts(path))
+    except HostsFileError as error:
+        raise RunRefused(str(error)) from None
+    console.print(f"opening {len(session.hosts)} hosts from {path}...", highlight=False)
+    try:
+        session.open()
+    except HostError as error:
+        raise RunRefused(f"hosts: {error}") from None
+    for host in session.hosts:
+        described = host.describe()
+        console.print(f"  {host.spec.role} {host.spec.name}: python {described['python_version']}"
+                      f" on {described['hostname']}, code {described['code']}, clock offset "
+                      f"{described['clock_offset_us']:,.0f} µs (round trip "
+                      f"{described['clock_rtt_us']:,.0f} µs)", highlight=False, soft_wrap=True)
+    store.update_run(hosts=session.describe())
+    return session, HostsSwarm(session)
 
 
 def run_timing(records: Any, trials_s: float, service_starts: int) -> dict[str, Any]:

@@ -45,16 +45,11 @@ from bench.launch import (
     child_env,
     server_argv,
 )
+from bench.load import LoadService, ServiceError, ServiceInterrupted, ServiceTimeout
 from bench.run.rates import choose_equal_load, sweep_rate
-from bench.run.sampling import TreeSampler, summarize_server
 from bench.run.scenario import trial_estimate_s
-from bench.run.swarm_service import (
-    ServiceError,
-    ServiceInterrupted,
-    ServiceTimeout,
-    SwarmService,
-)
 from bench.run.workloads import add_reference, derived_figures, swarm_options
+from bench.sampling import TreeSampler, summarize_server
 from bench.store import FORMAT, RunStore, TrialSpec, read_json, utc_now
 from protocol import launch
 
@@ -94,9 +89,11 @@ class TrialContext:
     # interpreter tag (or path, untagged) -> its description (version, gil_enabled...), copied
     # into each record
     interpreters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # a long-lived swarm (bench/run/swarm_service.py); None: a swarm process per trial, from
-    # ``swarm_command``
-    swarm_service: SwarmService | None = None
+    # a long-lived swarm (bench/run/swarm_service.py, or bench/hosts/swarm.py across load
+    # hosts); None: a swarm process per trial, from ``swarm_command``
+    swarm_service: LoadService | None = None
+    # the server and load hosts (bench/hosts/session.py); None: all on this machine
+    hosts: Any = None
 
 
 def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
@@ -317,6 +314,7 @@ def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
         "gil_enabled": interpreter.get("gil_enabled"),
         "free_threaded_build": interpreter.get("free_threaded_build"),
         "placement": context.placement.name,
+        "hosts": context.hosts.describe() if context.hosts is not None else None,
         "server_cpus": _cpus(context.placement.server_cpus),
         "swarm_cpus": _cpus(context.placement.swarm_cpus),
         "status": "failed", "failure": None, "stderr_tail": None, "swarm_stderr_tail": None,
@@ -351,8 +349,9 @@ class Trial:
         self.record = base_record(spec, context)
         self.logs = _Logs(context.work_dir, spec.trial_id)
         self.t0, self.t0_wall = time.monotonic(), time.time()
-        self.server: LaunchedServer | None = None
-        self.sampler: TreeSampler | None = None
+        self.server: LaunchedServer | None = None  # or bench.hosts' RemoteServer
+        self.sampler: TreeSampler | None = None  # or bench.hosts' RemoteSampler
+        self.launch_failure: str | None = None
         self.run: _SwarmRun | None = None
         self.failure: str | None = None
         self.crashed = False
@@ -365,11 +364,28 @@ class Trial:
     def launch(self) -> Trial:
         """Start the server through the launch contract (it boots meanwhile)."""
         spec, context = self.spec, self.context
+        if context.hosts is not None:
+            return self._launch_on_host()
         self.server = LaunchedServer(server_command(spec), self.logs.server_out,
                                      self.logs.server_err, cpus=context.placement.server_cpus,
                                      cwd=context.server_root,
                                      env=child_env(context.server_root,
                                                    dict(spec.server.interpreter_env)))
+        return self
+
+    def _launch_on_host(self) -> Trial:
+        """Start the server on the server host, bound to the hosts file's address."""
+        server, hosts = self.spec.server, self.context.hosts
+        if server.interpreter != sys.executable:
+            self.launch_failure = (f"interpreter {server.interpreter}: a run across hosts uses "
+                                   "each host's own python")
+            return self
+        try:
+            self.server = hosts.launch_server(
+                [server.model, "--host", hosts.file.address, "--port", "0", *server.args],
+                self.logs.server_out, self.logs.server_err, dict(server.interpreter_env))
+        except LaunchFailed as error:
+            self.launch_failure = str(error)
         return self
 
     def measure(self, spec: TrialSpec | None = None) -> None:
@@ -388,8 +404,10 @@ class Trial:
         self._stamp("measured_s")
 
     def _measure(self) -> None:
-        if self.server is None:
+        if self.server is None and self.launch_failure is None:
             self.launch()
+        if self.launch_failure is not None:
+            raise TrialFailed(self.launch_failure)
         assert self.server is not None
         try:
             address = self.server.wait_ready(self.spec.ready_timeout_s, self.context.stop)
@@ -398,7 +416,8 @@ class Trial:
         except LaunchInterrupted:
             raise TrialInterrupted from None
         self.record["ready_s"] = round(time.monotonic() - self.t0, 4)
-        self.sampler = TreeSampler(self.server.pid, self.t0)
+        on_host = getattr(self.server, "sampler", None)  # bench/hosts: it samples there
+        self.sampler = on_host(self.t0) if on_host else TreeSampler(self.server.pid, self.t0)
         self.sampler.sample_now()
         self.sampler.start()
         if self.context.swarm_service is None:
@@ -499,6 +518,8 @@ def _finish_record(record: dict[str, Any], spec: TrialSpec, logs: _Logs,
                    swarm: dict[str, Any] | None, t0: float, t0_wall: float) -> None:
     """Server figures over the measured window, derived figures, notes and log tails."""
     record["swarm"] = swarm
+    if swarm and swarm.get("hosts"):  # across hosts: each host's share of the load
+        record["hosts"] = swarm["hosts"]
     if run is not None:
         record["swarm_exit"] = {"returncode": run.returncode, "timed_out": run.timed_out,
                                 "start_s": round(run.start_s, 4), "end_s": round(run.end_s, 4)}

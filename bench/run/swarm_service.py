@@ -34,25 +34,15 @@ from typing import Any
 
 from bench import REPO_ROOT, procs
 from bench.launch import child_env
+from bench.load import ORDER, ServiceError, ServiceInterrupted, ServiceTimeout
+
+__all__ = ["ORDER", "ServiceError", "ServiceInterrupted", "ServiceTimeout", "SwarmService"]
 
 TOKEN_ENV = "CONCBENCH_SWARM_TOKEN"  # clients.service.TOKEN_ENV (bench/run imports no clients
 # module that pulls numpy into the runner just for a name)
 START_TIMEOUT_S = 60.0  # interpreter, imports and the first workers, on a busy machine
 POLL_S = 0.05  # the longest a wait goes without looking at the stop request
 QUIT_GRACE_S = 3.0  # after "quit", before SIGKILL
-ORDER = ("started", "drained", "done")  # a run's replies, in the order they come
-
-
-class ServiceError(Exception):
-    """The swarm service could not start, or went away; the message says why."""
-
-
-class ServiceTimeout(ServiceError):
-    """The service did not answer in time (a hung server keeps it waiting)."""
-
-
-class ServiceInterrupted(Exception):
-    """A stop was requested while waiting for the service."""
 
 
 class SwarmService:

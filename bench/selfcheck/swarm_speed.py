@@ -45,7 +45,7 @@ import servers
 from bench import REPO_ROOT, procs
 from bench.environment import Placement, collect, load_average, resolve_placement
 from bench.launch import LaunchedServer, LaunchFailed, child_env, server_argv
-from bench.run.sampling import TreeSampler, summarize_server
+from bench.sampling import TreeSampler, summarize_server
 from bench.selfcheck import native_client
 from bench.store import RESULTS_ROOT, atomic_write_json, utc_now
 from servers import native
