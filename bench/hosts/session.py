@@ -69,6 +69,16 @@ def request(channel: Any, message: dict[str, Any] | None, expect: Sequence[str],
     return reply
 
 
+def start_agent(gateway: Any, who: str) -> Any:
+    """A channel to a new agent on the gateway (HostError if the gateway is gone: a
+    popen gateway whose command failed is found out here, at its first message)."""
+    try:
+        return gateway.remote_exec(agent)
+    except (OSError, EOFError, ValueError) as error:
+        raise HostError(f"{who}: cannot start its gateway: {error} (the gateway process "
+                        "ended: its command failed, or the host went away)") from None
+
+
 def _last_line(text: str) -> str:
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error"
@@ -103,7 +113,7 @@ class Host:
     def open(self, local_fingerprint: str) -> None:
         """Gateway, agent, code and dependencies, or HostError saying which is missing."""
         self.gateway = _make_gateway(self.group, self.spec.gateway, self.who)
-        self.control = self.gateway.remote_exec(agent)
+        self.control = start_agent(self.gateway, self.who)
         self.hello = request(self.control, {"role": "control",
                                             "modules": list(agent.ROLE_MODULES[self.spec.role])},
                              ("hello",), OPEN_TIMEOUT_S, self.who)
@@ -298,11 +308,11 @@ class RemoteServer:
         self.host, self.out_path, self.err_path = host, out_path, err_path
         self.argv = ["-m", "servers", *args]
         self.who = f"the server on {host.who}"
-        self.channel = host.gateway.remote_exec(agent)
         self.stopped: procs.Stopped | None = None
         self._alive = True
         self._address: tuple[str, int] | None = None
         try:
+            self.channel = start_agent(host.gateway, self.who)
             launched = request(self.channel, {
                 "role": "server", "root": host.root, "args": list(args), "env": env,
                 "cpus": list(host.spec.cpus) if host.spec.cpus else None},

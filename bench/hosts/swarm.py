@@ -29,7 +29,6 @@ from typing import Any
 
 import execnet
 
-from bench.hosts import agent
 from bench.hosts.session import (
     LOAD_HELLO_TIMEOUT_S,
     REPLY_TIMEOUT_S,
@@ -37,6 +36,7 @@ from bench.hosts.session import (
     HostError,
     HostsSession,
     request,
+    start_agent,
 )
 from bench.load import ServiceError, ServiceInterrupted, ServiceTimeout
 from clients._worker import Timeline
@@ -124,7 +124,7 @@ class HostsSwarm:
         try:
             if not host.alive():
                 self.session.reopen(host)
-            channel = host.gateway.remote_exec(agent)
+            channel = start_agent(host.gateway, host.who)
             hello = request(channel, {"role": "load", "root": host.root,
                                       "cpus": list(host.spec.cpus) if host.spec.cpus else None,
                                       "workers": self._capacity(host)},
