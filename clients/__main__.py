@@ -22,11 +22,14 @@ from clients.swarm import (
     exit_status,
     run_swarm,
 )
+from clients.wire import DEFAULT_PROTOCOL, WIRES
 from protocol.launch import atomic_write_json
 
 SWARM_EPILOG = """\
 --mix SPEC: comma-separated op:arg=weight; arg is payload bytes for echo, iterations for work,
 microseconds for sleep; weight defaults to 1. Example: echo:64=9,work:1000=1
+With --protocol resp (a Redis server), the operations are ping (PING, answered +PONG) and
+echo:N (ECHO of N bytes, answered with the same bulk string). Example: ping,echo:64
 
 Workloads: --churn (a fresh connection per request: the record's churn block has
 connections per second and the connect time), --slowloris M (M half-sent frames held open
@@ -77,6 +80,10 @@ def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open loop: total requests per second across all connections")
     parser.add_argument("--arrivals", choices=("constant", "poisson"), default="constant",
                         help="open loop: spacing of the schedule (default constant)")
+    parser.add_argument("--protocol", choices=tuple(WIRES), default=DEFAULT_PROTOCOL,
+                        help="what to speak: concbench (the suite's frames, PROTOCOL.md) or "
+                             "resp (Redis: --mix of ping and echo:N) (default "
+                             f"{DEFAULT_PROTOCOL})")
     parser.add_argument("--mix", default=DEFAULT_MIX, help=f"request mix (default {DEFAULT_MIX})")
     parser.add_argument("--connect-rate", type=float, default=0.0,
                         help="new connections per second during ramp-up (default 0: all at once)")
@@ -137,7 +144,8 @@ def swarm_main(options: argparse.Namespace) -> int:
         interval=options.interval, seed=options.seed,
         idle_connections=options.idle_connections,
         requests_per_connection=options.requests_per_connection,
-        slowloris=options.slowloris, slowloris_interval=options.slowloris_interval)
+        slowloris=options.slowloris, slowloris_interval=options.slowloris_interval,
+        protocol=options.protocol)
     signal.signal(signal.SIGTERM, _interrupt)  # the bench runner stops us with SIGTERM
     show = status_console.is_terminal and not options.quiet
 

@@ -10,8 +10,10 @@ The fast path reads with ``os.read`` (a fast-call builtin: cheaper than ``recv_i
 parsing) and checks a reply with one ``bytes ==`` against the exact expected reply; it sends with
 ``os.write``. Anything unusual (a partial or pipelined read, an error reply, a blocked write, a
 hang-up, a mixed workload, large replies) leaves the fast path for ``Worker._received`` (which
-parses with ``HEADER.unpack_from`` straight from one preallocated ``recv_into`` buffer) and
-``Worker._event``, which handle every case.
+splits replies with the protocol's own framing, ``clients.wire``'s ``reply_end`` and
+``classify``, straight from one preallocated ``recv_into`` buffer) and ``Worker._event``, which
+handle every case. The protocol (``WorkerPlan.protocol``: concbench's frames or RESP) lives in
+its wire object: the hot loops only ever see prebuilt frames and expected reply bytes.
 
 Two workloads live off the fast path, so the closed and open loops keep their speed:
 churn (``requests_per_connection``: a connection makes that many requests, is closed, and a
@@ -51,8 +53,8 @@ from clients._schedule import (
     Schedule,
     set_timer_slack,
 )
-from clients.mix import Kind, kind_sequence
-from protocol import HEADER, HEADER_SIZE, MAX_PAYLOAD, ErrorValue, Status
+from clients.mix import kind_sequence
+from clients.wire import DEFAULT_PROTOCOL, ReplyKind, wire_for
 from protocol.launch import raise_fd_limit
 
 RECV_SIZE = 256 * 1024
@@ -64,12 +66,6 @@ DRIP_BATCH = 64  # slowloris bytes sent per housekeeping pass (the rest at the n
 DRIP_SPREAD = 1000  # the first drips are spread over one interval in this many steps
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
-# the codec's names as plain ints: the reply paths compare against them per frame
-ERROR = int(Status.ERROR)
-FRAME_TOO_LARGE = int(ErrorValue.FRAME_TOO_LARGE)
-OVER_CAPACITY = int(ErrorValue.OVER_CAPACITY)
-
-_unpack_from = HEADER.unpack_from
 
 
 @dataclass(frozen=True)
@@ -96,7 +92,7 @@ class WorkerPlan:
     pipeline: int  # requests in flight per connection (open loop: the cap)
     rate: float  # open loop: this worker's share of requests per second
     arrivals: str  # "constant" or "poisson"
-    kinds: tuple[Kind, ...]
+    kinds: tuple[ReplyKind, ...]
     weights: tuple[float, ...]
     connect_rate: float  # this worker's connections per second; 0: all at once
     timeout_ns: int
@@ -109,6 +105,7 @@ class WorkerPlan:
     slow_first: int = 0  # ...this many bytes of it at once...
     slow_interval_ns: int = 0  # ...then one more byte every this long, never the last one
     slow_frame: bytes = b""
+    protocol: str = DEFAULT_PROTOCOL  # the wire (``clients.wire``): framing of the slow path
 
 
 class Conn:
@@ -184,6 +181,7 @@ class Worker:
         self.m = Measurements(self.open, timeline.window_ns, plan.interval_ns, progress,
                               kinds=len(plan.kinds))
         self.uniform = len(plan.kinds) == 1
+        self.wire = wire_for(plan.protocol)
         # the fast path reads at most this (0: no fast path): all the replies that can be in
         # flight, when there is one kind, its whole reply is known and the read stays small;
         # churn closes a connection after its replies, which the fast path does not look for
@@ -430,9 +428,11 @@ class Worker:
             data = self.buf
         avail = len(data) if data is c.partial else n
         kinds = self.plan.kinds
+        wire = self.wire
+        shortest = wire.min_reply
         pos = 0
         done = 0
-        while avail - pos >= HEADER_SIZE:
+        while avail - pos >= shortest:
             if c.times:
                 kind = kinds[0] if self.uniform else kinds[c.kinds[0]]
                 if avail - pos >= kind.reply_length and data.startswith(kind.check, pos):
@@ -442,21 +442,21 @@ class Worker:
                     continue
             else:
                 kind = None
-            length, status, value = _unpack_from(data, pos)
-            if length > MAX_PAYLOAD:
+            try:
+                end = wire.reply_end(data, pos, avail)
+            except ValueError:  # the stream cannot be framed any more
                 self._lose(c, "protocol")
                 return
-            end = pos + HEADER_SIZE + length
-            if end > avail:
+            if end is None:
                 break
-            outcome = _classify(status, value)
+            outcome, error_reply, closes = wire.classify(data, pos, end)
             pos = end
-            if kind is None:  # a frame nobody asked for: ERROR 4 at accept, or a broken server
-                self._lose(c, outcome if status == ERROR else "unexpected")
+            if kind is None:  # a reply nobody asked for: ERROR 4 at accept, or a broken server
+                self._lose(c, outcome if error_reply else "unexpected")
                 return
             self._complete_error(c, outcome)
             done += 1
-            if status == ERROR and value in (FRAME_TOO_LARGE, OVER_CAPACITY):
+            if closes:
                 self._lose(c, None)  # the server closes this connection after these
                 return
         if data is c.partial:
@@ -908,13 +908,6 @@ def _held(c: Conn) -> str | None:
     if not c.idle:
         return None
     return "slow" if c.slow else "idle"
-
-
-def _classify(status: int, value: int) -> str:
-    """The error kind of a reply that is not the expected one."""
-    if status == ERROR:
-        return "over_capacity" if value == OVER_CAPACITY else f"error_{value}"
-    return "mismatch"
 
 
 def _socket_error(error: OSError) -> str:

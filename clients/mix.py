@@ -12,6 +12,7 @@ otherwise).
 from __future__ import annotations
 
 import random
+import struct
 from dataclasses import dataclass
 
 from protocol import (
@@ -20,6 +21,7 @@ from protocol import (
     MAX_PAYLOAD,
     MAX_SLEEP_US,
     MAX_WORK_ITERATIONS,
+    ErrorValue,
     Op,
     Status,
     encode_request,
@@ -29,6 +31,9 @@ from protocol import (
 
 DEFAULT_MIX = "echo:64"
 SEQUENCE_LENGTH = 4096  # requests drawn per connection for a weighted mix, then cycled
+# slowloris: the payload a slow connection's frame declares (at a byte every few seconds it would
+# take hours to finish, and the swarm never sends its last byte)
+SLOWLORIS_PAYLOAD = 4096
 
 # op name -> (op code, limit on arg, what arg means)
 OPERATIONS: dict[str, tuple[Op, int, str]] = {
@@ -147,3 +152,57 @@ def kind_sequence(weights: list[float], seed: int, length: int = SEQUENCE_LENGTH
     if len(weights) == 1:
         return [0]
     return random.Random(seed).choices(range(len(weights)), weights=weights, k=length)
+
+
+def _describe(entry: MixEntry) -> str:
+    return f"{entry.op}:{entry.arg}"
+
+
+class ConcbenchWire:
+    """concbench's own protocol (PROTOCOL.md) as the swarm speaks it: the mix, the
+    prebuilt kinds, and the framing its slow path splits replies with (``clients.wire``)."""
+
+    name = "concbench"
+    min_reply = HEADER_SIZE  # no reply is shorter than its header
+    # slowloris: an ECHO declaring SLOWLORIS_PAYLOAD bytes (the swarm never sends its last one)
+    slow_frame = encode_request(Op.ECHO, 0, bytes(SLOWLORIS_PAYLOAD))
+
+    def parse_mix(self, spec: str) -> list[MixEntry]:
+        return parse_mix(spec)
+
+    def describe(self, entry: MixEntry) -> str:
+        return _describe(entry)
+
+    def format_mix(self, entries: list[MixEntry]) -> str:
+        return format_mix(entries)
+
+    def build_kind(self, entry: MixEntry, payload_seed: int = 0, verify: bool = False) -> Kind:
+        return build_kind(entry, payload_seed, verify)
+
+    def wait_us(self, entry: MixEntry) -> int:
+        """How long the server is asked to wait before answering (SLEEP's argument)."""
+        return entry.arg if entry.op == "sleep" else 0
+
+    def reply_end(self, data: bytes | bytearray, pos: int, avail: int) -> int | None:
+        """Where the frame starting at ``pos`` ends, None while incomplete; ``MixError`` for
+        a length over MAX_PAYLOAD (the stream cannot be resynchronised)."""
+        if avail - pos < HEADER_SIZE:
+            return None
+        length = _unpack_length(data, pos)[0]
+        if length > MAX_PAYLOAD:
+            raise MixError(f"a reply of {length} payload bytes (over {MAX_PAYLOAD})")
+        end = pos + HEADER_SIZE + length
+        return end if end <= avail else None
+
+    def classify(self, data: bytes | bytearray, pos: int, end: int) -> tuple[str, bool, bool]:
+        """A complete reply that is not the expected one: its error kind, whether it is an
+        error reply, and whether the server closes the connection after it."""
+        _, status, value = HEADER.unpack_from(data, pos)
+        if status == Status.ERROR:
+            outcome = "over_capacity" if value == ErrorValue.OVER_CAPACITY else f"error_{value}"
+            return outcome, True, value in (ErrorValue.FRAME_TOO_LARGE, ErrorValue.OVER_CAPACITY)
+        return "mismatch", False, False
+
+
+_unpack_length = struct.Struct("!I").unpack_from
+CONCBENCH = ConcbenchWire()

@@ -8,10 +8,9 @@ one ``bytes ==`` comparison. ``ping`` sends PING (a RESP array) and expects ``+P
 
 ``reply_end`` finds where one complete reply ends in a buffer (or that more bytes are needed),
 so that a worker reading partial or several replies can split them, as ``HEADER.unpack_from``
-does for frames today; ``classify`` names a reply that is not the expected one.
-
-Not wired into the swarm yet: ``--protocol resp`` needs the worker's slow path to take its
-framing from the kind (``reply_end``) instead of ``protocol.HEADER``.
+does for frames; ``classify`` names a reply that is not the expected one. ``RESP`` (a
+``RespWire``) bundles them for the swarm (``python -m clients swarm --protocol resp``; the
+registry is ``clients.wire``).
 """
 
 from __future__ import annotations
@@ -19,8 +18,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from clients.mix import SLOWLORIS_PAYLOAD, MixEntry
+
 CRLF = b"\r\n"
 MAX_BULK = 512 * 1024 * 1024  # Redis's own limit on a bulk string
+MAX_LINE = 64 * 1024  # a simple string, error or length line longer than this: not RESP
+SIMPLE = frozenset(b"+-:")  # simple string, error, integer: one line
+BULK = ord("$")
+OVER_CAPACITY = b"-ERR max number of clients reached"  # Redis answers this, then closes
 OPERATIONS = {"ping": "no argument (or 0)", "echo": "payload bytes"}
 
 
@@ -71,11 +76,13 @@ def build_resp_kind(op: str, arg: int, payload_seed: int = 0) -> RespKind:
     raise RespError(f"unknown RESP operation {op!r}; known: {', '.join(OPERATIONS)}")
 
 
-def parse_resp_mix(spec: str) -> list[tuple[str, int, float]]:
-    """``ping,echo:64=2`` -> [(op, arg, weight)], the mix syntax of ``clients.mix``."""
+def parse_resp_mix(spec: str) -> list[MixEntry]:
+    """``ping,echo:64=2`` -> [MixEntry(op, arg, weight)], the mix syntax of ``clients.mix``."""
     entries = []
     for raw in spec.split(","):
         item = raw.strip()
+        if not item:
+            raise RespError(f"empty entry in mix {spec!r}")
         operation, _, weight_text = item.partition("=")
         name, _, arg_text = operation.partition(":")
         name = name.strip().lower()
@@ -89,29 +96,36 @@ def parse_resp_mix(spec: str) -> list[tuple[str, int, float]]:
             raise RespError(f"{item!r}: argument and weight must be numbers") from None
         if name == "echo" and not arg_text.strip():
             raise RespError(f"{item!r}: give the payload bytes as echo:N")
-        if not weight > 0:
-            raise RespError(f"{item!r}: weight must be positive")
-        entries.append((name, arg, weight))
+        if not 0 < weight < float("inf"):
+            raise RespError(f"{item!r}: weight must be a positive finite number")
+        if name == "ping" and arg:
+            raise RespError(f"{item!r}: ping takes no argument")
+        if not 0 <= arg <= MAX_BULK:
+            raise RespError(f"{item!r}: payload bytes must be between 0 and {MAX_BULK}")
+        entries.append(MixEntry(name, arg, weight))
     return entries
 
 
-def reply_end(data: bytes | bytearray | memoryview, pos: int, end: int) -> int | None:
+def reply_end(data: bytes | bytearray, pos: int, end: int) -> int | None:
     """Where the reply starting at ``pos`` ends (exclusive), or None if ``data[pos:end]`` is
     not a whole reply yet. Simple strings, errors, integers and bulk strings (what PING and
-    ECHO are answered with); ``RespError`` for anything else."""
+    ECHO are answered with); ``RespError`` for anything else. Nothing is copied: a large bulk
+    string arriving in many reads costs one line search per read."""
     if pos >= end:
         return None
-    line = bytes(data[pos:end]).find(CRLF)
+    line = data.find(CRLF, pos, end)
     if line < 0:
+        if end - pos > MAX_LINE:
+            raise RespError(f"no CRLF in the first {MAX_LINE} bytes of a reply")
         return None
-    line_end = pos + line + 2
+    line_end = line + 2
     kind = data[pos]
-    if kind in b"+-:":
+    if kind in SIMPLE:
         return line_end
-    if kind != ord("$"):
+    if kind != BULK:
         raise RespError(f"unexpected RESP type byte {bytes([kind])!r}")
     try:
-        length = int(bytes(data[pos + 1:pos + line]))
+        length = int(data[pos + 1:line])
     except ValueError:
         raise RespError("a bulk string length that is not a number") from None
     if length == -1:
@@ -121,11 +135,52 @@ def reply_end(data: bytes | bytearray | memoryview, pos: int, end: int) -> int |
     done = line_end + length + 2
     if done > end:
         return None
-    if bytes(data[done - 2:done]) != CRLF:
+    if data[done - 2:done] != CRLF:
         raise RespError("a bulk string not followed by CRLF")
     return done
 
 
 def classify(reply: bytes) -> str:
     """The error kind of a complete reply that is not the expected one."""
+    if reply.startswith(OVER_CAPACITY):
+        return "over_capacity"
     return "error_resp" if reply.startswith(b"-") else "mismatch"
+
+
+class RespWire:
+    """RESP as the swarm speaks it (``clients.wire``): the mix, the prebuilt kinds, and the
+    framing the worker's slow path splits replies with."""
+
+    name = "resp"
+    min_reply = 3  # "+\r\n", the shortest reply there is
+    # slowloris: an ECHO declaring SLOWLORIS_PAYLOAD bytes (the swarm never sends its last one)
+    slow_frame = encode_command(b"ECHO", bytes(SLOWLORIS_PAYLOAD))
+
+    def parse_mix(self, spec: str) -> list[MixEntry]:
+        return parse_resp_mix(spec)
+
+    def describe(self, entry: MixEntry) -> str:
+        return entry.op if entry.op == "ping" else f"{entry.op}:{entry.arg}"
+
+    def format_mix(self, entries: list[MixEntry]) -> str:
+        return ",".join(self.describe(entry) + ("" if f"{entry.weight:g}" == "1"
+                                                else f"={entry.weight:g}") for entry in entries)
+
+    def build_kind(self, entry: MixEntry, payload_seed: int = 0,
+                   verify: bool = False) -> RespKind:
+        return build_resp_kind(entry.op, entry.arg, payload_seed)
+
+    def wait_us(self, entry: MixEntry) -> int:
+        return 0  # PING and ECHO ask the server for no wait
+
+    def reply_end(self, data: bytes | bytearray, pos: int, avail: int) -> int | None:
+        return reply_end(data, pos, avail)
+
+    def classify(self, data: bytes | bytearray, pos: int, end: int) -> tuple[str, bool, bool]:
+        """A complete reply that is not the expected one: its error kind, whether it is an
+        error reply, and whether the server closes the connection after it."""
+        outcome = classify(bytes(data[pos:end]))
+        return outcome, outcome != "mismatch", outcome == "over_capacity"
+
+
+RESP = RespWire()

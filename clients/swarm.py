@@ -34,8 +34,8 @@ from hdrh.histogram import HdrHistogram
 
 from clients._measure import mean_value, new_histogram
 from clients._worker import Timeline, WorkerPlan, worker_main
-from clients.mix import DEFAULT_MIX, build_kind, format_mix, parse_mix
-from protocol import Op, encode_request
+from clients.mix import DEFAULT_MIX
+from clients.wire import DEFAULT_PROTOCOL, WIRES, Wire, wire_for
 from protocol.launch import raise_fd_limit
 
 RECORD_VERSION = 1
@@ -51,10 +51,9 @@ LAG_SATURATED_US = 1000.0  # open loop: the client's own mean lateness above thi
 LAG_TAIL_SHARE = 0.5
 LAG_TAIL_SAMPLES = 10  # a percentile is judged only with this many requests beyond it
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9, "p99_99": 99.99}
-# slowloris: the frame a slow connection sends, an ECHO declaring this much payload (at a byte
-# every few seconds it would take hours to finish, and the swarm never sends its last byte)...
-SLOWLORIS_PAYLOAD = 4096
-SLOWLORIS_FIRST_BYTES = 5  # ...of which it sends this much at once: the header's length and op
+# slowloris: a slow connection sends its wire's ``slow_frame`` (an ECHO declaring 4,096 payload
+# bytes, never finished), this much of it at once (concbench: the header's length and op)
+SLOWLORIS_FIRST_BYTES = 5
 
 # exit statuses of ``python -m clients swarm`` (and ``exit_status``)
 EXIT_OK = 0  # ran to the end, no errors
@@ -69,7 +68,7 @@ RECORD_KEYS = (
     "latency_uncorrected_us", "latency_corrected", "connect_us", "schedule_lag_us",
     "histogram", "histogram_uncorrected", "histogram_unit", "intervals", "fairness",
     "per_connection", "client", "totals", "window", "complete", "stopped",
-    "idle_connections", "idle", "churn", "slowloris", "latency_by_kind",
+    "idle_connections", "idle", "churn", "slowloris", "latency_by_kind", "protocol",
 )
 
 
@@ -129,6 +128,7 @@ class SwarmConfig:
     requests_per_connection: int = 0  # churn: close and reconnect after this many (0: never)
     slowloris: int = 0  # extra connections, opened first, sending a frame a byte at a time
     slowloris_interval: float = 2.0  # seconds between a slow connection's bytes
+    protocol: str = DEFAULT_PROTOCOL  # what the swarm speaks: ``clients.wire.WIRES``
 
     def check(self) -> None:
         """Raise ``SwarmError`` naming the first impossible setting."""
@@ -153,15 +153,22 @@ class SwarmConfig:
              "--requests-per-connection (churn) runs in closed loop only"),
             (self.slowloris < 0, "--slowloris cannot be negative"),
             (not self.slowloris_interval > 0, "--slowloris-interval must be positive"),
+            (self.protocol not in WIRES,
+             f"--protocol {self.protocol!r}: known protocols are {', '.join(WIRES)}"),
         ]
         for failed, message in problems:
             if failed:
                 raise SwarmError(message)
         try:
-            parse_mix(self.mix)
+            self.wire.parse_mix(self.mix)
         except ValueError as error:
             raise SwarmError(f"--mix: {error}") from None
         check_fd_limit(self)
+
+    @property
+    def wire(self) -> Wire:
+        """The protocol's wire object (``clients.wire``)."""
+        return wire_for(self.protocol)
 
     @property
     def sockets(self) -> int:
@@ -213,14 +220,15 @@ def resolve(target: str) -> tuple[int, tuple[Any, ...]]:
 def _plans(config: SwarmConfig) -> list[WorkerPlan]:
     """Split the connections (and the open-loop rate, and the connect rate) among workers."""
     family, address = resolve(config.target)
-    entries = parse_mix(config.mix)
-    kinds = tuple(build_kind(entry, payload_seed=index, verify=config.verify)
+    wire = config.wire
+    entries = wire.parse_mix(config.mix)
+    kinds = tuple(wire.build_kind(entry, payload_seed=index, verify=config.verify)
                   for index, entry in enumerate(entries))
     weights = tuple(entry.weight for entry in entries)
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "big")
     plans = []
     first = 0
-    slow_frame = encode_request(Op.ECHO, 0, bytes(SLOWLORIS_PAYLOAD))
+    slow_frame = wire.slow_frame
     for index in range(config.workers):
         count = _share(config.connections, config.workers, index)
         idle = _share(config.idle_connections, config.workers, index)
@@ -236,7 +244,8 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
             seed=seed + index, idle=idle,
             requests_per_connection=config.requests_per_connection, slow=slow,
             slow_first=SLOWLORIS_FIRST_BYTES,
-            slow_interval_ns=int(config.slowloris_interval * 1e9), slow_frame=slow_frame))
+            slow_interval_ns=int(config.slowloris_interval * 1e9), slow_frame=slow_frame,
+            protocol=config.protocol))
         first += count + idle + slow
     return plans
 
@@ -257,8 +266,9 @@ def _timeline(config: SwarmConfig) -> Timeline:
 
 def _timeout_ns(config: SwarmConfig) -> int:
     """How long a reply may take: ``timeout`` beyond the longest SLEEP the mix asks for."""
-    longest_sleep_us = max((entry.arg for entry in parse_mix(config.mix)
-                            if entry.op == "sleep"), default=0)
+    wire = config.wire
+    longest_sleep_us = max((wire.wait_us(entry) for entry in wire.parse_mix(config.mix)),
+                           default=0)
     return int(config.timeout * 1e9) + longest_sleep_us * 1000
 
 
@@ -590,7 +600,8 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         "pipeline": config.pipeline,
         "rate": config.rate if open_loop else None,
         "arrivals": config.arrivals if open_loop else None,
-        "mix": format_mix(parse_mix(config.mix)),
+        "protocol": config.protocol,
+        "mix": config.wire.format_mix(config.wire.parse_mix(config.mix)),
         "warmup_s": config.warmup,
         "duration_planned_s": config.duration,
         "duration_s": round(duration, 4),
@@ -683,14 +694,15 @@ def _slowloris(config: SwarmConfig, results: list[dict[str, Any]]) -> dict[str, 
 def _by_kind(config: SwarmConfig, results: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
     """A mix of several kinds: each kind's replies and latency (corrected in open loop), in
     the mix's order; None for a uniform mix."""
-    entries = parse_mix(config.mix)
+    wire = config.wire
+    entries = wire.parse_mix(config.mix)
     if len(entries) < 2:
         return None
     encoded = [r.get("histograms_by_kind") or [] for r in results]
     kinds = []
     for index, entry in enumerate(entries):
         histogram = _merge([part[index] for part in encoded if index < len(part)])
-        kinds.append({"kind": f"{entry.op}:{entry.arg}", "weight": entry.weight,
+        kinds.append({"kind": wire.describe(entry), "weight": entry.weight,
                       "requests": histogram.get_total_count(),
                       "latency_us": latency_summary(histogram),
                       "histogram": histogram.encode().decode("ascii")})

@@ -1,10 +1,25 @@
-"""clients.resp: RESP frames as Redis expects them, exact replies, and reply framing."""
+"""clients.resp and the RESP wire: frames as Redis expects them, exact replies, reply framing,
+and the swarm speaking it (``--protocol resp``) to toy servers that answer right, split,
+coalesced, wrong, with errors, truncated or with bytes that are not RESP: every reply checked,
+each wrong one counted as an error of its kind. (Against a real redis-server:
+tests/test_swarm_redis.py.)"""
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clients.mix import CONCBENCH, MixEntry
 from clients.resp import (
+    RESP,
     RespError,
     build_resp_kind,
     classify,
@@ -12,23 +27,43 @@ from clients.resp import (
     parse_resp_mix,
     reply_end,
 )
+from clients.swarm import EXIT_ERRORS, SwarmConfig, SwarmError, exit_status, run_swarm
+from clients.wire import WIRES, wire_for
 
 
 def test_frames_are_redis_arrays_of_bulk_strings() -> None:
     assert encode_command(b"PING") == b"*1\r\n$4\r\nPING\r\n"
     ping = build_resp_kind("ping", 0)
     assert ping.frame == b"*1\r\n$4\r\nPING\r\n" and ping.check == b"+PONG\r\n"
+    assert ping.reply_length == 7 and ping.full_check
     echo = build_resp_kind("echo", 5, payload_seed=3)
     payload = echo.frame[-7:-2]
     assert echo.frame == b"*2\r\n$4\r\nECHO\r\n$5\r\n" + payload + b"\r\n"
     assert echo.check == b"$5\r\n" + payload + b"\r\n" and echo.reply_length == 11
+    assert build_resp_kind("echo", 5, payload_seed=4).check != echo.check  # seeded payloads
+    empty = build_resp_kind("echo", 0)
+    assert empty.frame == b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n" and empty.check == b"$0\r\n\r\n"
 
 
 def test_mix_parsing() -> None:
-    assert parse_resp_mix("ping,echo:64=2") == [("ping", 0, 1.0), ("echo", 64, 2.0)]
-    for bad in ("get:1", "echo", "echo:x", "ping=0"):
+    assert parse_resp_mix("ping,echo:64=2") == [MixEntry("ping", 0, 1.0), MixEntry("echo", 64, 2.0)]
+    assert parse_resp_mix(" PING:0 ") == [MixEntry("ping", 0, 1.0)]
+    for bad in ("get:1", "echo", "echo:x", "ping=0", "ping:3", "echo:-1", "ping,,echo:1",
+                "echo:1=inf", ""):
         with pytest.raises(RespError):
             parse_resp_mix(bad)
+
+
+@given(st.lists(st.builds(MixEntry, op=st.sampled_from(["ping", "echo"]),
+                          arg=st.integers(0, 1_000_000),
+                          weight=st.floats(0.001, 1e6, allow_nan=False, allow_infinity=False)),
+                min_size=1, max_size=5))
+def test_the_wire_formats_a_mix_that_parses_back(entries: list[MixEntry]) -> None:
+    entries = [MixEntry(e.op, e.arg if e.op == "echo" else 0, e.weight) for e in entries]
+    parsed = RESP.parse_mix(RESP.format_mix(entries))
+    assert [(e.op, e.arg) for e in parsed] == [(e.op, e.arg) for e in entries]
+    for got, want in zip(parsed, entries, strict=True):
+        assert math.isclose(got.weight, want.weight, rel_tol=1e-5)
 
 
 def test_reply_end_splits_partial_and_pipelined_replies() -> None:
@@ -41,12 +76,196 @@ def test_reply_end_splits_partial_and_pipelined_replies() -> None:
     assert ends == [7, 7 + len(echo), 7 + len(echo) + 14, 7 + len(echo) + 19, len(stream)]
     for cut in range(1, len(echo)):  # any partial bulk string waits for more
         assert reply_end(echo[:cut], 0, cut) is None
+        assert reply_end(bytearray(b"xx" + echo), 2, 2 + cut) is None  # from an offset
+    assert reply_end(bytearray(b"xx" + echo + b"yy"), 2, 2 + len(echo)) == 2 + len(echo)
     with pytest.raises(RespError):
         reply_end(b"*1\r\n", 0, 4)
     with pytest.raises(RespError):
         reply_end(b"$3\r\nabcXY", 0, 9)
+    with pytest.raises(RespError):
+        reply_end(b"$x\r\n", 0, 4)
+    with pytest.raises(RespError):  # a line that never ends is not RESP
+        reply_end(b"+" + b"a" * 70_000, 0, 70_001)
 
 
 def test_wrong_replies_are_named() -> None:
     assert classify(b"-ERR wrong\r\n") == "error_resp"
     assert classify(b"+PANG\r\n") == "mismatch"
+    assert classify(b"-ERR max number of clients reached\r\n") == "over_capacity"
+    data = bytearray(b"xx-ERR wrong\r\n")
+    assert RESP.classify(data, 2, len(data)) == ("error_resp", True, False)
+    data = bytearray(b"-ERR max number of clients reached\r\n")
+    assert RESP.classify(data, 0, len(data)) == ("over_capacity", True, True)
+    assert RESP.classify(b"$1\r\nx\r\n", 0, 7) == ("mismatch", False, False)
+
+
+def test_the_wires_are_registered_by_name() -> None:
+    assert set(WIRES) == {"concbench", "resp"}
+    assert wire_for("resp") is RESP and wire_for("concbench") is CONCBENCH
+    with pytest.raises(KeyError, match="known: concbench, resp"):
+        wire_for("http")
+    assert RESP.describe(MixEntry("ping", 0, 1)) == "ping"
+    assert RESP.slow_frame.startswith(b"*2\r\n$4\r\nECHO\r\n$4096\r\n")
+    assert CONCBENCH.reply_end(b"\x00\x00\x00\x02\x00\x00\x00\x00\x00ab", 0, 11) == 11
+    assert CONCBENCH.reply_end(b"\x00\x00\x00\x02\x00\x00\x00\x00\x00a", 0, 10) is None
+    with pytest.raises(ValueError):  # over MAX_PAYLOAD: cannot resynchronise
+        CONCBENCH.reply_end(b"\xff\xff\xff\xff\x00\x00\x00\x00\x00", 0, 9)
+
+
+def test_settings_the_resp_swarm_refuses() -> None:
+    for settings, words in [({"protocol": "http"}, "--protocol"),
+                            ({"protocol": "resp", "mix": "work:10"}, "work"),
+                            ({"protocol": "resp", "mix": "ping:1"}, "ping")]:
+        with pytest.raises(SwarmError, match=words):
+            run_swarm(SwarmConfig(target="127.0.0.1:1", **settings))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the swarm against toys
+
+Script = Callable[[int], bytes | None]  # the nth request's reply; None: say nothing more
+
+
+class RespToy:
+    """A RESP server in threads: each connection's nth request (a frame of ``size`` bytes) is
+    answered ``script(n)``, sent ``chunk`` bytes at a time, or with ``together`` replies in one
+    write; it counts the replies it sent."""
+
+    def __init__(self, size: int, script: Script, chunk: int = 0, together: int = 1,
+                 close_after: int = 0) -> None:
+        self.size, self.script, self.chunk = size, script, chunk
+        self.together, self.close_after = together, close_after
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.stop = threading.Event()
+        self.sent = 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(0.1)
+        buffer, count, pending = b"", 0, b""
+        with sock:
+            while not self.stop.is_set():
+                while len(buffer) >= self.size:
+                    buffer = buffer[self.size:]
+                    count += 1
+                    reply = self.script(count)
+                    if reply is None:
+                        self.stop.wait(30)  # silence until the test ends
+                        return
+                    pending += reply
+                    if count % self.together == 0:
+                        self._send(sock, pending)
+                        pending = b""
+                    with self.lock:
+                        self.sent += 1
+                    if self.close_after and count >= self.close_after:
+                        return
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                buffer += data
+
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        step = self.chunk or len(data)
+        with contextlib.suppress(OSError):
+            for start in range(0, len(data), step):
+                sock.sendall(data[start:start + step])
+                if self.chunk:
+                    time.sleep(0.0002)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(3.0)
+
+
+@contextlib.contextmanager
+def resp_toy(size: int, script: Script, **options: int) -> Iterator[RespToy]:
+    toy = RespToy(size, script, **options)
+    try:
+        yield toy
+    finally:
+        toy.close()
+
+
+def resp_run(target: str, **settings: object) -> dict[str, object]:
+    values: dict[str, object] = {"connections": 2, "duration": 0.6, "warmup": 0.2,
+                                 "timeout": 1.0, "seed": 7, "protocol": "resp", "mix": "ping"}
+    values.update(settings)
+    return run_swarm(SwarmConfig(target=target, **values))  # type: ignore[arg-type]
+
+
+PING = build_resp_kind("ping", 0)
+ECHO = build_resp_kind("echo", 300, payload_seed=0)  # the swarm's first kind has seed 0
+
+
+def test_split_and_coalesced_replies_are_whole_correct_replies() -> None:
+    """Replies a few bytes at a time (the slow path reassembles them) and several in one
+    write (pipelined): all correct, no error, every one the server sent counted."""
+    with resp_toy(len(ECHO.frame), lambda n: ECHO.check, chunk=5) as toy:
+        split = resp_run(toy.target, mix="echo:300")
+    assert split["errors"] == {} and split["complete"]
+    assert split["totals"]["answered_ok"] == toy.sent > 0  # type: ignore[index]
+    with resp_toy(len(PING.frame), lambda n: PING.check, together=3) as toy:
+        coalesced = resp_run(toy.target, pipeline=3)
+    assert coalesced["errors"] == {} and coalesced["protocol"] == "resp"
+    assert coalesced["totals"]["answered_ok"] == toy.sent > 0  # type: ignore[index]
+
+
+def test_wrong_and_error_replies_are_errors_of_their_kind() -> None:
+    """A bulk string of the right length but other bytes is a mismatch, ``-ERR`` an
+    error_resp (the connection goes on), then silence: a timeout."""
+    def script(n: int) -> bytes | None:
+        if n == 1:
+            return b"$300\r\n" + b"x" * 300 + b"\r\n"
+        if n == 2:
+            return b"-ERR unknown command\r\n"
+        if n == 3:
+            return ECHO.check  # right again
+        return None
+
+    with resp_toy(len(ECHO.frame), script) as toy:
+        record = resp_run(toy.target, connections=1, mix="echo:300", timeout=0.4)
+    assert record["errors"] == {"mismatch": 1, "error_resp": 1, "timeout": 1}, record["errors"]
+    assert record["totals"]["answered_ok"] == 1  # type: ignore[index]
+    assert exit_status(record) == EXIT_ERRORS
+
+
+def test_partial_replies_and_bytes_that_are_not_resp() -> None:
+    """Half a reply and then the connection closes: eof, the request lost; an array where a
+    simple string belongs: protocol; Redis's max-clients error: over_capacity, closed."""
+    with resp_toy(len(PING.frame), lambda n: b"+PO", close_after=1) as toy:
+        cut = resp_run(toy.target, connections=1)
+    assert cut["errors"] == {"eof": 1} and cut["totals"]["lost_in_flight"] == 1  # type: ignore[index]
+    with resp_toy(len(PING.frame), lambda n: b"*1\r\n+PONG\r\n") as toy:
+        garbage = resp_run(toy.target, connections=1)
+    assert garbage["errors"] == {"protocol": 1}
+    with resp_toy(len(PING.frame),
+                  lambda n: b"-ERR max number of clients reached\r\n") as toy:
+        full = resp_run(toy.target, connections=2)
+    assert full["errors"] == {"over_capacity": 2}
