@@ -301,6 +301,28 @@ def test_a_server_that_never_prints_ready_fails_and_leaves_nothing(
 
 
 @needs_namespaces
+def test_a_server_host_lost_mid_trial_is_named_and_opened_again(
+        bed: netns.Testbed, session: Any, tmp_path: Path) -> None:
+    server = session.launch_server(["epoll", "--host", bed.server_address, "--port", "0"],
+                                   tmp_path / "out", tmp_path / "err")
+    server.wait_ready(15.0)
+    os.kill(int(session.server.hello["pid"]), signal.SIGKILL)  # the gateway's python
+    gone_by = time.monotonic() + 10
+    while server.alive() and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    assert not server.alive()
+    assert "server host server" in (server.lost or "")
+    assert server.stop(1.0).killed
+    while pids_in(bed.server_ns) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    assert pids_in(bed.server_ns) == set(), "the model outlived its host's agent"
+    again = session.launch_server(["epoll", "--host", bed.server_address, "--port", "0"],
+                                  tmp_path / "out2", tmp_path / "err2")
+    assert again.wait_ready(15.0)[0] == bed.server_address
+    assert again.stop(3.0).returncode == 0
+
+
+@needs_namespaces
 def test_a_host_that_cannot_be_reached_is_named(bed: netns.Testbed, tmp_path: Path) -> None:
     from bench.hosts.session import HostError, HostsSession
 

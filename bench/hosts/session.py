@@ -167,7 +167,9 @@ class Host:
         return best
 
     def alive(self) -> bool:
-        return self.control is not None and not self.control.isclosed()
+        """Whether the gateway still hears the host (its receiver ends when the host goes)."""
+        return (self.control is not None and not self.control.isclosed()
+                and self.gateway is not None and self.gateway.hasreceiver())
 
     def describe(self) -> dict[str, Any]:
         """What a trial record says of this host."""
@@ -292,12 +294,18 @@ class HostsSession:
     def launch_server(self, args: Sequence[str], out_path: Path, err_path: Path,
                       env: dict[str, str] | None = None) -> RemoteServer:
         """A model started on the server host (LaunchFailed if the host cannot be used)."""
-        try:
-            if not self.server.alive():
-                self.reopen(self.server)
-        except HostError as error:
-            raise LaunchFailed(str(error)) from None
-        return RemoteServer(self.server, args, out_path, err_path, env or {})
+        for attempt in (1, 2):  # a host that went away since the last trial: opened again
+            try:
+                if not self.server.alive():
+                    self.reopen(self.server)
+            except HostError as error:
+                raise LaunchFailed(str(error)) from None
+            try:
+                return RemoteServer(self.server, args, out_path, err_path, env or {})
+            except LaunchFailed:
+                if attempt == 2 or self.server.alive():
+                    raise
+        raise AssertionError("unreachable")
 
 
 class RemoteServer:
@@ -310,6 +318,7 @@ class RemoteServer:
         self.who = f"the server on {host.who}"
         self.stopped: procs.Stopped | None = None
         self._alive = True
+        self.lost: str | None = None  # why the host is gone, if it went during the trial
         self._address: tuple[str, int] | None = None
         try:
             self.channel = start_agent(host.gateway, self.who)
@@ -360,8 +369,8 @@ class RemoteServer:
         try:
             return bool(request(self.channel, {"op": "alive"}, ("alive",), REPLY_TIMEOUT_S,
                                 self.who)["alive"])
-        except HostError:
-            self._alive = False
+        except HostError as error:
+            self._alive, self.lost = False, str(error)
             return False
 
     def sampler(self, t0: float) -> RemoteSampler:
@@ -381,6 +390,7 @@ class RemoteServer:
             self.out_path.write_text(reply["stdout"])
             self.err_path.write_text(reply["stderr"])
         except HostError as error:  # the host went: its agent's end killed the server
+            self.lost = self.lost or str(error)
             self.stopped = procs.Stopped(None, True, time.monotonic() - started)
             with self.err_path.open("a") as err:
                 err.write(f"\n{error}\n")

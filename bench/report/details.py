@@ -207,6 +207,41 @@ def c10k_sections(run: Run) -> list[Section]:
     return sections
 
 
+def hosts_sections(run: Run) -> list[Section]:
+    """A run across hosts (``--hosts``): which host served which role, and each load host's
+    share of every trial, so that a saturated or failing load host is named."""
+    hosts = run.meta.get("hosts")
+    if not hosts:
+        return []
+    described = [hosts["server"], *hosts.get("load", [])]
+    roles = Table(["role", "name", "gateway", "python", "code", "CPUs", "clock offset",
+                   "round trip"], [[
+                       h["role"], h["name"], h["gateway"], str(h.get("python_version") or "—"),
+                       str(h.get("code") or "—"),
+                       ", ".join(str(c) for c in (h.get("cpus") or h.get("host_cpus") or [])),
+                       fmt_us(h.get("clock_offset_us")), fmt_us(h.get("clock_rtt_us"))]
+                       for h in described])
+    roles.footnotes = [f"The server binds {hosts.get('address')} on {hosts['server']['name']}; "
+                       "clock offsets are each host's CLOCK_MONOTONIC minus the coordinator's "
+                       "(the round trip with the least delay of 16), used to give every load "
+                       "host the same measured window."]
+    rows = []
+    for trial_id, record in run.trials.items():
+        for host in ((record.get("hosts") or {}).get("load") or []):
+            latency = host.get("latency_us") or {}
+            rows.append([trial_id, host["name"], str(host.get("workers", "—")),
+                         str(host.get("connections", "—")), f"{host.get('requests') or 0:,}",
+                         fmt_rate(host.get("throughput_rps")), fmt_us(latency.get("p50")),
+                         fmt_us(latency.get("p99")), fmt_num(host.get("errors_total")),
+                         "; ".join(host.get("client_reasons") or []) or "no"])
+    shares = Table(["trial", "load host", "workers", "connections", "requests", "req/s",
+                    "p50", "p99", "errors", "client saturated"], rows,
+                   numeric={2, 3, 4, 5, 6, 7, 8})
+    shares.footnotes = ["Each load host's own figures; the trial's are their merge (counts "
+                        "added, histograms added without loss)."]
+    return [Section("Hosts", [roles, shares])]
+
+
 def _c10k_row(variant: str, trials: pd.DataFrame) -> list[Any]:
     """[sort keys..., cells...] for one model in a C10K case."""
     ran = trials[~trials["failed"]]

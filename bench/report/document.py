@@ -111,6 +111,7 @@ def build_report(
         *scaling,
         *[s for s in [xray_section(run.run_dir)] if s is not None],
         _environment_section(run),
+        *details.hosts_sections(run),
         *details.interpreter_sections(run, margin),
         *details.c10k_sections(run),
         *details.case_sections(agg, cases),

@@ -484,6 +484,9 @@ class Trial:
                 self.record["status"] = "ok"
             except TrialFailed as failure:
                 self.failure = str(failure)
+        lost = getattr(self.server, "lost", None)  # bench/hosts: the server host went away
+        if lost and self.failure is not None:
+            self.failure = f"{self.failure}: {lost}"
         self.record["failure"] = self.failure
         _finish_record(self.record, self.spec, self.logs, self.sampler, self.run, swarm,
                        self.t0, self.t0_wall)
