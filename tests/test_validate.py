@@ -1,9 +1,9 @@
 """``python -m bench validate``: its verdicts and exit status, the freezer, the blocking client.
 
 The full report card takes about a minute of measurement (``make validate``); these tests
-check its pieces: a failed check exits 1 and a skipped one does not, the redis check says
-what is missing, the freezer stops a process group for its share of each second, and the
-independent blocking client times a server that is 2 ms late at 2 ms.
+check its pieces: a failed check exits 1 and a skipped one does not, the freezer stops a
+process group for its share of each second, and the independent blocking client times a server
+that is 2 ms late at 2 ms. (The redis check's pieces: tests/test_validate_redis.py.)
 """
 
 from __future__ import annotations
@@ -32,11 +32,6 @@ def test_exit_status_follows_the_checks(monkeypatch: pytest.MonkeyPatch, outcome
     fake = {"one": lambda work, rounds: [validate.Check("one", "figure", 1.0, "≥ 1", outcome)]}
     monkeypatch.setattr(validate, "CHECKS", fake)
     assert validate.run(options("one")) == status
-
-
-def test_redis_is_skipped_with_what_is_missing() -> None:
-    (row,) = validate.check_redis(Path("."), 1)
-    assert row.outcome == "skip" and "RESP" in row.note
 
 
 def test_the_freezer_stops_a_process_group_for_its_share() -> None:

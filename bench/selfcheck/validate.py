@@ -12,8 +12,11 @@ Each check runs the swarm side by side with something trusted, interleaved and r
   for ``FREEZE_S`` of every second: open-loop p99 (latency from the schedule) must show the
   freeze (at least half of it), closed-loop p99 must hide it (under half), as wrk2's README
   demonstrates;
-- **redis-benchmark**: needs the swarm to speak RESP (``--protocol resp``), which it does not
-  yet: reported as skipped, with what is missing.
+- **redis**: redis-benchmark and the swarm (``--protocol resp``) on a redis-server started
+  here (``bench/selfcheck/redis_check.py``, whose ``check_redis`` says what a fair comparison
+  is): throughput ratio, p50 and p99 of both at 50 connections, p50 at one connection (neither
+  client saturated), and the swarm's replies against redis-server's own count; not run, with
+  the line to install them, when redis-server or redis-benchmark is missing.
 
 A table gives each figure, its expected band and pass/fail; the exit status is 1 when a check
 fails (a skipped check does not fail), so CI can run it.
@@ -25,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -231,14 +233,11 @@ def check_coordinated_omission(work: Path, rounds: int) -> list[Check]:
 
 
 def check_redis(work: Path, rounds: int) -> list[Check]:
-    """redis-benchmark against the swarm: not yet possible (the swarm has no RESP)."""
-    missing = [name for name in ("redis-server", "redis-benchmark") if not shutil.which(name)]
-    why = "the swarm does not speak RESP yet (--protocol resp is not built)"
-    if missing:
-        why += f"; {' and '.join(missing)} not installed (apt-get install redis-server " \
-               "redis-tools)"
-    return [Check("redis", "swarm ÷ redis-benchmark throughput, p50s", None, "0.85–1.15",
-                  "skip", why)]
+    """redis-benchmark and the swarm on redis-server (``redis_check.check_redis``)."""
+    from bench.selfcheck.redis_check import check_redis as measure
+
+    rows: list[Check] = measure(work, rounds)
+    return rows
 
 
 CHECKS: dict[str, Callable[[Path, int], list[Check]]] = {
