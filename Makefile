@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest bench-swarm validate \
-        cost cost-tools
+        cost cost-tools redis-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,28 +53,40 @@ cost: $(STAMP) cost-tools
 	$(PY) -m bench cost $(if $(RUN),--json $(RUN)/cost.json) $(COST_ARGS)
 	$(if $(RUN),$(PY) -m bench report $(RUN))
 
-# the cost probe's tools, Debian's valgrind and strace: installed with apt when missing and we are
-# root, otherwise one line saying what to install
-COST_PROGRAMS := valgrind vgdb strace
-cost-tools:
-	@missing=""; for p in $(COST_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+# Debian tools a target needs: installed with apt when missing and we are root, otherwise one line
+# saying what to install. $(call apt-tools,WHO,PROGRAMS,PACKAGES,STATUS): the programs looked for
+# on PATH, the packages that bring them, and the exit status when they cannot be had (0: the
+# target goes on without them)
+apt-tools = missing=""; for p in $(2); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
-		echo "cost: missing$$missing; install them with: apt-get install -y valgrind strace (as root)"; exit 2; fi; \
-	echo "cost: installing valgrind and strace with apt-get (missing:$$missing)"; \
+		echo "$(1): missing$$missing; install them with: apt-get install -y $(3) (as root)"; exit $(4); fi; \
+	echo "$(1): installing $(3) with apt-get (missing:$$missing)"; \
 	export DEBIAN_FRONTEND=noninteractive; \
-	apt-get install -y -q valgrind strace >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null && apt-get install -y -q valgrind strace >/dev/null; } || \
-		{ echo "cost: apt-get could not install valgrind and strace; install them by hand"; exit 2; }
+	apt-get install -y -q $(3) >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q $(3) >/dev/null; } || \
+		{ echo "$(1): apt-get could not install $(3); install them by hand"; exit $(4); }
+
+# the cost probe's tools, Debian's valgrind and strace (the cost targets stop without them)
+COST_PROGRAMS := valgrind vgdb strace
+cost-tools:
+	@$(call apt-tools,cost,$(COST_PROGRAMS),valgrind strace,2)
+
+# validate's redis check: Debian's redis-server and redis-tools (without them the check is reported
+# as not run and the others still run)
+REDIS_PROGRAMS := redis-server redis-benchmark
+redis-tools:
+	@$(call apt-tools,validate,$(REDIS_PROGRAMS),redis-server redis-tools,0)
 
 # the swarm's own performance goal: swarm vs the native C client against the native server, pinned,
 # then the swarm's CPU against every Python model (SWARM_ARGS, e.g. "--rounds 3 --models none")
 bench-swarm: $(STAMP)
 	$(PY) -m bench swarm-check $(SWARM_ARGS)
 
-# the instrument's report card: the swarm against the C client, a known-latency server and the
-# coordinated-omission trap (VALIDATE_ARGS, e.g. "--rounds 3 --only co"); exit 1 on a failed check
-validate: $(STAMP)
+# the instrument's report card: the swarm against the C client, a known-latency server, the
+# coordinated-omission trap and redis-benchmark on redis-server (VALIDATE_ARGS, e.g.
+# "--rounds 3 --only co,redis"); exit 1 on a failed check
+validate: $(STAMP) redis-tools
 	$(PY) -m bench validate $(VALIDATE_ARGS)
 
 # pytest-benchmark trend history in .benchmarks/; BENCH_ARGS=--benchmark-compare compares
