@@ -98,7 +98,9 @@ def print_summary(record: dict[str, Any], console: Console) -> None:
     console.print(
         f"[bold]swarm[/] → {record['target']}: {mode}, {record['connections']} connections "
         f"({record['connections_established']} established), {record['workers']} worker(s), "
-        f"pipeline {record['pipeline']}, mix {record['mix']}")
+        f"pipeline {record['pipeline']}, mix {record['mix']}"
+        + (f" ({record['protocol']})" if record.get("protocol", "concbench") != "concbench"
+           else ""))
     console.print(
         f"window {record['duration_s']:.2f} s (warm-up {record['warmup_s']:g} s excluded): "
         f"[bold]{record['requests']:,}[/] replies, [bold]{record['throughput_rps']:,.1f}[/] req/s")
