@@ -335,6 +335,27 @@ def test_a_host_that_cannot_be_reached_is_named(bed: netns.Testbed, tmp_path: Pa
 
 
 @needs_namespaces
+def test_a_host_without_the_dependencies_gets_the_code_shipped_and_is_refused_by_name(
+        bed: netns.Testbed, tmp_path: Path) -> None:
+    """A bare venv's python imports no concbench: the code is shipped there with RSync, then
+    the missing modules are named, and the shipped folder is removed with the session."""
+    from bench.hosts.session import HostError, HostsSession
+
+    bare = tmp_path / "bare"
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=60)
+    path = tmp_path / "hosts.toml"
+    path.write_text(bed.hosts_toml(PYTHON).replace(  # elsewhere: '' on sys.path is the cwd
+        f"{bed.load_ns[0]} {PYTHON}", f"{bed.load_ns[0]} {bare / 'bin' / 'python'}//chdir={bare}"))
+    before = set(Path("/tmp").glob("concbench-code-*"))
+    hosts = HostsSession(load_hosts(path))
+    with pytest.raises(HostError, match=r"load host load1 .*missing module\(s\) hdrh, numpy, "
+                                        r"psutil .*pip install hdrhistogram numpy psutil"):
+        hosts.open()
+    assert hosts.load[0].code == "shipped"
+    assert set(Path("/tmp").glob("concbench-code-*")) == before
+
+
+@needs_namespaces
 def test_a_run_across_namespaces_records_each_host_and_ctrl_c_keeps_finished_trials(
         tmp_path: Path) -> None:
     with netns.Testbed(load_hosts=2) as own:  # its own: the module's gateways stay up

@@ -39,6 +39,7 @@ LOAD_HELLO_TIMEOUT_S = 60.0  # a load host's first workers spawned and idle
 CLOCK_ROUNDS = 16
 READY_SLICE_S = 0.2  # the READY wait goes in slices so that Ctrl-C is heard
 TERMINATE_TIMEOUT_S = 5.0
+PIP_NAMES = {"hdrh": "hdrhistogram"}  # a module's package on PyPI, where the names differ
 
 
 class HostError(Exception):
@@ -131,9 +132,12 @@ class Host:
                                        "modules": list(agent.ROLE_MODULES[self.spec.role])},
                         ("check",), OPEN_TIMEOUT_S, self.who)
         if reply["missing"]:
+            wanted = sorted({PIP_NAMES.get(name.split(".")[0], name.split(".")[0])
+                             for name in reply["missing"] if " " not in name})
             raise HostError(f"{self.who}: missing module(s) {', '.join(reply['missing'])} "
-                            f"for its python {self.hello.get('python')} (install them there: "
-                            "pip install hdrhistogram psutil numpy)")
+                            f"for its python {self.hello.get('python')}"
+                            + (f" (install there: pip install {' '.join(wanted)})"
+                               if wanted else ""))
         if reply["fingerprint"] != local_fingerprint:
             raise HostError(f"{self.who}: the code there differs from this checkout's after "
                             "shipping it")
