@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -49,52 +50,81 @@ def _records(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted((folder / "trials").glob("*.json"))]
 
 
+def _cell(record: dict[str, Any]) -> dict[str, Any] | None:
+    if record.get("status") != "ok" or not record.get("swarm"):
+        return None
+    swarm = record["swarm"]
+    return {"rps": swarm["throughput_rps"], "p99_us": swarm["latency_us"]["p99"],
+            "saturated": bool(swarm["client"]["saturated"]),
+            "hosts": {h["name"]: h["requests"] for h in
+                      (record.get("hosts") or {}).get("load") or []}}
+
+
 def summarize(runs: dict[str, list[Path]]) -> list[dict[str, Any]]:
     """Per (case, model): each placement's median throughput and p99 over the rounds, the
-    ratio hosts/embedded, and the load hosts' median requests."""
-    cells: dict[tuple[str, str], dict[str, list[Any]]] = {}
+    ratio hosts/embedded of each round (the two ran minutes apart) with its median and range,
+    and each load host's median requests."""
+    cells: dict[tuple[str, str], dict[str, list[dict[str, Any] | None]]] = {}
     for placement, folders in runs.items():
-        for folder in folders:
+        for round_index, folder in enumerate(folders):
             for record in _records(folder):
-                if record.get("status") != "ok" or not record.get("swarm"):
-                    continue
-                cell = cells.setdefault((record["case"], record["model"]), {})
-                swarm = record["swarm"]
-                cell.setdefault(f"{placement}_rps", []).append(swarm["throughput_rps"])
-                cell.setdefault(f"{placement}_p99_us", []).append(swarm["latency_us"]["p99"])
-                cell.setdefault(f"{placement}_saturated", []).append(
-                    bool(swarm["client"]["saturated"]))
-                for host in (record.get("hosts") or {}).get("load") or []:
-                    cell.setdefault(f"requests_{host['name']}", []).append(host["requests"])
+                key = (record["case"], record["model"])
+                slots = cells.setdefault(key, {"embedded": [None] * len(folders),
+                                               "hosts": [None] * len(folders)})
+                slots[placement][round_index] = _cell(record)
     rows = []
-    for (case, model), cell in sorted(cells.items()):
+    for (case, model), slots in sorted(cells.items()):
         row: dict[str, Any] = {"case": case, "model": model}
-        for key, values in cell.items():
-            row[key] = (sum(values) if key.endswith("saturated")
-                        else statistics.median(values))
-            row[f"{key}_n"] = len(values)
-        if row.get("embedded_rps") and row.get("hosts_rps"):
-            row["ratio_rps"] = row["hosts_rps"] / row["embedded_rps"]
+        for placement, found in slots.items():
+            ok = [cell for cell in found if cell is not None]
+            row[f"{placement}_n"] = len(ok)
+            row[f"{placement}_saturated"] = sum(cell["saturated"] for cell in ok)
+            if ok:
+                row[f"{placement}_rps"] = statistics.median(cell["rps"] for cell in ok)
+                row[f"{placement}_p99_us"] = statistics.median(cell["p99_us"] for cell in ok)
+        ratios = [h["rps"] / e["rps"] for e, h in zip(slots["embedded"], slots["hosts"],
+                                                      strict=True) if e and h and e["rps"]]
+        if ratios:
+            row.update(ratio_rps=statistics.median(ratios), ratio_min=min(ratios),
+                       ratio_max=max(ratios), ratios=ratios)
+        names = sorted({name for cell in slots["hosts"] if cell for name in cell["hosts"]})
+        row["host_requests"] = {name: statistics.median(
+            cell["hosts"][name] for cell in slots["hosts"] if cell and name in cell["hosts"])
+            for name in names}
         rows.append(row)
     return rows
 
 
-def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="embedded (one machine) vs across namespace hosts: medians over rounds")
-    for column in ("case", "model", "embedded req/s", "hosts req/s", "hosts/embedded",
-                   "embedded p99", "hosts p99", "load1 requests", "load2 requests",
-                   "saturated (emb/hosts)"):
-        table.add_column(column, justify="left" if column in ("case", "model") else "right")
-    for row in rows:
-        table.add_row(row["case"], row["model"], f"{row.get('embedded_rps', 0):,.0f}",
-                      f"{row.get('hosts_rps', 0):,.0f}", f"{row.get('ratio_rps', 0):.2f}",
-                      f"{row.get('embedded_p99_us', 0):,.0f} µs",
-                      f"{row.get('hosts_p99_us', 0):,.0f} µs",
-                      f"{row.get('requests_load1', 0):,.0f}",
-                      f"{row.get('requests_load2', 0):,.0f}",
-                      f"{row.get('embedded_saturated', 0)}/{row.get('hosts_saturated', 0)} of "
-                      f"{row.get('embedded_rps_n', 0)}/{row.get('hosts_rps_n', 0)}")
-    return table
+def _tables(rows: list[dict[str, Any]], rounds: int) -> list[Table]:
+    """One table per case: each model on one machine (emb) and across namespace hosts."""
+    tables = []
+    for case in dict.fromkeys(row["case"] for row in rows):
+        table = Table(title=f"{case}: medians of {rounds} rounds", title_justify="left",
+                      box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        for column in ("model", "emb/s", "hosts/s", "hosts÷emb", "p99 emb",
+                       "p99 hosts", "load1 / load2", "sat."):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for row in (r for r in rows if r["case"] == case):
+            ratio = (f"{row['ratio_rps']:.2f} [{row['ratio_min']:.2f}–{row['ratio_max']:.2f}]"
+                     if "ratio_rps" in row else "—")
+            table.add_row(row["model"], _num(row.get("embedded_rps")),
+                          _num(row.get("hosts_rps")), ratio, _us(row.get("embedded_p99_us")),
+                          _us(row.get("hosts_p99_us")),
+                          " / ".join(_num(v) for v in row["host_requests"].values()) or "—",
+                          f"{row['embedded_saturated']}/{row['embedded_n']} "
+                          f"{row['hosts_saturated']}/{row['hosts_n']}")
+        tables.append(table)
+    return tables
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value / 1000:,.1f}k" if value >= 10_000 else f"{value:,.0f}"
+
+
+def _us(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} µs"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path,
                         default=REPO_ROOT / "results" / f"hosts-{time.strftime('%Y%m%d-%H%M%S')}")
     options = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=max(100, Console().width))
     reason = netns.available()
     if reason is not None:
         console.print(f"bench-hosts: {reason}", highlight=False)
@@ -127,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
                      hosts_file if placement == "hosts" else None, console)
                 runs[placement].append(folder)
     rows = summarize(runs)
-    console.print(_table(rows))
+    for table in _tables(rows, options.rounds):
+        console.print(table)
+    console.print("emb: one machine (split placement); hosts: the server and two load hosts in "
+                  "network namespaces; load1 / load2: each load host's median requests in the "
+                  "window; sat.: trials whose client saturated (emb, hosts)", highlight=False)
     atomic_write_json(options.out / "compare.json", {
         "scenario": options.scenario, "servers": options.servers, "rounds": options.rounds,
         "runs": {k: [str(p) for p in v] for k, v in runs.items()}, "rows": rows})
