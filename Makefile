@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest bench-swarm validate \
-        cost cost-tools redis-tools
+        cost cost-tools bench-hosts netns-tools redis-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) netns-tools
 	$(PY) -m ruff check bench servers clients tests
 	$(PY) -m pytest -q
 
@@ -88,6 +88,18 @@ bench-swarm: $(STAMP)
 # "--rounds 3 --only co,redis"); exit 1 on a failed check
 validate: $(STAMP) redis-tools
 	$(PY) -m bench validate $(VALIDATE_ARGS)
+
+# a scenario on this machine and across hosts made of network namespaces (a server namespace and two
+# load namespaces on a private subnet; bench/hosts/netns.py), interleaved, side by side; needs root
+# and Debian's iproute2 (ip, tc; make test needs them too for tests/test_hosts.py, which skips
+# without them). HOSTS_ARGS, e.g. "--scenario echo50 --servers epoll --rounds 5"
+NETNS_PROGRAMS := ip tc
+netns-tools:
+	@$(call apt-tools,netns,$(NETNS_PROGRAMS),iproute2,0)
+
+bench-hosts: $(STAMP) netns-tools
+	@test "$$(id -u)" = 0 || { echo "bench-hosts: network namespaces need root (run it as root)"; exit 2; }
+	$(PY) -m bench.hosts.compare $(HOSTS_ARGS)
 
 # pytest-benchmark trend history in .benchmarks/; BENCH_ARGS=--benchmark-compare compares
 bench-pytest: $(STAMP)
