@@ -53,7 +53,7 @@ from clients.swarm import (
 from protocol.launch import atomic_write_json
 
 POLL_S = 0.005
-GO_DELAY_S = 0.05  # "go" to the start of connecting: the message's trip, with room to spare
+GO_DELAY_S = 0.05  # "go" to the start of connecting, at least (or three round trips)
 ABORT_WAIT_S = 5.0  # a host told to stop must say done within this, or its gateway is closed
 
 
@@ -299,7 +299,9 @@ class HostsSwarm:
     def _go(self, state: _TrialState) -> None:
         """The common timeline: from now plus GO_DELAY_S, in each host's clock."""
         planned = _timeline(state.config)
-        shift = planned.start_ns - (time.monotonic_ns() + int(GO_DELAY_S * 1e9))
+        slowest_ns = max((s.host.rtt_ns or 0) for s in state.shares)
+        delay_ns = max(int(GO_DELAY_S * 1e9), 3 * slowest_ns)  # "go" must arrive before it
+        shift = planned.start_ns - (time.monotonic_ns() + delay_ns)
         state.timeline = Timeline(*(v - shift for v in dataclasses.astuple(planned)))
         for share in state.shares:
             if not share.done:
