@@ -176,14 +176,15 @@ def test_execnet_gateway_runs_inside_the_namespace(testbed: netns.Testbed) -> No
     expected = [["br0", "lo", "p1", "p2"], ["eth0", "lo"], ["eth0", "lo"]]
     for spec, interfaces in zip(specs, expected, strict=True):
         assert execnet.XSpec(spec).python.split()[:4] == ["ip", "netns", "exec", spec.split()[3]]
-        gateway = execnet.makegateway(spec)
+        group = execnet.Group()  # its terminate() also reaps the gateway's process
+        gateway = group.makegateway(spec)
         try:
             channel = gateway.remote_exec(
                 "import socket; channel.send(sorted(n for _, n in socket.if_nameindex()))"
             )
             assert channel.receive(timeout=WAIT) == interfaces
         finally:
-            gateway.exit()
+            group.terminate(timeout=WAIT)
 
 
 def test_close_removes_everything_and_kills_what_runs_inside() -> None:
