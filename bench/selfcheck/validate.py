@@ -40,11 +40,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from bench import REPO_ROOT, procs
 from bench.launch import child_env
+from bench.run.listing import terminal
 from bench.selfcheck.swarm_speed import (
     GOAL_RATIO,
     SWARM_COMMAND,
@@ -58,6 +58,7 @@ from protocol import FrameDecoder, Op, encode_request
 SLEEP_US = 2000
 LATENCY_BAND = (0.9, 1.1)  # swarm p50 ÷ blocking client p50
 FREEZE_S = 0.1  # of every second: 10 % of the time
+NATIVE_MIN_ROUNDS = 4
 OPEN_RATE = 1000.0
 CO_SHOWN = 0.5  # a p99 at least this share of the freeze shows it
 
@@ -103,15 +104,20 @@ def swarm(target: str, cpus: tuple[int, ...] | None, work: Path, label: str,
 
 
 def check_native(work: Path, rounds: int) -> list[Check]:
-    """Swarm ÷ native C client throughput on the native model, interleaved."""
+    """Swarm ÷ native C client throughput on the native model, interleaved, the order
+    alternating (as ``make bench-swarm`` does), over at least NATIVE_MIN_ROUNDS rounds: one
+    round's ratio spreads over 0.83-0.92 on this machine (4 rounds, quiet, 2026-12-01), wider
+    than the margin over the goal, so two rounds' median would pass or fail by chance."""
     server_cpus, client_cpus = _cpus()
     settings = Settings(duration_s=2.0, warmup_s=0.5)
     ratios = []
     with running_server("native", server_cpus, work) as server:
-        for index in range(rounds):
-            native = run_load("native", server, settings, client_cpus, work, f"native-{index}")
-            ours = run_load("swarm", server, settings, client_cpus, work, f"swarm-{index}")
-            ratios.append(ours["throughput_rps"] / native["throughput_rps"])
+        for index in range(max(rounds, NATIVE_MIN_ROUNDS)):
+            figures = {}
+            for client in (("native", "swarm") if index % 2 == 0 else ("swarm", "native")):
+                figures[client] = run_load(client, server, settings, client_cpus, work,
+                                           f"{client}-{index}")
+            ratios.append(figures["swarm"]["throughput_rps"] / figures["native"]["throughput_rps"])
     ratio = statistics.median(ratios)
     return [Check("native", "swarm ÷ C client throughput (native, 50 conns)", ratio,
                   f"≥ {GOAL_RATIO:g}", "pass" if ratio >= GOAL_RATIO else "fail",
@@ -270,7 +276,7 @@ def table(rows: list[Check]) -> Table:
 
 
 def run(options: argparse.Namespace) -> int:
-    console = Console()
+    console = terminal()  # a log or a pipe gets the table at a readable width
     chosen = [name.strip() for name in options.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in CHECKS]
     if unknown:
