@@ -708,6 +708,10 @@ def usl_chart(fits: list[UslFit], palette: Palette, out: Path) -> Chart | None:
     top = max(y for f in fits for _, y in f.data)
     for ax, result in zip(axes, fits, strict=True):
         _usl_panel(ax, result, palette)
+    # the panels share one x axis: its ticks are every level any model was measured at (the
+    # last panel's own levels would otherwise win: a reference measured at 3 levels hid 8-128)
+    _connections_axis(axes[0], [n for f in fits for n, _ in f.data])
+    axes[0].set_xlabel("")  # the figure's own label says it once
     axes[0].set_ylim(0, top * 1.15)
     axes[0].yaxis.set_major_formatter(FuncFormatter(fmt_si))
     fig.supxlabel("connections (log)", fontsize="medium")
