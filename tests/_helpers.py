@@ -1,4 +1,5 @@
-"""Test helpers: a small blocking protocol client with a timeout on everything, and polling.
+"""Test helpers: a small blocking protocol client with a timeout on everything, polling, and
+a threaded loopback listener for toy servers.
 
 Built on ``protocol`` (``FrameDecoder``, ``encode_request``): the tests never restate the
 wire format.
@@ -6,11 +7,12 @@ wire format.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from protocol import Frame, FrameDecoder, Op, encode_request
@@ -202,3 +204,65 @@ WORK_VECTORS = [
     (b"hello world", 1000, 118134621),
     (bytes(range(256)) * 4, 100000, 1549966598),
 ]
+
+
+class ToyListener:
+    """A loopback listener that serves each connection in a thread of its own: the toy
+    servers of the swarm tests subclass it and write ``_serve(sock)``. ``stopping`` is set by
+    ``close``, which also shuts every accepted socket and joins the threads."""
+
+    def __init__(self, sock_timeout: float = 0.2) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.target = f"127.0.0.1:{self.port}"
+        self.sock_timeout = sock_timeout
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.sockets: list[socket.socket] = []
+        self.started = time.monotonic()
+        self._spawn(self._accept)
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(self.sock_timeout)
+            self.sockets.append(sock)
+            self._spawn(self._serve, sock)
+
+    def _serve(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+    def received(self, sock: socket.socket) -> Iterator[bytes]:
+        """What the peer sends, chunk by chunk, until it closes, an error or ``close``."""
+        while not self.stopping.is_set():
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self.threads:
+            thread.join(3.0)

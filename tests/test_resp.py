@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from _helpers import ToyListener
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -125,7 +125,7 @@ def test_settings_the_resp_swarm_refuses() -> None:
 Script = Callable[[int], bytes | None]  # the nth request's reply; None: say nothing more
 
 
-class RespToy:
+class RespToy(ToyListener):
     """A RESP server in threads: each connection's nth request (a frame of ``size`` bytes) is
     answered ``script(n)``, sent ``chunk`` bytes at a time, or with ``together`` replies in one
     write; it counts the replies it sent."""
@@ -134,42 +134,20 @@ class RespToy:
                  close_after: int = 0) -> None:
         self.size, self.script, self.chunk = size, script, chunk
         self.together, self.close_after = together, close_after
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.stop = threading.Event()
         self.sent = 0
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.listener.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
+        super().__init__(sock_timeout=0.1)
 
     def _serve(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(0.1)
         buffer, count, pending = b"", 0, b""
         with sock:
-            while not self.stop.is_set():
+            for data in self.received(sock):
+                buffer += data
                 while len(buffer) >= self.size:
                     buffer = buffer[self.size:]
                     count += 1
                     reply = self.script(count)
                     if reply is None:
-                        self.stop.wait(30)  # silence until the test ends
+                        self.stopping.wait(30)  # silence until the test ends
                         return
                     pending += reply
                     if count % self.together == 0:
@@ -179,15 +157,6 @@ class RespToy:
                         self.sent += 1
                     if self.close_after and count >= self.close_after:
                         return
-                try:
-                    data = sock.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                buffer += data
 
     def _send(self, sock: socket.socket, data: bytes) -> None:
         step = self.chunk or len(data)
@@ -196,12 +165,6 @@ class RespToy:
                 sock.sendall(data[start:start + step])
                 if self.chunk:
                     time.sleep(0.0002)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.listener.close()
-        for thread in self.threads:
-            thread.join(3.0)
 
 
 @contextlib.contextmanager

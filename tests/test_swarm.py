@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from _helpers import wait_until
+from _helpers import ToyListener, wait_until
 from _helpers_server import running_server
 from hdrh.histogram import HdrHistogram
 from hypothesis import given
@@ -59,53 +59,18 @@ LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "p99_99", "max", "mean"}
 MS = 1000.0  # µs
 
 
-class ToyServer:
+class ToyServer(ToyListener):
     """Thread per connection; each request is answered at ``answer_at(time it was read)``."""
 
     def __init__(self, answer_at: Callable[[float], float] = lambda read_at: read_at) -> None:
         self.answer_at = answer_at
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.target = f"127.0.0.1:{self.port}"
         self.replies = 0
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.sockets: list[socket.socket] = []
-        self.started = time.monotonic()
-        self._spawn(self._accept)
-
-    def _spawn(self, target: Callable[..., None], *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(0.2)
-            self.sockets.append(sock)
-            self._spawn(self._serve, sock)
+        super().__init__()
 
     def _serve(self, sock: socket.socket) -> None:
         decoder = FrameDecoder()
         with sock:
-            while not self.stopping.is_set():
-                try:
-                    data = sock.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
+            for data in self.received(sock):
                 read_at = time.monotonic()
                 decoder.feed(data)
                 for frame in decoder.frames():
@@ -119,16 +84,6 @@ class ToyServer:
                         return
                     with self.lock:
                         self.replies += 1
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.listener.close()
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in self.threads:
-            thread.join(2.0)
-
 
 @contextlib.contextmanager
 def toy_server(answer_at: Callable[[float], float] | None = None) -> Iterator[ToyServer]:
