@@ -119,3 +119,22 @@ def test_a_real_swarm_keeps_the_law_and_breaks_it_when_frozen(tmp_path: Path) ->
     broken = validity.littles_law_ratio(frozen)
     assert broken is not None and abs(broken - 1) > validity.LITTLE_TOLERANCE, (
         broken, frozen["latency_us"], frozen["throughput_rps"])
+
+
+def test_an_open_loop_trial_whose_tail_is_the_clients_lag_keeps_only_its_throughput() -> None:
+    """The swarm's lag_is_tail (clients/swarm.py lag_tail): the latency is the client's pauses,
+    so it is left out (°); the throughput, the offered rate met, and the server's figures
+    stand. The same trial without the flag keeps everything."""
+    record = make_trial("echo64-c16-open-equal", "equal", "epoll", 0, 16, 40_000.0,
+                        mode="open", rate=40_000.0)
+    assert validity.judge(record).valid("p99_us")
+    reason = "open loop: the client's own send lateness is the latency tail: p99 4,000 µs"
+    record["swarm"]["client"].update(lag_is_tail=True, lag_tail={"flagged": True,
+                                                                 "reason": reason})
+    verdict = validity.judge(record)
+    assert verdict.client_lagged and verdict.flags == validity.MARK_LAG
+    assert not verdict.valid("p99_us") and not verdict.valid("p50_us")
+    assert verdict.valid("throughput_rps") and verdict.valid("cpu_us_per_request")
+    assert reason in verdict.reason
+    row = summary_frame([record]).iloc[0]
+    assert bool(row["client_lagged"]) and not bool(row["ok_p99_us"])

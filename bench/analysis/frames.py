@@ -154,6 +154,7 @@ def summary_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         if name in frame:
             frame[name] = pd.to_numeric(frame[name], errors="coerce")
     for name in ("failed", "client_saturated", "has_errors", "excluded", "littles_law_broken",
+                 "client_lagged",
                  *[validity.ok_column(m) for m in validity.JUDGED]):
         frame[name] = frame[name].astype(bool)
     frame["queues_at"] = pd.to_numeric(frame["queues_at"], errors="coerce")

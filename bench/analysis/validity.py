@@ -27,6 +27,11 @@ figures it corrupts:
   a record that does not is not judged by it). It cannot see a client that is merely slow
   inside the window: the swarm stamps a send at the instant it read the reply before it, so a
   slow client lengthens latency and lowers throughput together (the saturation check's job).
+- the client's own lag is the latency tail (open loop): the swarm measures from the schedule,
+  so when its own send lateness reaches the tail (``swarm.client.lag_is_tail``: two workers
+  sharing a core, one spinning while the other waits for it) the percentiles are the client's
+  pauses, not the server's; the latency is left out, the throughput (the offered rate, met)
+  and the server's figures stand.
 
 ``judge`` is the one function that decides; the summary frame's ``ok_<metric>`` columns, every
 median, chart, verdict, the terminal summary, summary.csv and answer.json read its answer.
@@ -45,6 +50,7 @@ MARK_SATURATED = "†"
 MARK_ERRORS = "‡"
 MARK_QUEUES = "§"
 MARK_LITTLE = "¶"
+MARK_LAG = "°"
 MARK_FAILED = "✗"
 MARK_NOTES = {
     MARK_SATURATED: "client saturated: its throughput and latency describe the load generator "
@@ -56,6 +62,8 @@ MARK_NOTES = {
     MARK_LITTLE: "Little's law broken (throughput × mean latency ≠ requests in flight): time "
                  "lost in the client or a wrong clock, so its throughput and latency are left "
                  "out",
+    MARK_LAG: "open loop: the client's own send lag is the latency tail, so its latency is "
+              "left out; its throughput and server-side figures stand",
     MARK_FAILED: "the trial failed (no figures)",
 }
 
@@ -84,7 +92,7 @@ REASONS_JOIN = " | "  # between a trial's reasons (a reason may hold '; ', e.g. 
 _NOT_HELD = re.compile(r"^(over_capacity|connect_.*)$")
 
 COLUMNS = ["failed", "client_saturated", "has_errors", "queues_at", "littles_law_ratio",
-           "littles_law_broken", "excluded", "flags",
+           "littles_law_broken", "client_lagged", "excluded", "flags",
            "exclusion_reason", "invalid_figures", *[f"ok_{m}" for m in JUDGED]]
 
 
@@ -105,6 +113,7 @@ class Validity:
     unmeasured: frozenset[str] = frozenset()  # figures the record has no number for
     littles_law_ratio: float | None = None  # closed loop: throughput × mean ÷ in flight
     littles_law_broken: bool = False  # the ratio is outside 1 ± LITTLE_TOLERANCE
+    client_lagged: bool = False  # open loop: the client's own send lag is the latency tail
 
     def valid(self, metric: str) -> bool:
         """Whether ``metric`` of this trial may stand for its server."""
@@ -123,7 +132,8 @@ class Validity:
         return "".join(mark for mark, on in ((MARK_SATURATED, self.client_saturated),
                                               (MARK_ERRORS, self.has_errors),
                                               (MARK_QUEUES, self.queues_at is not None),
-                                              (MARK_LITTLE, self.littles_law_broken)) if on)
+                                              (MARK_LITTLE, self.littles_law_broken),
+                                              (MARK_LAG, self.client_lagged)) if on)
 
     @property
     def reason(self) -> str:
@@ -140,6 +150,7 @@ class Validity:
                 "has_errors": self.has_errors, "queues_at": self.queues_at,
                 "littles_law_ratio": self.littles_law_ratio,
                 "littles_law_broken": self.littles_law_broken,
+                "client_lagged": self.client_lagged,
                 "excluded": self.excluded, "flags": self.flags,
                 "exclusion_reason": self.reason,
                 "invalid_figures": " ".join(m for m in JUDGED if m in self.invalid),
@@ -186,6 +197,9 @@ def judge(record: Mapping[str, Any],
                    f"Little's law broken: throughput × mean latency ÷ in flight = {ratio:.3f} "
                    f"(outside 1 ± {LITTLE_TOLERANCE:.0%}): time lost in the client or a wrong "
                    "clock")
+    lagged = client_lag_tail(record)
+    if lagged is not None:
+        _leave_out(invalid, LATENCY, lagged)
     if queues is not None:
         _leave_out(invalid, CLIENT_SIDE + PER_CONNECTION,
                    f"serves {queues} client{'s' if queues != 1 else ''} at once by design; "
@@ -202,7 +216,18 @@ def judge(record: Mapping[str, Any],
             _leave_out(invalid, PER_CONNECTION, "connections not held: " + not_held(record))
     # a figure that was never computed is not valid either, but nothing was left out
     unmeasured = frozenset(m for m in JUDGED if m not in invalid and _missing(record, m))
-    return Validity(False, saturated, errors > 0, queues, invalid, unmeasured, ratio, broken)
+    return Validity(False, saturated, errors > 0, queues, invalid, unmeasured, ratio, broken,
+                    lagged is not None)
+
+
+def client_lag_tail(record: Mapping[str, Any]) -> str | None:
+    """Why an open-loop trial's latency tail is the client's own send lag (the swarm's
+    ``client.lag_tail.reason``), or None when it is not."""
+    client = (record.get("swarm") or {}).get("client") or {}
+    if not client.get("lag_is_tail"):
+        return None
+    return str((client.get("lag_tail") or {}).get("reason") or
+               "open loop: the client's own send lag is the latency tail")
 
 
 def littles_law_ratio(swarm: Mapping[str, Any] | None) -> float | None:
