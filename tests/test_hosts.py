@@ -387,6 +387,8 @@ def check_run_and_ctrl_c(bed: netns.Testbed, hosts_path: Path, out: Path) -> Non
     assert records and all(r["status"] == "ok" for r in records), text
     first = records[0]
     assert first["placement"] == "hosts"
+    assert "load1 and load2 are one machine" in " ".join(first["hosts"]["notes"])  # CPU 1
+    assert "load1 and load2 are one machine" in text  # said as the run opened the hosts
     load = first["hosts"]["load"]
     assert [h["name"] for h in load] == ["load1", "load2"]
     assert sum(h["requests"] for h in load) == first["swarm"]["requests"] > 0

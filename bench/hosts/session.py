@@ -170,6 +170,10 @@ class Host:
         self.offset_ns, self.rtt_ns = best
         return best
 
+    def cpus(self) -> list[int]:
+        """The CPUs its role's processes run on: the file's, else all its python may use."""
+        return list(self.spec.cpus or self.hello.get("cpus") or [])
+
     def alive(self) -> bool:
         """Whether the gateway still hears the host (its receiver ends when the host goes)."""
         return (self.control is not None and not self.control.isclosed()
@@ -293,7 +297,28 @@ class HostsSession:
 
     def describe(self) -> dict[str, Any]:
         return {"file": str(self.file.path), "address": self.file.address,
-                "server": self.server.describe(), "load": [h.describe() for h in self.load]}
+                "server": self.server.describe(), "load": [h.describe() for h in self.load],
+                "notes": self.shared_cpus()}
+
+    def shared_cpus(self) -> list[str]:
+        """Hosts that are one machine (the same hostname) using the same CPUs: their processes
+        compete for those CPUs, which a reader of the figures must know (namespaces on one
+        machine, or two gateways to one host)."""
+        notes = []
+        hosts = self.hosts
+        for i, first in enumerate(hosts):
+            for second in hosts[i + 1:]:
+                if first.hello.get("hostname") != second.hello.get("hostname"):
+                    continue
+                shared = sorted(set(first.cpus()) & set(second.cpus()))
+                if shared:
+                    notes.append(f"{first.spec.name} and {second.spec.name} are one machine "
+                                 f"({first.hello.get('hostname')}) sharing CPU"
+                                 f"{'s' if len(shared) > 1 else ''} "
+                                 f"{', '.join(map(str, shared))}: their processes compete for "
+                                 "them (in open loop one load worker spinning until its next "
+                                 "send delays the other)")
+        return notes
 
     def launch_server(self, args: Sequence[str], out_path: Path, err_path: Path,
                       env: dict[str, str] | None = None) -> RemoteServer:

@@ -338,7 +338,8 @@ class HostsSwarm:
         if reasons:
             record["client"].update(saturated=True, reasons=reasons)
         record["hosts"] = {"server": self.session.server.describe(), "load": per_host,
-                           "address": self.session.file.address}
+                           "address": self.session.file.address,
+                           "notes": self.session.shared_cpus()}
         if state.json_path:
             atomic_write_json(Path(state.json_path), record)
         log = "".join(f"worker {i} failed: {why}\n" for i, why in sorted(state.failures.items()))

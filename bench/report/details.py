@@ -224,7 +224,7 @@ def hosts_sections(run: Run) -> list[Section]:
     roles.footnotes = [f"The server binds {hosts.get('address')} on {hosts['server']['name']}; "
                        "clock offsets are each host's CLOCK_MONOTONIC minus the coordinator's "
                        "(the round trip with the least delay of 16), used to give every load "
-                       "host the same measured window."]
+                       "host the same measured window.", *hosts.get("notes", [])]
     rows = []
     for trial_id, record in run.trials.items():
         for host in ((record.get("hosts") or {}).get("load") or []):

@@ -386,6 +386,8 @@ def _open_hosts(path: Path, console: Console, store: RunStore) -> tuple[Any, Any
                       f" on {described['hostname']}, code {described['code']}, clock offset "
                       f"{described['clock_offset_us']:,.0f} µs (round trip "
                       f"{described['clock_rtt_us']:,.0f} µs)", highlight=False, soft_wrap=True)
+    for note in session.shared_cpus():
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True, highlight=False)
     store.update_run(hosts=session.describe())
     return session, HostsSwarm(session)
 
