@@ -60,48 +60,64 @@ class MixEntry:
         return f"{self.op}:{self.arg}" + ("" if weight == "1" else f"={weight}")
 
 
+# what a protocol's mix operations take: name -> (largest argument, what it means, whether one
+# must be given); the mix syntax itself (``op:arg=weight,...``) is parsed once, below
+Arguments = dict[str, tuple[int, str, bool]]
+CONCBENCH_ARGUMENTS: Arguments = {name: (limit, meaning, True)
+                                  for name, (_, limit, meaning) in OPERATIONS.items()}
+
+
 def parse_mix(spec: str) -> list[MixEntry]:
     """Parse ``op:arg=weight,...``; raise ``MixError`` with a clear message if it is wrong."""
+    return parse_entries(spec, CONCBENCH_ARGUMENTS, MixError)
+
+
+def parse_entries(spec: str, arguments: Arguments, error: type[ValueError],
+                  protocol: str = "") -> list[MixEntry]:
+    """The mix syntax for any protocol's operations (``arguments``); ``error`` (a ValueError)
+    says what is wrong, ``protocol`` names the protocol in the unknown-operation message."""
     entries = []
     for raw in spec.split(","):
         item = raw.strip()
         if not item:
-            raise MixError(f"empty entry in mix {spec!r}")
+            raise error(f"empty entry in mix {spec!r}")
         operation, _, weight_text = item.partition("=")
         name, colon, arg_text = operation.partition(":")
         name = name.strip().lower()
-        if name not in OPERATIONS:
-            raise MixError(f"unknown operation {name!r} in {item!r}; known: "
-                           f"{', '.join(OPERATIONS)}")
-        _, limit, meaning = OPERATIONS[name]
-        if not colon or not arg_text.strip():
-            raise MixError(f"{item!r}: give the {meaning} as {name}:N")
-        entries.append(MixEntry(name, _parse_arg(item, arg_text, limit, meaning),
-                                _parse_weight(item, weight_text)))
+        if name not in arguments:
+            raise error(f"unknown {protocol + ' ' if protocol else ''}operation {name!r} in "
+                        f"{item!r}; known: {', '.join(arguments)}")
+        limit, meaning, required = arguments[name]
+        if required and (not colon or not arg_text.strip()):
+            raise error(f"{item!r}: give the {meaning} as {name}:N")
+        arg = _parse_arg(item, name, arg_text, limit, meaning, error) if arg_text.strip() else 0
+        entries.append(MixEntry(name, arg, _parse_weight(item, weight_text, error)))
     return entries
 
 
-def _parse_arg(item: str, text: str, limit: int, meaning: str) -> int:
+def _parse_arg(item: str, name: str, text: str, limit: int, meaning: str,
+               error: type[ValueError]) -> int:
     try:
         arg = int(text.strip())
     except ValueError:
-        raise MixError(f"{item!r}: {meaning} must be a whole number, not {text!r}") from None
+        raise error(f"{item!r}: {meaning} must be a whole number, not {text!r}") from None
     if not 0 <= arg <= limit:
-        raise MixError(f"{item!r}: {meaning} must be between 0 and {limit}")
+        raise error(f"{item!r}: {meaning} must be between 0 and {limit}"
+                    if limit else f"{item!r}: {name} takes no argument")
     return arg
 
 
-def _parse_weight(item: str, text: str) -> float:
+def _parse_weight(item: str, text: str, error: type[ValueError]) -> float:
     if not text.strip():
         if "=" in item:
-            raise MixError(f"{item!r}: missing weight after '='")
+            raise error(f"{item!r}: missing weight after '='")
         return 1.0
     try:
         weight = float(text)
     except ValueError:
-        raise MixError(f"{item!r}: weight must be a number, not {text!r}") from None
+        raise error(f"{item!r}: weight must be a number, not {text!r}") from None
     if not weight > 0 or weight == float("inf"):
-        raise MixError(f"{item!r}: weight must be a positive finite number")
+        raise error(f"{item!r}: weight must be a positive finite number")
     return weight
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from clients.mix import SLOWLORIS_PAYLOAD, MixEntry
+from clients.mix import SLOWLORIS_PAYLOAD, Arguments, MixEntry, parse_entries
 
 CRLF = b"\r\n"
 MAX_BULK = 512 * 1024 * 1024  # Redis's own limit on a bulk string
@@ -27,6 +27,8 @@ SIMPLE = frozenset(b"+-:")  # simple string, error, integer: one line
 BULK = ord("$")
 OVER_CAPACITY = b"-ERR max number of clients reached"  # Redis answers this, then closes
 OPERATIONS = {"ping": "no argument (or 0)", "echo": "payload bytes"}
+ARGUMENTS: Arguments = {"ping": (0, OPERATIONS["ping"], False),
+                        "echo": (MAX_BULK, OPERATIONS["echo"], True)}
 
 
 class RespError(ValueError):
@@ -78,32 +80,7 @@ def build_resp_kind(op: str, arg: int, payload_seed: int = 0) -> RespKind:
 
 def parse_resp_mix(spec: str) -> list[MixEntry]:
     """``ping,echo:64=2`` -> [MixEntry(op, arg, weight)], the mix syntax of ``clients.mix``."""
-    entries = []
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            raise RespError(f"empty entry in mix {spec!r}")
-        operation, _, weight_text = item.partition("=")
-        name, _, arg_text = operation.partition(":")
-        name = name.strip().lower()
-        if name not in OPERATIONS:
-            raise RespError(f"unknown RESP operation {name!r} in {item!r}; known: "
-                            f"{', '.join(OPERATIONS)}")
-        try:
-            arg = int(arg_text) if arg_text.strip() else 0
-            weight = float(weight_text) if weight_text.strip() else 1.0
-        except ValueError:
-            raise RespError(f"{item!r}: argument and weight must be numbers") from None
-        if name == "echo" and not arg_text.strip():
-            raise RespError(f"{item!r}: give the payload bytes as echo:N")
-        if not 0 < weight < float("inf"):
-            raise RespError(f"{item!r}: weight must be a positive finite number")
-        if name == "ping" and arg:
-            raise RespError(f"{item!r}: ping takes no argument")
-        if not 0 <= arg <= MAX_BULK:
-            raise RespError(f"{item!r}: payload bytes must be between 0 and {MAX_BULK}")
-        entries.append(MixEntry(name, arg, weight))
-    return entries
+    return parse_entries(spec, ARGUMENTS, RespError, "RESP")
 
 
 def reply_end(data: bytes | bytearray, pos: int, end: int) -> int | None:
