@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench import REPO_ROOT, procs
+from bench.sampling import TreeSampler
 from protocol.launch import BadReady, ReadyWatch
 
 POLL_S = 0.005  # how often the READY wait looks at the output file
@@ -65,6 +66,7 @@ class LaunchedServer:
         self._watch = ReadyWatch()
         self._read_pos = 0
         self.stopped: procs.Stopped | None = None
+        self.lost: str | None = None  # a server here is never lost (bench/hosts' can be)
 
     @property
     def pid(self) -> int:
@@ -78,6 +80,10 @@ class LaunchedServer:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def sampler(self, t0: float) -> TreeSampler:
+        """A psutil sampler of its process tree, on trial time ``t0`` (monotonic seconds)."""
+        return TreeSampler(self.pid, t0)
 
     def _read_stdout(self) -> tuple[str, int] | None:
         with self.out_path.open("rb") as out:

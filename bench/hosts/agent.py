@@ -144,8 +144,7 @@ def control(channel: Any, request: dict[str, Any]) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     replies.send({"op": "hello", "python": sys.executable, "version": sys.version.split()[0],
                   "pid": os.getpid(), "hostname": os.uname().nodename, "cpus": cpus,
-                  "installed_root": root, "fingerprint": fingerprint(root) if root else None,
-                  "missing": missing_modules(tuple(request.get("modules") or ()))})
+                  "installed_root": root, "fingerprint": fingerprint(root) if root else None})
     ship_dir = None
     try:
         for message in requests(channel, float(request.get("idle_limit_s", 3600))):
@@ -154,9 +153,8 @@ def control(channel: Any, request: dict[str, Any]) -> None:
             elif message["op"] == "ship_dir":
                 ship_dir = ship_dir or tempfile.mkdtemp(prefix="concbench-code-")
                 replies.send({"op": "ship_dir", "path": ship_dir})
-            elif message["op"] == "check":  # after shipping: the role modules, from there
-                sys.path.insert(0, message["root"])
-                importlib.invalidate_caches()
+            elif message["op"] == "check":  # the role's modules, from where its code is
+                use_root(message["root"])
                 replies.send({"op": "check", "fingerprint": fingerprint(message["root"]),
                               "missing": missing_modules(tuple(message["modules"]))})
     finally:
@@ -325,20 +323,19 @@ class HostRun(threading.Thread):
 ROLES = {"control": control, "server": server, "load": load}
 
 
-def main(channel: Any) -> None:
-    """Take the first message's role: put the project root on sys.path, check, serve."""
-    request = channel.receive()
-    root = request.get("root")
-    if root:
+def use_root(root: str | None) -> None:
+    """Import the project from ``root`` first (once: every trial's server channel names it)."""
+    if root and root not in sys.path:
         sys.path.insert(0, root)
         importlib.invalidate_caches()
-    role = request["role"]
-    if role != "control":
-        missing = missing_modules(ROLE_MODULES[role])
-        if missing:
-            channel.send({"op": "failed", "error": "missing modules: " + ", ".join(missing)})
-            return
-    ROLES[role](channel, request)
+
+
+def main(channel: Any) -> None:
+    """Take the first message's role and serve it, the project imported from its root (the
+    control channel's ``check`` has found the role's modules there before any role starts)."""
+    request = channel.receive()
+    use_root(request.get("root"))
+    ROLES[request["role"]](channel, request)
 
 
 if __name__ == "__channelexec__":

@@ -21,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +115,8 @@ class Host:
         """Gateway, agent, code and dependencies, or HostError saying which is missing."""
         self.gateway = _make_gateway(self.group, self.spec.gateway, self.who)
         self.control = start_agent(self.gateway, self.who)
-        self.hello = request(self.control, {"role": "control",
-                                            "modules": list(agent.ROLE_MODULES[self.spec.role])},
-                             ("hello",), OPEN_TIMEOUT_S, self.who)
+        self.hello = request(self.control, {"role": "control"}, ("hello",), OPEN_TIMEOUT_S,
+                             self.who)
         same = self.hello.get("fingerprint") == local_fingerprint
         if self.spec.code == "installed" and not same:
             raise HostError(f"{self.who}: code = 'installed', but its python "
@@ -211,16 +210,8 @@ def _make_gateway(group: execnet.Group, spec: str, who: str) -> Any:
         except BaseException as error:  # noqa: BLE001 - handed to the caller
             made["error"] = error
 
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the gateway
-        try:
-            thread = threading.Thread(target=make, daemon=True)
-            thread.start()
-            thread.join(OPEN_TIMEOUT_S)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    else:
-        thread = threading.Thread(target=make, daemon=True)
+    thread = threading.Thread(target=make, daemon=True)
+    with _sigint_ignored():  # the gateway's process inherits it
         thread.start()
         thread.join(OPEN_TIMEOUT_S)
     if thread.is_alive():
@@ -237,6 +228,19 @@ def _make_gateway(group: execnet.Group, spec: str, who: str) -> Any:
         raise HostError(f"{who}: cannot start its gateway: {type(error).__name__}: "
                         f"{_last_line(str(error)) if str(error) else 'no detail'}")
     return made["gateway"]
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored meanwhile (only the main thread may change a handler; elsewhere as is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _end_gateway(gateway: Any) -> None:

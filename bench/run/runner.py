@@ -416,8 +416,7 @@ class Trial:
         except LaunchInterrupted:
             raise TrialInterrupted from None
         self.record["ready_s"] = round(time.monotonic() - self.t0, 4)
-        on_host = getattr(self.server, "sampler", None)  # bench/hosts: it samples there
-        self.sampler = on_host(self.t0) if on_host else TreeSampler(self.server.pid, self.t0)
+        self.sampler = self.server.sampler(self.t0)  # on the server's host, wherever that is
         self.sampler.sample_now()
         self.sampler.start()
         if self.context.swarm_service is None:
@@ -484,9 +483,8 @@ class Trial:
                 self.record["status"] = "ok"
             except TrialFailed as failure:
                 self.failure = str(failure)
-        lost = getattr(self.server, "lost", None)  # bench/hosts: the server host went away
-        if lost and self.failure is not None:
-            self.failure = f"{self.failure}: {lost}"
+        if self.server is not None and self.server.lost and self.failure is not None:
+            self.failure = f"{self.failure}: {self.server.lost}"
         self.record["failure"] = self.failure
         _finish_record(self.record, self.spec, self.logs, self.sampler, self.run, swarm,
                        self.t0, self.t0_wall)
