@@ -269,8 +269,8 @@ class HostRun(threading.Thread):
         self.aborted = False
 
     def abort(self) -> None:
-        """Stop this trial: before "go" it never starts; after, its workers are told to stop
-        (SIGINT: they report what they measured)."""
+        """Stop this trial: before "go" it never starts (its workers stay idle in the pool);
+        after, its workers are told to stop (SIGINT: they report what they measured)."""
         self.aborted = True
         self.gate.put(None)
         if self.run_ is not None:
@@ -282,24 +282,26 @@ class HostRun(threading.Thread):
         from clients.service import _PooledRun
         from clients.swarm import SwarmConfig, SwarmError
 
-        gate, replies, trial, aborted = self.gate, self.replies, self.trial, self
-
-        class Run(_PooledRun):
+        class Run(_PooledRun):  # the barrier is passed: the timeline is the coordinator's
             def make_timeline(self) -> Timeline:
-                replies.send({"op": "ready", "trial": trial})
-                try:
-                    timeline = gate.get(timeout=BARRIER_TIMEOUT_S)
-                except queue.Empty:
-                    timeline = None
-                if timeline is None or aborted.aborted:
-                    raise KeyboardInterrupt  # the pooled run's own stop path
-                return Timeline(*timeline)
+                return timeline
 
+        trial, replies = self.trial, self.replies
         indices = list(self.message["indices"])
         try:
             run = Run(SwarmConfig(**self.message["config"]), self.pool,
                       lambda note: replies.send({**note, "trial": trial}))
             run.plans = [run.plans[i] for i in indices]
+            self.pool.ensure(len(run.plans))  # "ready" means its workers are up and idle
+            replies.send({"op": "ready", "trial": trial})
+            try:
+                values = self.gate.get(timeout=BARRIER_TIMEOUT_S)
+            except queue.Empty:
+                values = None
+            if values is None or self.aborted:
+                replies.send({"op": "done", "trial": trial, "error": None, "interrupted": True})
+                return
+            timeline = Timeline(*values)
             self.run_ = run
             run.execute()
         except SwarmError as error:
