@@ -213,22 +213,18 @@ class _PooledRun(_Run):
         self.pool, self.notify = pool, notify
         self.drained: set[int] = set()
 
-    def execute(self) -> None:
-        try:
-            self.processes, self.pipes = self.pool.take(len(self.plans))
-            self.timeline = self.make_timeline()
-            for plan, pipe in zip(self.plans, self.pipes, strict=True):
-                pipe.send(("trial", plan, self.timeline))
-            self.notify({"op": "started", "window_s": [self.timeline.window_ns / 1e9,
-                                                       self.timeline.end_ns / 1e9]})
-            self._collect(self.timeline.drain_ns / 1e9 + FINISH_MARGIN_S)
-        except KeyboardInterrupt:
-            self.interrupted = True
-            self._signal_workers(signal.SIGINT)
-            with contextlib.suppress(KeyboardInterrupt):
-                self._collect(time.monotonic() + FINISH_MARGIN_S)
-        finally:
-            self._release()
+    stop_grace_s = FINISH_MARGIN_S
+
+    def _launch(self) -> None:
+        self.processes, self.pipes = self.pool.take(len(self.plans))
+        self.timeline = self.make_timeline()
+        for plan, pipe in zip(self.plans, self.pipes, strict=True):
+            pipe.send(("trial", plan, self.timeline))
+        self.notify({"op": "started", "window_s": [self.timeline.window_ns / 1e9,
+                                                   self.timeline.end_ns / 1e9]})
+
+    def _end(self) -> None:
+        self._release()
 
     def make_timeline(self) -> Timeline:
         """The run's timeline, taken once the workers are idle and ready (a run across hosts

@@ -291,22 +291,32 @@ class _Run:
         self.timeline: Timeline | None = None
         self.live: dict[int, list[int]] = {}  # interval index -> [replies, errors, workers]
 
+    stop_grace_s = STOP_GRACE_S  # after Ctrl-C, how long the workers have to report
+
     def execute(self) -> None:
+        """Launch (``_launch``: workers and the timeline), collect until the drain ends or
+        Ctrl-C, then ``_end`` (the workers reaped), whatever happens."""
         try:
-            self._start_workers()
-            self._await_ready()
-            self.timeline = _timeline(self.config)
-            for pipe in self.pipes:
-                pipe.send(("start", self.timeline))
-            finish = self.timeline.drain_ns / 1e9 + FINISH_MARGIN_S
-            self._collect(finish)
+            self._launch()
+            assert self.timeline is not None
+            self._collect(self.timeline.drain_ns / 1e9 + FINISH_MARGIN_S)
         except KeyboardInterrupt:
             self.interrupted = True
             self._signal_workers(signal.SIGINT)
             with contextlib.suppress(KeyboardInterrupt):
-                self._collect(time.monotonic() + STOP_GRACE_S)
+                self._collect(time.monotonic() + self.stop_grace_s)
         finally:
-            self._reap()
+            self._end()
+
+    def _launch(self) -> None:
+        self._start_workers()
+        self._await_ready()
+        self.timeline = _timeline(self.config)
+        for pipe in self.pipes:
+            pipe.send(("start", self.timeline))
+
+    def _end(self) -> None:
+        self._reap()
 
     def _start_workers(self) -> None:
         for plan in self.plans:
