@@ -57,6 +57,7 @@ from clients.swarm import (
     await_workers,
     build_record,
     exit_status,
+    stop_process,
 )
 from protocol.launch import atomic_write_json, raise_fd_limit
 
@@ -172,7 +173,7 @@ class WorkerPool:
         """Stop these workers (they failed or hung) and forget them; the others stay."""
         doomed = set(indices)
         for i in sorted(doomed):
-            _stop_process(self.processes[i], grace_s=0.0)
+            stop_process(self.processes[i], grace_s=0.0)
             self.pipes[i].close()
         self.processes = [p for i, p in enumerate(self.processes) if i not in doomed]
         self.pipes = [p for i, p in enumerate(self.pipes) if i not in doomed]
@@ -186,20 +187,10 @@ class WorkerPool:
         for process in self.processes:
             process.join(max(0.0, deadline - time.monotonic()))
         for process in self.processes:
-            _stop_process(process, grace_s=0.0)
+            stop_process(process, grace_s=0.0)
         for pipe in self.pipes:
             pipe.close()
         self.processes, self.pipes = [], []
-
-
-def _stop_process(process: multiprocessing.process.BaseProcess, grace_s: float) -> None:
-    process.join(grace_s)
-    if process.is_alive():
-        process.terminate()
-        process.join(1.0)
-    if process.is_alive():
-        process.kill()
-        process.join(1.0)
 
 
 # ------------------------------------------------------------------------ one run

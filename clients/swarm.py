@@ -384,14 +384,20 @@ class _Run:
         for process in self.processes:
             process.join(max(0.0, deadline - time.monotonic()))
         for process in self.processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(1.0)
-            if process.is_alive():
-                process.kill()
-                process.join(1.0)
+            stop_process(process, grace_s=0.0)
         for pipe in self.pipes:
             pipe.close()
+
+
+def stop_process(process: multiprocessing.process.BaseProcess, grace_s: float) -> None:
+    """A worker process ended: given ``grace_s`` to exit, then SIGTERM, then SIGKILL; reaped."""
+    process.join(grace_s)
+    if process.is_alive():
+        process.terminate()
+        process.join(1.0)
+    if process.is_alive():
+        process.kill()
+        process.join(1.0)
 
 
 def run_swarm(config: SwarmConfig, progress: ProgressCallback | None = None) -> dict[str, Any]:
