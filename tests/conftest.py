@@ -19,6 +19,8 @@ from collections.abc import Iterator
 import pytest
 from _helpers_server import ModelSpec, ServerProcess, SharedServer, model_specs, running_server
 
+from bench import procs
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "server_spec" not in metafunc.fixturenames:
@@ -62,3 +64,12 @@ def fresh_server(server_spec: ModelSpec) -> Iterator[ServerProcess]:
     with running_server(server_spec.model, *server_spec.args) as process:
         yield process
         _check_after_test(process)
+
+
+@pytest.fixture
+def reaped() -> Iterator[None]:
+    """Whatever a test starts through bench.procs is gone when it ends."""
+    yield
+    leftover = procs.live_children()
+    procs.kill_all()
+    assert leftover == []

@@ -16,7 +16,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,15 +101,6 @@ class Watch:
             except psutil.Error:
                 pass
         return alive
-
-
-@pytest.fixture
-def reaped() -> Iterator[None]:
-    """Whatever a test starts through bench.procs is gone when it ends."""
-    yield
-    leftover = procs.live_children()
-    procs.kill_all()
-    assert leftover == []
 
 
 # -- end to end ------------------------------------------------------------------------------

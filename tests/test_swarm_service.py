@@ -7,14 +7,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 
-from bench import procs
 from bench.environment import resolve_placement
 from bench.run import scenario
 from bench.run.runner import TrialContext, run_trial
@@ -22,15 +20,6 @@ from bench.run.swarm_service import TOKEN_ENV, SwarmService
 from clients import service as client_service
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def reaped() -> Iterator[None]:
-    """Whatever a test starts through bench.procs is gone when it ends."""
-    yield
-    leftover = procs.live_children()
-    procs.kill_all()
-    assert leftover == []
 
 
 def trials(*models: str, duration: float = 0.3, **top: object) -> list[scenario.TrialSpec]:
