@@ -80,14 +80,21 @@ def _print_workloads(record: dict[str, Any], console: Console) -> None:
                       f"[bold]{churn['connections_per_s']:,.1f}[/] connections/s")
     slow = record.get("slowloris")
     if slow:
-        alive = slow.get("alive_at_end")
-        errors = ", ".join(f"{kind} {count:,}" for kind, count
-                           in sorted((slow.get("errors") or {}).items()))
-        console.print(f"slowloris: {slow['connections']:,} slow connections, "
-                      f"{slow['established']:,} established, "
-                      f"{'-' if alive is None else f'{alive:,}'} still open when the window "
-                      f"ended, {slow['bytes_sent']:,} bytes sent"
-                      + (f"; their errors: {errors}" if errors else ""))
+        console.print(f"slowloris: {slow['connections']:,} slow connections, {_held(slow)}, "
+                      f"{slow['bytes_sent']:,} bytes sent{_their_errors(slow)}")
+
+
+def _held(part: dict[str, Any]) -> str:
+    """Idle or slow connections: how many were established and still open at the end."""
+    alive = part.get("alive_at_end")
+    return (f"{part['established']:,} established, {'-' if alive is None else f'{alive:,}'} "
+            "still open when the window ended")
+
+
+def _their_errors(part: dict[str, Any]) -> str:
+    errors = ", ".join(f"{kind} {count:,}" for kind, count
+                       in sorted((part.get("errors") or {}).items()))
+    return f"; their errors: {errors}" if errors else ""
 
 
 def print_summary(record: dict[str, Any], console: Console) -> None:
@@ -115,13 +122,8 @@ def print_summary(record: dict[str, Any], console: Console) -> None:
             f"(mean {_number(fairness['mean_rps'], 1)}), starved {fairness['starved']}")
     idle = record.get("idle") or {}
     if idle.get("connections"):
-        alive = idle.get("alive_at_end")
-        idle_errors = ", ".join(f"{kind} {count:,}" for kind, count
-                                in sorted((idle.get("errors") or {}).items()))
         console.print(f"idle connections: {idle['connections']:,} opened and held, "
-                      f"{idle['established']:,} established, "
-                      f"{'-' if alive is None else f'{alive:,}'} still open when the window "
-                      f"ended" + (f"; their errors: {idle_errors}" if idle_errors else ""))
+                      f"{_held(idle)}{_their_errors(idle)}")
     _print_workloads(record, console)
     if record["errors"]:
         errors = ", ".join(f"{kind} {count:,}" for kind, count in sorted(record["errors"].items()))
