@@ -694,17 +694,12 @@ def _slowloris(config: SwarmConfig, results: list[dict[str, Any]]) -> dict[str, 
     if not config.slowloris:
         return None
     parts = [r.get("slowloris") or {} for r in results]
-    alive = [part.get("alive_at_end") for part in parts]
-    errors: dict[str, int] = {}
-    for part in parts:
-        for kind, count in (part.get("errors") or {}).items():
-            errors[kind] = errors.get(kind, 0) + count
+    held = _held(parts)
     return {"connections": config.slowloris, "interval_s": config.slowloris_interval,
-            "first_bytes": SLOWLORIS_FIRST_BYTES,
-            "established": sum(part.get("established", 0) for part in parts),
-            "alive_at_end": sum(alive) if alive and None not in alive else None,
+            "first_bytes": SLOWLORIS_FIRST_BYTES, "established": held["established"],
+            "alive_at_end": held["alive_at_end"],
             "bytes_sent": sum(part.get("bytes_sent", 0) for part in parts),
-            "errors": errors, "errors_total": sum(errors.values())}
+            "errors": held["errors"], "errors_total": sum(held["errors"].values())}
 
 
 def _by_kind(config: SwarmConfig, results: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
@@ -728,14 +723,19 @@ def _by_kind(config: SwarmConfig, results: list[dict[str, Any]]) -> list[dict[st
 def _idle(config: SwarmConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
     """The idle connections: how many were held, still open when the window ended, and the
     errors among them (also counted in ``errors``)."""
-    parts = [r.get("idle") or {} for r in results]
+    return {"connections": config.idle_connections,
+            **_held([r.get("idle") or {} for r in results])}
+
+
+def _held(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Idle or slow connections over the workers: established, still open when the window
+    ended (None if a worker could not say), and their errors by kind."""
     alive = [part.get("alive_at_end") for part in parts]
     errors: dict[str, int] = {}
     for part in parts:
         for kind, count in (part.get("errors") or {}).items():
             errors[kind] = errors.get(kind, 0) + count
-    return {"connections": config.idle_connections,
-            "established": sum(part.get("established", 0) for part in parts),
+    return {"established": sum(part.get("established", 0) for part in parts),
             "alive_at_end": sum(alive) if alive and None not in alive else None,
             "errors": errors}
 
