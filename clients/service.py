@@ -57,6 +57,7 @@ from clients.swarm import (
     await_workers,
     build_record,
     exit_status,
+    reap_workers,
     stop_process,
 )
 from protocol.launch import atomic_write_json, raise_fd_limit
@@ -183,13 +184,7 @@ class WorkerPool:
         for pipe in self.pipes:
             with contextlib.suppress(OSError):
                 pipe.send(("quit",))
-        deadline = time.monotonic() + QUIT_GRACE_S
-        for process in self.processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-        for process in self.processes:
-            stop_process(process, grace_s=0.0)
-        for pipe in self.pipes:
-            pipe.close()
+        reap_workers(self.processes, self.pipes, QUIT_GRACE_S)
         self.processes, self.pipes = [], []
 
 

@@ -380,13 +380,18 @@ class _Run:
 
     def _reap(self) -> None:
         """Every worker ends and is reaped, whatever happened."""
-        deadline = time.monotonic() + STOP_GRACE_S
-        for process in self.processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-        for process in self.processes:
-            stop_process(process, grace_s=0.0)
-        for pipe in self.pipes:
-            pipe.close()
+        reap_workers(self.processes, self.pipes, STOP_GRACE_S)
+
+
+def reap_workers(processes: Sequence[Any], pipes: Sequence[Any], grace_s: float) -> None:
+    """Workers given ``grace_s`` together to exit, then stopped one by one; pipes closed."""
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        stop_process(process, grace_s=0.0)
+    for pipe in pipes:
+        pipe.close()
 
 
 def stop_process(process: multiprocessing.process.BaseProcess, grace_s: float) -> None:
