@@ -15,7 +15,6 @@ each load host's share, and writes ``compare.json``; the runs stay in the output
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from rich.table import Table
 from bench import REPO_ROOT
 from bench.hosts import netns
 from bench.launch import child_env
+from bench.store import load_run_folder
 from protocol.launch import atomic_write_json
 
 RUN_TIMEOUT_S = 1800.0
@@ -47,7 +47,8 @@ def _run(scenario: str, servers: str, out: Path, hosts: Path | None, console: Co
 
 
 def _records(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(path.read_text()) for path in sorted((folder / "trials").glob("*.json"))]
+    """The run's trial records, through the one run-folder loader (bench/store.py)."""
+    return list(load_run_folder(folder).trials.values())
 
 
 def _cell(record: dict[str, Any]) -> dict[str, Any] | None:
