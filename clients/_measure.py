@@ -1,7 +1,7 @@
 """What one swarm worker measures: latency samples, histograms, intervals, errors, CPU.
 
 Measuring never holds up a send (issue 13). During the window the hot loops only append
-nanosecond samples to the ``array('q')`` series here (8 bytes each; they bind ``append`` to
+nanosecond samples to the ``array('L')`` series here (8 bytes each; they bind ``append`` to
 locals and bind again after each housekeeping pass, since a boundary starts fresh series), and
 an interval boundary only closes the current segment of samples: O(1), whatever the rate.
 Folding the samples into histograms (``Bins``: numpy straight into HdrHistogram count arrays)
@@ -41,6 +41,13 @@ FOLD_CHUNK = 1024  # samples folded per housekeeping pass during the window (~30
 FOLD_EVERY_NS = 1_000_000  # while folding during the window: a pass at least this often
 BINCOUNT_FROM = 4096  # above this many samples, np.bincount beats sorting them (np.unique)
 NEVER = 1 << 62
+# The series' item type: unsigned 64-bit. Every sample is a difference of one monotonic clock,
+# never negative, and appending to 'L' converts straight with PyLong_AsUnsignedLong where 'q'
+# goes through PyArg_Parse: 40 vs 83 ns per append here, once per reply in the hot loops.
+# Folding reads the bytes as int64 (the same bits below 2**63).
+SAMPLE_TYPE = "L"
+if array(SAMPLE_TYPE).itemsize != 8:  # C long is 64 bits wherever epoll is (LP64 Linux)
+    SAMPLE_TYPE = "Q"
 
 SERIES_CLOSED = ("lat",)
 SERIES_OPEN = ("lat", "lat_u", "lag", "own_lag")
@@ -203,10 +210,10 @@ class Samples:
 
     def _fresh(self) -> None:
         """New, empty series for the hot loops to append to."""
-        self.lat, self.lat_u, self.lag, self.own_lag = (array("q"), array("q"), array("q"),
-                                                        array("q"))
+        self.lat, self.lat_u, self.lag, self.own_lag = (
+            array(SAMPLE_TYPE), array(SAMPLE_TYPE), array(SAMPLE_TYPE), array(SAMPLE_TYPE))
         # by the mix's kind index: the mixed path appends each reply's latency here too
-        self.by_kind = [array("q") for _ in self.kind_names]
+        self.by_kind = [array(SAMPLE_TYPE) for _ in self.kind_names]
 
     def discard(self) -> None:
         """Forget the samples so far (the warm-up's, or the drain's)."""
@@ -267,7 +274,7 @@ class Samples:
         if segment.at_sample >= len(samples):
             segment.at_series += 1
             segment.at_sample = 0
-            segment.series[name] = array("q")  # folded: free it now
+            segment.series[name] = array(SAMPLE_TYPE)  # folded: free it now
         self.backlog -= take
         return max(take, 1)
 

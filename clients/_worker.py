@@ -2,7 +2,7 @@
 
 The hot loops are written for speed (see the issue's "The hard part"): non-blocking sockets
 with TCP_NODELAY, prebuilt request frames, one clock read per wake-up (open loop: and one per
-batch of sends), no garbage-collector passes, latencies appended to ``array('q')`` series that
+batch of sends), no garbage-collector passes, latencies appended to ``array('L')`` series that
 ``clients._measure`` folds into HdrHistograms after the window, so that no interval boundary
 stalls a send (issue 13). Open loop sends on ``clients._schedule``'s times, waking up early
 by what a wake-up costs and spinning through the rest.
