@@ -22,6 +22,15 @@ extra connections, opened first, that send part of a frame and then one byte eve
 ``slow_interval_ns``, from the housekeeping pass, never finishing it). A mix of several kinds
 also goes through ``_received``, which keeps each kind's latency apart.
 
+Busy connections the fast path can serve are watched edge-triggered (``EPOLLET``): a
+level-triggered descriptor is polled twice per reply (when epoll reports it, and again at the
+next wait to find it no longer readable), an edge-triggered one once. That needs every read to
+empty the socket, which holds whenever the fast path's read size covers every reply that can be
+in flight (``Worker.edge``): then neither the fast read nor ``_event``'s larger one leaves a
+reply behind, and a reply that arrives later is a new edge. They are watched for EPOLLRDHUP
+too: a close that came with the last bytes is in the mask then, and ``_read_slow`` reads on to
+the end of the stream, which no later edge would report.
+
 Time is ``time.monotonic_ns`` (CLOCK_MONOTONIC, the same clock in every process), so the parent
 can hand all workers one timeline.
 """
@@ -59,6 +68,7 @@ from protocol.launch import raise_fd_limit
 
 RECV_SIZE = 256 * 1024
 FAST_READ_MAX = 64 * 1024  # above this, os.read's per-call allocation costs more than it saves
+SLOW_READS = 64  # edge-triggered: full RECV_SIZE reads in a row before waiting for the next edge
 CHORE_NS = 5_000_000  # timeouts, stop requests, the end of the drain: a look every 5 ms...
 CHORE_BATCH = 256  # ...at this many connections' timeouts (the rest at the next looks)
 CONNECT_BATCH = 16  # connects started per housekeeping pass (the rest at the next ones)
@@ -66,6 +76,7 @@ DRIP_BATCH = 64  # slowloris bytes sent per housekeeping pass (the rest at the n
 DRIP_SPREAD = 1000  # the first drips are spread over one interval in this many steps
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
+CLOSED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR  # the peer is gone or going
 
 
 @dataclass(frozen=True)
@@ -189,6 +200,10 @@ class Worker:
         self.fast_chunk = min(kind.reply_length * plan.pipeline, FAST_READ_MAX) if (
             self.uniform and kind.full_check and kind.reply_length <= FAST_READ_MAX
             and not plan.requests_per_connection) else 0
+        # busy connections are watched edge-triggered when one read always takes every reply
+        # in flight (module docstring)
+        self.edge = bool(self.fast_chunk) and self.fast_chunk == kind.reply_length * plan.pipeline
+        self.busy_events = IN | select.EPOLLRDHUP | select.EPOLLET if self.edge else IN
         self.sending = True
         self.finished = False
         self.stopped: str | None = None
@@ -415,6 +430,10 @@ class Worker:
         n = len(data)
         self.buf[:n] = data
         self._received(c, n, now)
+        if self.edge and n == self.fast_chunk and c.partial and not c.dead:
+            # the read took all it may and still ended inside a reply (a longer one than
+            # expected, an error say): the rest may already be here, and no edge would say so
+            self._read_slow(c, now)
 
     def _received(self, c: Conn, n: int, now: int) -> None:
         """Every read the fast path does not take: EOF, partial, pipelined, error or mixed."""
@@ -582,7 +601,7 @@ class Worker:
             return
         del c.out[:sent]
         if not c.out:
-            self.ep.modify(c.fd, IN)
+            self.ep.modify(c.fd, self.busy_events)
             self._update_fast(c)
 
     def _event(self, fd: int, mask: int, now: int) -> None:
@@ -599,14 +618,24 @@ class Worker:
             if c.dead:
                 return
         if mask & (IN | select.EPOLLHUP | select.EPOLLERR):
+            self._read_slow(c, now, bool(mask & CLOSED))
+
+    def _read_slow(self, c: Conn, now: int, closed: bool = False) -> None:
+        """Read into the preallocated buffer and take every reply in it. Edge-triggered, no new
+        edge reports what one read left behind: a full buffer's rest, or the end of a
+        connection the peer has closed (``closed``); read on until they are taken (bounded)."""
+        buf = self.buf
+        for _ in range(SLOW_READS):
             try:
-                n = c.recv_into(self.buf)
+                n = c.recv_into(buf)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
                 self._lose(c, _socket_error(error))
                 return
             self._received(c, n, now)
+            if c.dead or not self.edge or (n < len(buf) and not closed):
+                return
 
     # ----------------------------------------------------------------- connections
 
@@ -690,7 +719,7 @@ class Worker:
             self.established += 1
             self.all_conns.append(c)
         c.cycles += 1
-        self.ep.modify(c.fd, IN)
+        self.ep.modify(c.fd, self.busy_events)
         if self.open:
             self.free.extend([c] * self.plan.pipeline)
         elif c.left is not None:
