@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,29 @@ def test_the_code_fingerprint_covers_exactly_the_shipped_sources(tmp_path: Path)
     assert agent.fingerprint(str(tmp_path / "tests")) is None
     assert agent.is_shipped("servers/native", is_dir=True)
     assert not agent.is_shipped("servers/native/build/server")
+
+
+def test_the_session_launches_a_trials_server_on_the_server_host(tmp_path: Path) -> None:
+    """HostsSession is the runner's launcher across hosts: the model bound to the hosts file's
+    address on port 0; a trial for another interpreter is refused (each host runs its own)."""
+    from types import SimpleNamespace
+
+    from bench.hosts.session import HostsSession
+    from bench.run import scenario
+
+    loaded = scenario.from_dict({"name": "t", "group": [{"name": "echo", "connections": 2}]})
+    spec = scenario.plan(loaded, [scenario.ModelSpec("epoll", "epoll", ("--backlog", "64"),
+                                                     sys.executable)])[0]
+    calls: list[tuple[Any, ...]] = []
+    session = SimpleNamespace(file=SimpleNamespace(address="198.18.7.1"),
+                              launch_server=lambda *args: calls.append(args) or "started")
+    out, err = tmp_path / "out", tmp_path / "err"
+    assert HostsSession.launch(session, spec, None, out, err) == "started"  # type: ignore[arg-type]
+    assert calls == [(["epoll", "--host", "198.18.7.1", "--port", "0", "--backlog", "64"],
+                      out, err, {})]
+    other = replace(spec, server=replace(spec.server, interpreter="/opt/python3.13t"))
+    with pytest.raises(LaunchFailed, match="/opt/python3.13t: a run across hosts uses each"):
+        HostsSession.launch(session, other, None, out, err)  # type: ignore[arg-type]
 
 
 def test_merged_histograms_give_the_percentiles_of_the_concatenated_samples() -> None:

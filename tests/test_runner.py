@@ -25,9 +25,11 @@ import pytest
 from bench import procs
 from bench.analysis.histograms import decode_histogram
 from bench.environment import Placement, resolve_placement
+from bench.launch import LaunchedServer, LaunchFailed
 from bench.run import scenario
 from bench.run.rates import choose_equal_load
 from bench.run.runner import (
+    LOCAL,
     Runner,
     TrialContext,
     _SwarmRun,
@@ -373,6 +375,35 @@ def test_a_server_that_never_becomes_ready_is_a_failed_trial(
     assert record["swarm"] is None and record["derived"]["throughput_rps"] is None
     assert not [p for p in psutil.Process().children(recursive=True)
                 if "sleep" in " ".join(p.cmdline())]
+
+
+class RecordingLauncher:
+    """A ServerLauncher that starts the server on this machine, as LOCAL does, and says so;
+    or refuses, as a server host that cannot be used does."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.refuse = refuse
+        self.launched: list[str] = []
+
+    def launch(self, spec: scenario.TrialSpec, context: TrialContext, out_path: Path,
+               err_path: Path) -> LaunchedServer:
+        if self.refuse:
+            raise LaunchFailed(self.refuse)
+        self.launched.append(spec.trial_id)
+        return LOCAL.launch(spec, context, out_path, err_path)
+
+
+def test_the_contexts_launcher_starts_every_server(tmp_path: Path, reaped: None) -> None:
+    """Where a server runs is the context's launcher (this machine, or the server host of
+    bench/hosts), not a branch in the trial: a launcher's refusal is that trial's failure."""
+    spec = tiny_trials(("epoll",), duration=0.5)[0]
+    launcher = RecordingLauncher()
+    record = run_trial(spec, replace(context(tmp_path), launcher=launcher))
+    assert launcher.launched == [spec.trial_id] and record["status"] == "ok"
+    refused = run_trial(spec, replace(context(tmp_path / "again"),
+                                      launcher=RecordingLauncher("host server went away")))
+    assert refused["status"] == "failed" and refused["failure"] == "host server went away"
+    assert refused["swarm"] is None
 
 
 def test_a_stop_request_before_a_trial_ends_the_run_at_once(tmp_path: Path) -> None:

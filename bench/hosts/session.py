@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import execnet
 import psutil
@@ -32,6 +33,9 @@ from bench import REPO_ROOT, procs
 from bench.hosts import agent
 from bench.hosts.config import HostsFile, HostSpec
 from bench.launch import LaunchFailed, LaunchInterrupted
+
+if TYPE_CHECKING:
+    from bench.store import TrialSpec
 
 OPEN_TIMEOUT_S = 30.0  # a gateway up and its agent's hello (ssh, a cold interpreter)
 REPLY_TIMEOUT_S = 15.0  # one request's reply (a server's launch, a sample list)
@@ -323,6 +327,18 @@ class HostsSession:
                                  "them (in open loop one load worker spinning until its next "
                                  "send delays the other)")
         return notes
+
+    def launch(self, spec: TrialSpec, context: Any, out_path: Path,
+               err_path: Path) -> RemoteServer:
+        """A trial's server on the server host, bound to the hosts file's address (the
+        runner's ServerLauncher, bench/run/runner.py)."""
+        server = spec.server
+        if server.interpreter != sys.executable:
+            raise LaunchFailed(f"interpreter {server.interpreter}: a run across hosts uses "
+                               "each host's own python")
+        return self.launch_server([server.model, "--host", self.file.address, "--port", "0",
+                                   *server.args], out_path, err_path,
+                                  dict(server.interpreter_env))
 
     def launch_server(self, args: Sequence[str], out_path: Path, err_path: Path,
                       env: dict[str, str] | None = None) -> RemoteServer:

@@ -322,7 +322,7 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
     try:
         if options.hosts:
             hosts, service = _open_hosts(options.hosts, console, store)
-            context.hosts = hosts
+            context.hosts = context.launcher = hosts
         elif not options.swarm_command:
             service = SwarmService(placement.swarm_cpus, store.logs_dir / "swarm-service.log",
                                    workers=placement.swarm_workers())

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -74,6 +74,28 @@ def default_swarm_command() -> list[str]:
     return [sys.executable, "-m", "clients", "swarm"]
 
 
+class ServerLauncher(Protocol):
+    """Where a trial's server runs. ``launch`` starts it through the launch contract and
+    returns at once, with ``LaunchedServer``'s methods (LaunchFailed: it cannot start there)."""
+
+    def launch(self, spec: TrialSpec, context: TrialContext, out_path: Path,
+               err_path: Path) -> LaunchedServer: ...
+
+
+class LocalLauncher:
+    """This machine: the server on the placement's server CPUs, from ``server_root``."""
+
+    def launch(self, spec: TrialSpec, context: TrialContext, out_path: Path,
+               err_path: Path) -> LaunchedServer:
+        return LaunchedServer(server_command(spec), out_path, err_path,
+                              cpus=context.placement.server_cpus, cwd=context.server_root,
+                              env=child_env(context.server_root,
+                                            dict(spec.server.interpreter_env)))
+
+
+LOCAL = LocalLauncher()
+
+
 @dataclass
 class TrialContext:
     """What stays the same from one trial to the next."""
@@ -94,6 +116,8 @@ class TrialContext:
     swarm_service: LoadService | None = None
     # the server and load hosts (bench/hosts/session.py); None: all on this machine
     hosts: Any = None
+    # where each trial's server starts: this machine, or the server host (the HostsSession)
+    launcher: ServerLauncher = field(default_factory=lambda: LOCAL)
 
 
 def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
@@ -362,28 +386,11 @@ class Trial:
         self.timing[name] = round(time.monotonic() - self.t0, 4)
 
     def launch(self) -> Trial:
-        """Start the server through the launch contract (it boots meanwhile)."""
-        spec, context = self.spec, self.context
-        if context.hosts is not None:
-            return self._launch_on_host()
-        self.server = LaunchedServer(server_command(spec), self.logs.server_out,
-                                     self.logs.server_err, cpus=context.placement.server_cpus,
-                                     cwd=context.server_root,
-                                     env=child_env(context.server_root,
-                                                   dict(spec.server.interpreter_env)))
-        return self
-
-    def _launch_on_host(self) -> Trial:
-        """Start the server on the server host, bound to the hosts file's address."""
-        server, hosts = self.spec.server, self.context.hosts
-        if server.interpreter != sys.executable:
-            self.launch_failure = (f"interpreter {server.interpreter}: a run across hosts uses "
-                                   "each host's own python")
-            return self
+        """Start the server through the launch contract, wherever the context's launcher puts
+        it (it boots meanwhile)."""
         try:
-            self.server = hosts.launch_server(
-                [server.model, "--host", hosts.file.address, "--port", "0", *server.args],
-                self.logs.server_out, self.logs.server_err, dict(server.interpreter_env))
+            self.server = self.context.launcher.launch(self.spec, self.context,
+                                                       self.logs.server_out, self.logs.server_err)
         except LaunchFailed as error:
             self.launch_failure = str(error)
         return self
