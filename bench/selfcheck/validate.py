@@ -111,17 +111,29 @@ def check_native(work: Path, rounds: int) -> list[Check]:
     server_cpus, client_cpus = _cpus()
     settings = Settings(duration_s=2.0, warmup_s=0.5)
     ratios = []
+    runs: dict[str, list[dict[str, Any]]] = {"native": [], "swarm": []}
     with running_server("native", server_cpus, work) as server:
         for index in range(max(rounds, NATIVE_MIN_ROUNDS)):
             figures = {}
             for client in (("native", "swarm") if index % 2 == 0 else ("swarm", "native")):
                 figures[client] = run_load(client, server, settings, client_cpus, work,
                                            f"{client}-{index}")
+                runs[client].append(figures[client])
             ratios.append(figures["swarm"]["throughput_rps"] / figures["native"]["throughput_rps"])
     ratio = statistics.median(ratios)
     return [Check("native", "swarm ÷ C client throughput (native, 50 conns)", ratio,
                   f"≥ {GOAL_RATIO:g}", "pass" if ratio >= GOAL_RATIO else "fail",
-                  "rounds: " + ", ".join(f"{r:.2f}" for r in ratios))]
+                  f"{_median_of(runs['swarm'], 'throughput_rps'):,.0f} vs "
+                  f"{_median_of(runs['native'], 'throughput_rps'):,.0f}/s, client CPU "
+                  f"{_median_of(runs['swarm'], 'client_cpu_percent'):.0f} vs "
+                  f"{_median_of(runs['native'], 'client_cpu_percent'):.0f} %; rounds: "
+                  + ", ".join(f"{r:.2f}" for r in ratios))]
+
+
+def _median_of(runs: list[dict[str, Any]], key: str) -> float:
+    """The median of one figure over a client's runs (NaN when none has it)."""
+    values = [run[key] for run in runs if run.get(key) is not None]
+    return statistics.median(values) if values else float("nan")
 
 
 def blocking_p50_us(host: str, port: int, connections: int, duration: float) -> float:
