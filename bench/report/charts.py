@@ -8,6 +8,7 @@ the reference ceiling: a dashed black line, never a competitor.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -739,9 +740,13 @@ def _usl_panel(ax: Axes, result: UslFit, palette: Palette) -> None:
         if math.isfinite(result.n_star) and result.n_star <= max(levels) * 1.5:
             ax.axvline(result.n_star, color=style["color"], linestyle=":", linewidth=1.0)
         note = f"σ={result.sigma:.3g} κ={result.kappa:.2g}\nR²={result.r2:.3f}"
+        corner = (0.03, 0.97, "left", "top")  # a rising curve leaves the top left empty
     else:
-        note = "not fitted:\n" + result.reason
-    ax.text(0.03, 0.97, note, transform=ax.transAxes, ha="left", va="top", fontsize="x-small")
+        note = "not fitted:\n" + textwrap.fill(result.reason, 24)
+        corner = (0.97, 0.03, "right", "bottom")  # few, rising points: the bottom right
+    ax.text(corner[0], corner[1], note, transform=ax.transAxes, ha=corner[2], va=corner[3],
+            fontsize="x-small", zorder=4,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.5})
     _connections_axis(ax, levels)
     ax.set_xlabel("")
     ax.tick_params(labelsize="small")
