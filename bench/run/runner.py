@@ -117,7 +117,7 @@ class TrialContext:
     # the server and load hosts (bench/hosts/session.py); None: all on this machine
     hosts: Any = None
     # where each trial's server starts: this machine, or the server host (the HostsSession)
-    launcher: ServerLauncher = field(default_factory=lambda: LOCAL)
+    launcher: ServerLauncher = LOCAL
 
 
 def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
