@@ -297,10 +297,10 @@ def against_native(settings: Settings, placement: Placement, work_dir: Path, con
 
 
 def _round_line(record: dict[str, Any]) -> str:
-    parts = [f"round {record['round']}: native {_fmt(record['native']['throughput_rps'])}/s"]
+    parts = [f"round {record['round']}: native {fmt(record['native']['throughput_rps'])}/s"]
     if "swarm" in record:
-        parts.append(f"swarm {_fmt(record['swarm']['throughput_rps'])}/s")
-        parts.append(f"ratio {_fmt(record.get('ratio'), 3)}")
+        parts.append(f"swarm {fmt(record['swarm']['throughput_rps'])}/s")
+        parts.append(f"ratio {fmt(record.get('ratio'), 3)}")
     return ", ".join(parts)
 
 
@@ -346,7 +346,7 @@ def bottleneck_verdict(swarm: dict[str, Any], reference: dict[str, Any] | None,
     swarm_cpu = swarm.get("client_cpu_percent")
     server_cpu = swarm.get("server_cpu_percent")
     if swarm.get("client_saturated") or (swarm_cpu is not None and swarm_cpu >= SATURATED_PERCENT):
-        return f"swarm saturated ({_fmt(swarm_cpu)} %)", False
+        return f"swarm saturated ({fmt(swarm_cpu)} %)", False
     if server_cpu is not None and server_cpu >= SATURATED_PERCENT:
         return "ok (server saturated)", True
     ratio = _ratio(swarm, reference) if reference else None
@@ -396,7 +396,8 @@ def against_models(settings: Settings, placement: Placement, work_dir: Path,
 # -- output ------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any, digits: int = 0) -> str:
+def fmt(value: Any, digits: int = 0) -> str:
+    """A figure with thousands separators and ``digits`` decimals; "-" for none."""
     if value is None:
         return "-"
     return f"{value:,.{digits}f}"
@@ -409,18 +410,18 @@ def rounds_table(summary: dict[str, Any]) -> Table:
         table.add_column(name, justify="right")
     for r in summary["rounds"]:
         native_run, swarm = r["native"], r.get("swarm", {})
-        table.add_row(str(r["round"]), _fmt(native_run["throughput_rps"]),
-                      _fmt(native_run["client_cpu_percent"]),
-                      _fmt(native_run["server_cpu_percent"]), _fmt(swarm.get("throughput_rps")),
-                      _fmt(swarm.get("client_cpu_percent")),
-                      _fmt(swarm.get("server_cpu_percent")),
-                      _others_text(swarm), _fmt(r.get("ratio"), 3))
-    table.add_row("median", _fmt(summary["native_rps_median"]),
-                  _fmt(summary["native_client_cpu_median"]),
-                  _fmt(summary["server_cpu_median_native_client"]),
-                  _fmt(summary["swarm_rps_median"]), _fmt(summary["swarm_cpu_median"]),
-                  _fmt(summary["server_cpu_median_swarm"]), "",
-                  _fmt(summary["ratio_median"], 3), style="bold")
+        table.add_row(str(r["round"]), fmt(native_run["throughput_rps"]),
+                      fmt(native_run["client_cpu_percent"]),
+                      fmt(native_run["server_cpu_percent"]), fmt(swarm.get("throughput_rps")),
+                      fmt(swarm.get("client_cpu_percent")),
+                      fmt(swarm.get("server_cpu_percent")),
+                      _others_text(swarm), fmt(r.get("ratio"), 3))
+    table.add_row("median", fmt(summary["native_rps_median"]),
+                  fmt(summary["native_client_cpu_median"]),
+                  fmt(summary["server_cpu_median_native_client"]),
+                  fmt(summary["swarm_rps_median"]), fmt(summary["swarm_cpu_median"]),
+                  fmt(summary["server_cpu_median_swarm"]), "",
+                  fmt(summary["ratio_median"], 3), style="bold")
     return table
 
 
@@ -428,8 +429,8 @@ def _others_text(run: dict[str, Any]) -> str:
     """Other processes' share of the server's and the client's cores: 'server / client'."""
     if not run:
         return ""
-    return (f"{_fmt(run.get('server_core_others_percent'))} / "
-            f"{_fmt(run.get('client_core_others_percent'))}")
+    return (f"{fmt(run.get('server_core_others_percent'))} / "
+            f"{fmt(run.get('client_core_others_percent'))}")
 
 
 def models_table(results: list[dict[str, Any]]) -> Table:
@@ -444,10 +445,10 @@ def models_table(results: list[dict[str, Any]]) -> Table:
             continue
         swarm, reference = entry["swarm"], entry.get("native") or {}
         style = "" if entry["ok"] else "red"
-        table.add_row(entry["model"], _fmt(swarm["server_cpu_percent"]),
-                      _fmt(swarm["client_cpu_percent"]), _others_text(swarm),
-                      _fmt(swarm["throughput_rps"]),
-                      _fmt(reference.get("throughput_rps")), _fmt(entry.get("ratio"), 2),
+        table.add_row(entry["model"], fmt(swarm["server_cpu_percent"]),
+                      fmt(swarm["client_cpu_percent"]), _others_text(swarm),
+                      fmt(swarm["throughput_rps"]),
+                      fmt(reference.get("throughput_rps")), fmt(entry.get("ratio"), 2),
                       entry["verdict"], style=style)
     return table
 

@@ -50,8 +50,10 @@ from bench.selfcheck.swarm_speed import (
     SWARM_COMMAND,
     BenchError,
     Settings,
+    fmt,
     run_load,
     running_server,
+    summarize_rounds,
 )
 from protocol import FrameDecoder, Op, encode_request
 
@@ -110,30 +112,24 @@ def check_native(work: Path, rounds: int) -> list[Check]:
     than the margin over the goal, so two rounds' median would pass or fail by chance."""
     server_cpus, client_cpus = _cpus()
     settings = Settings(duration_s=2.0, warmup_s=0.5)
-    ratios = []
-    runs: dict[str, list[dict[str, Any]]] = {"native": [], "swarm": []}
+    taken = []
     with running_server("native", server_cpus, work) as server:
         for index in range(max(rounds, NATIVE_MIN_ROUNDS)):
-            figures = {}
+            record: dict[str, Any] = {"round": index + 1}
             for client in (("native", "swarm") if index % 2 == 0 else ("swarm", "native")):
-                figures[client] = run_load(client, server, settings, client_cpus, work,
-                                           f"{client}-{index}")
-                runs[client].append(figures[client])
-            ratios.append(figures["swarm"]["throughput_rps"] / figures["native"]["throughput_rps"])
-    ratio = statistics.median(ratios)
-    return [Check("native", "swarm ÷ C client throughput (native, 50 conns)", ratio,
-                  f"≥ {GOAL_RATIO:g}", "pass" if ratio >= GOAL_RATIO else "fail",
-                  f"{_median_of(runs['swarm'], 'throughput_rps'):,.0f} vs "
-                  f"{_median_of(runs['native'], 'throughput_rps'):,.0f}/s, client CPU "
-                  f"{_median_of(runs['swarm'], 'client_cpu_percent'):.0f} vs "
-                  f"{_median_of(runs['native'], 'client_cpu_percent'):.0f} %; rounds: "
-                  + ", ".join(f"{r:.2f}" for r in ratios))]
-
-
-def _median_of(runs: list[dict[str, Any]], key: str) -> float:
-    """The median of one figure over a client's runs (NaN when none has it)."""
-    values = [run[key] for run in runs if run.get(key) is not None]
-    return statistics.median(values) if values else float("nan")
+                record[client] = run_load(client, server, settings, client_cpus, work,
+                                          f"{client}-{index}")
+            record["ratio"] = (record["swarm"]["throughput_rps"]
+                               / record["native"]["throughput_rps"])
+            taken.append(record)
+    summary = summarize_rounds(taken, GOAL_RATIO)  # the medians make bench-swarm reports
+    return [Check("native", "swarm ÷ C client throughput (native, 50 conns)",
+                  summary["ratio_median"],
+                  f"≥ {GOAL_RATIO:g}", "pass" if summary["goal_met"] else "fail",
+                  f"{fmt(summary['swarm_rps_median'])} vs {fmt(summary['native_rps_median'])}/s, "
+                  f"client CPU {fmt(summary['swarm_cpu_median'])} vs "
+                  f"{fmt(summary['native_client_cpu_median'])} %; rounds: "
+                  + ", ".join(f"{r['ratio']:.2f}" for r in taken))]
 
 
 def blocking_p50_us(host: str, port: int, connections: int, duration: float) -> float:
