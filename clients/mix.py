@@ -12,7 +12,6 @@ otherwise).
 from __future__ import annotations
 
 import random
-import struct
 from dataclasses import dataclass
 
 from protocol import (
@@ -56,8 +55,13 @@ class MixEntry:
     weight: float
 
     def __str__(self) -> str:
-        weight = f"{self.weight:g}"
-        return f"{self.op}:{self.arg}" + ("" if weight == "1" else f"={weight}")
+        return weighted(f"{self.op}:{self.arg}", self.weight)
+
+
+def weighted(label: str, weight: float) -> str:
+    """A mix entry as written: its label, then ``=weight`` unless the weight is 1."""
+    text = f"{weight:g}"
+    return label if text == "1" else f"{label}={text}"
 
 
 # what a protocol's mix operations take: name -> (largest argument, what it means, whether one
@@ -204,7 +208,7 @@ class ConcbenchWire:
         a length over MAX_PAYLOAD (the stream cannot be resynchronised)."""
         if avail - pos < HEADER_SIZE:
             return None
-        length = _unpack_length(data, pos)[0]
+        length = HEADER.unpack_from(data, pos)[0]
         if length > MAX_PAYLOAD:
             raise MixError(f"a reply of {length} payload bytes (over {MAX_PAYLOAD})")
         end = pos + HEADER_SIZE + length
@@ -220,5 +224,4 @@ class ConcbenchWire:
         return "mismatch", False, False
 
 
-_unpack_length = struct.Struct("!I").unpack_from
 CONCBENCH = ConcbenchWire()

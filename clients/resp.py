@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from clients.mix import SLOWLORIS_PAYLOAD, Arguments, MixEntry, parse_entries
+from clients.mix import SLOWLORIS_PAYLOAD, Arguments, MixEntry, parse_entries, weighted
 
 CRLF = b"\r\n"
 MAX_BULK = 512 * 1024 * 1024  # Redis's own limit on a bulk string
@@ -140,8 +140,7 @@ class RespWire:
         return entry.op if entry.op == "ping" else f"{entry.op}:{entry.arg}"
 
     def format_mix(self, entries: list[MixEntry]) -> str:
-        return ",".join(self.describe(entry) + ("" if f"{entry.weight:g}" == "1"
-                                                else f"={entry.weight:g}") for entry in entries)
+        return ",".join(weighted(self.describe(entry), entry.weight) for entry in entries)
 
     def build_kind(self, entry: MixEntry, payload_seed: int = 0,
                    verify: bool = False) -> RespKind:
