@@ -316,7 +316,8 @@ class _Run:
             pipe.send(("start", self.timeline))
 
     def _end(self) -> None:
-        self._reap()
+        """Every worker ends and is reaped, whatever happened."""
+        reap_workers(self.processes, self.pipes, STOP_GRACE_S)
 
     def _start_workers(self) -> None:
         for plan in self.plans:
@@ -377,10 +378,6 @@ class _Run:
             if process.is_alive() and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signum)
-
-    def _reap(self) -> None:
-        """Every worker ends and is reaped, whatever happened."""
-        reap_workers(self.processes, self.pipes, STOP_GRACE_S)
 
 
 def reap_workers(processes: Sequence[Any], pipes: Sequence[Any], grace_s: float) -> None:
