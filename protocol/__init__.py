@@ -1,4 +1,4 @@
-"""The wire and launch contract of ../shared/PROTOCOL.md, once, shared by servers and clients.
+"""The wire and launch contract of docs/protocol.md, once, shared by servers and clients.
 
 Nothing here does I/O on sockets (as h11 does for HTTP):
 

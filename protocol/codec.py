@@ -1,4 +1,4 @@
-"""The frame codec of the concbench wire protocol (../shared/PROTOCOL.md, version 1), sans-IO.
+"""The frame codec of the concbench wire protocol (docs/protocol.md, version 1), sans-IO.
 
 No sockets here: bytes in, frames out; frames in, bytes out (as h11 does for HTTP). Every
 operation, status and error code has a name here, and only here.

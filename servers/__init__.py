@@ -1,4 +1,4 @@
-"""Server models: one concurrency model per module, all speaking ../shared/PROTOCOL.md.
+"""Server models: one concurrency model per module, all speaking docs/protocol.md.
 
 A model module defines:
 
