@@ -2,10 +2,20 @@
 
 ``TreeSampler`` samples a process and all its descendants every 100 ms in a thread;
 ``summarize_server`` turns the samples into the figures of the swarm's measured window.
+
+CPU time from psutil (``/proc/PID/stat``) comes in scheduler ticks of 10 ms: over a window of
+a few hundred milliseconds that is a few ticks, and a per-request figure made of it is a
+multiple of one tick over the requests. So the samples taken at the window's edges (``mark``)
+also read each process's CPU clock (``clock_getcpuclockid``: the scheduler's nanosecond run
+time of all its threads, the ones that have exited included, the sum that each thread's
+``/proc/PID/task/TID/schedstat`` shows for itself); the window's CPU is their difference
+(``cpu_ns``). Where that clock cannot be read, the live threads' schedstat is summed instead (a
+thread that ends inside the window then takes its time with it). The tick figures stay beside.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -19,11 +29,45 @@ SAMPLE_INTERVAL_S = 0.1
 EDGE_S = 0.005  # a sample this close outside the window's ends counts as at them
 
 
-def sample_tree(pid: int, t: float) -> dict[str, Any] | None:
-    """One psutil sample of a process and all its descendants, summed."""
+CPUCLOCK_SCHED = 2  # the kernel's process CPU clock that counts scheduler nanoseconds
+
+
+def process_cpu_ns(pid: int) -> int | None:
+    """Nanoseconds ``pid`` has run, all its threads (exited ones too); None if unreadable."""
+    clock = ((~pid) << 3) | CPUCLOCK_SCHED  # clock_getcpuclockid(pid), as glibc makes it
+    try:
+        return time.clock_gettime_ns(clock)
+    except OSError:
+        return thread_cpu_ns(pid)
+
+
+def thread_cpu_ns(pid: int) -> int | None:
+    """Nanoseconds every live thread of ``pid`` has run (schedstat), summed; None if
+    unreadable."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as handle:
+                total += int(handle.read().split(None, 1)[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended between the listing and the read
+    return total
+
+
+def sample_tree(pid: int, t: float, precise: bool = False) -> dict[str, Any] | None:
+    """One psutil sample of a process and all its descendants, summed; ``precise`` adds
+    ``cpu_ns``, the threads' schedstat run time (the window's edges)."""
     totals = {"t": round(t, 4), "cpu_user": 0.0, "cpu_system": 0.0, "rss": 0, "threads": 0,
               "fds": 0, "ctx_voluntary": 0, "ctx_involuntary": 0, "procs": 0}
+    cpu_ns: int | None = 0
     for proc in procs.tree(pid):
+        if precise and cpu_ns is not None:
+            ran = process_cpu_ns(proc.pid)
+            cpu_ns = None if ran is None else cpu_ns + ran
         try:
             with proc.oneshot():
                 cpu = proc.cpu_times()
@@ -41,6 +85,8 @@ def sample_tree(pid: int, t: float) -> dict[str, Any] | None:
         totals["ctx_voluntary"] += ctx.voluntary
         totals["ctx_involuntary"] += ctx.involuntary
         totals["procs"] += 1
+    if precise and cpu_ns is not None:
+        totals["cpu_ns"] = cpu_ns
     return totals if totals["procs"] else None
 
 
@@ -57,8 +103,8 @@ class TreeSampler(threading.Thread):
         self._lock = threading.Lock()
         self._marks: list[float] = []  # trial times (s since t0) still to sample at
 
-    def sample_now(self) -> None:
-        sample = sample_tree(self.pid, time.monotonic() - self.t0)
+    def sample_now(self, precise: bool = False) -> None:
+        sample = sample_tree(self.pid, time.monotonic() - self.t0, precise)
         if sample is not None:
             with self._lock:
                 self.samples.append(sample)
@@ -83,8 +129,9 @@ class TreeSampler(threading.Thread):
         next_at = time.monotonic()
         while not self._stopping:
             now = time.monotonic()
-            if self._take_due_marks(now - self.t0) or now >= next_at:
-                self.sample_now()
+            marked = self._take_due_marks(now - self.t0)
+            if marked or now >= next_at:
+                self.sample_now(precise=marked)
                 if now >= next_at:
                     next_at = max(next_at + self.interval, now)
             wait = next_at - time.monotonic()
@@ -121,6 +168,7 @@ def summarize_server(samples: list[dict[str, Any]], window: tuple[float, float],
         "cpu_user_s": None, "cpu_system_s": None, "cpu_percent": None, "rss_max": None,
         "rss_mean": None, "rss_idle": idle[-1]["rss"] if idle else None, "threads_max": None,
         "fds_max": None, "ctx_switches": None, "span_s": None, "procs_max": None,
+        "cpu_ns": None, "cpu_ns_span_s": None,
     }
     if len(inside) < 2 or inside[-1]["t"] <= inside[0]["t"]:
         return summary
@@ -135,6 +183,10 @@ def summarize_server(samples: list[dict[str, Any]], window: tuple[float, float],
         rss_max=max(s["rss"] for s in inside), rss_mean=statistics.fmean(s["rss"] for s in inside),
         threads_max=max(s["threads"] for s in inside), fds_max=max(s["fds"] for s in inside),
         ctx_switches=ctx, span_s=span, procs_max=max(s["procs"] for s in inside))
+    edges = [s for s in inside if "cpu_ns" in s]
+    if len(edges) >= 2 and edges[-1]["t"] > edges[0]["t"]:
+        summary.update(cpu_ns=edges[-1]["cpu_ns"] - edges[0]["cpu_ns"],
+                       cpu_ns_span_s=edges[-1]["t"] - edges[0]["t"])
     return summary
 
 

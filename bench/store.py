@@ -96,6 +96,12 @@ class Case:
     # the case this one is compared with, model by model, in the same run (head-of-line
     # blocking and slowloris: the same requests without the WORK or the slow connections)
     reference: str | None = field(default=None, metadata={RECORD_KEY: "reference_case"})
+    # steady state (clients/_steady.py): the window opens once every connection is answered
+    # and throughput has settled (warmup_s is then the cap), and lasts for min_requests
+    # replies at the settled rate, from duration_s up to max_duration_s
+    steady: bool = False
+    min_requests: int = 0
+    max_duration_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,16 @@ def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measured window, seconds (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0,
                         help="seconds of load before the window, excluded (default 1)")
+    parser.add_argument("--steady", action="store_true",
+                        help="open the window only once every connection has been answered "
+                             "and throughput has settled (--warmup is then the most the "
+                             "warm-up may take; the record's steady block says what happened)")
+    parser.add_argument("--min-requests", type=int, default=0, metavar="N",
+                        help="with --steady: make the window long enough for N replies at the "
+                             "settled rate, from --duration up to --max-duration (default 0)")
+    parser.add_argument("--max-duration", type=float, default=0.0, metavar="S",
+                        help="with --min-requests: the longest window, seconds (default: "
+                             "--duration)")
     parser.add_argument("--mode", choices=("closed", "open"), default="closed",
                         help="closed: a new request as each reply comes; open: at --rate, "
                              "latency from the scheduled send (default closed)")
@@ -145,7 +155,8 @@ def swarm_main(options: argparse.Namespace) -> int:
         idle_connections=options.idle_connections,
         requests_per_connection=options.requests_per_connection,
         slowloris=options.slowloris, slowloris_interval=options.slowloris_interval,
-        protocol=options.protocol)
+        protocol=options.protocol, steady=options.steady, min_requests=options.min_requests,
+        max_duration=options.max_duration)
     signal.signal(signal.SIGTERM, _interrupt)  # the bench runner stops us with SIGTERM
     show = status_console.is_terminal and not options.quiet
 

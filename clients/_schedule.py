@@ -69,6 +69,12 @@ class Schedule:
         self.next_ns = due if due < self._end_ns else NEVER
         return self.next_ns
 
+    def set_end(self, end_ns: int) -> None:
+        """No request due at or after ``end_ns`` (the window was decided during the warm-up)."""
+        self._end_ns = end_ns
+        if self.next_ns >= end_ns:
+            self.next_ns = NEVER
+
     def stop(self) -> None:
         """No more requests."""
         self.next_ns = NEVER

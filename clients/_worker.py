@@ -38,6 +38,7 @@ can hand all workers one timeline.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import gc
 import heapq
@@ -48,7 +49,7 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from clients._measure import Measurements, Progress
 from clients._schedule import (
@@ -77,6 +78,9 @@ DRIP_SPREAD = 1000  # the first drips are spread over one interval in this many 
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 CLOSED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR  # the peer is gone or going
+# steady-state warm-up (``Control``): a worker reports its replies and answered connections
+# every slice and looks for the parent's decision to open the window at every chore
+WARM_SLICE_NS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class WorkerPlan:
     slow_interval_ns: int = 0  # ...then one more byte every this long, never the last one
     slow_frame: bytes = b""
     protocol: str = DEFAULT_PROTOCOL  # the wire (``clients.wire``): framing of the slow path
+    steady: bool = False  # the parent opens the window once the load is steady (``Control``)
 
 
 class Conn:
@@ -173,13 +178,29 @@ def _request_stop(signum: int, frame: object) -> None:
     Stop.requested = True
 
 
+class Control(Protocol):
+    """The parent's hand on a worker's warm-up: without one the timeline is fixed.
+
+    ``report`` sends one warm-up slice (its index, the replies in it, the busy connections
+    answered at least once so far and those established); ``window`` returns the parent's
+    decision, (window, end, drain) in ``time.monotonic_ns``, once it has been made."""
+
+    def report(self, index: int, replies: int, answered: int, established: int) -> None: ...
+
+    def window(self) -> tuple[int, int, int] | None: ...
+
+
 class Worker:
     """Connect, drive the load, measure; ``run`` returns the worker's partial record."""
 
     def __init__(self, plan: WorkerPlan, timeline: Timeline,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, control: Control | None = None) -> None:
         self.plan = plan
         self.timeline = timeline
+        self.control = control
+        self.next_warm = timeline.load_ns + WARM_SLICE_NS if control is not None else NEVER
+        self.warm_index = 0
+        self.warm_replies = 0  # replies counted at the last slice's end
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
         # by file descriptor: the connections the fast path may serve (uniform workload,
@@ -813,6 +834,9 @@ class Worker:
         each bounded in time, so that no pass holds up the load. The next time to come."""
         timeline = self.timeline
         m = self.m
+        if self.phase == "warmup" and now >= self.next_warm:
+            self._report_warm(now)
+            timeline = self.timeline
         if self.phase == "warmup" and now >= timeline.window_ns:
             self._start_window(now)
         while self.phase == "window" and now >= min(m.next_interval, timeline.end_ns):
@@ -831,7 +855,7 @@ class Worker:
             return now
         upcoming = [self.next_chore, tend]
         if self.phase == "warmup":
-            upcoming.append(timeline.window_ns)
+            upcoming += (timeline.window_ns, self.next_warm)
         elif self.phase == "window":
             upcoming.append(min(m.next_interval, timeline.end_ns))
         if self.to_open:
@@ -842,6 +866,8 @@ class Worker:
 
     def _chores(self, now: int) -> None:
         self.next_chore = now + CHORE_NS
+        if self.phase == "warmup" and self.control is not None:
+            self._take_window()
         self._look_for_timeouts(now)
         if Stop.requested or os.getppid() != self.parent:
             self._finish(now, "interrupted" if Stop.requested else "parent exited")
@@ -869,6 +895,37 @@ class Worker:
             elif c.times and c.times[0] < limit:
                 self._lose(c, "timeout")
         self.watch_at = end
+
+    def _report_warm(self, now: int) -> None:
+        """One warm-up slice to the parent: its replies, the busy connections answered at
+        least once and those established (O(connections), every slice of the warm-up only)."""
+        total = answered = 0
+        for c in self.all_conns:
+            total += c.count
+            if c.count and not c.idle:
+                answered += 1
+        assert self.control is not None
+        self.control.report(self.warm_index, total - self.warm_replies,
+                            min(answered, self.plan.connections),
+                            self.established + self.idle_established + self.slow_established)
+        self.warm_index += 1
+        self.warm_replies = total
+        self.next_warm += WARM_SLICE_NS
+        self._take_window()
+
+    def _take_window(self) -> None:
+        """The parent's window, once decided: the timeline, the intervals and the open-loop
+        schedule follow it."""
+        assert self.control is not None
+        decided = self.control.window() if self.next_warm != NEVER else None
+        if decided is None:
+            return
+        window_ns, end_ns, drain_ns = decided
+        self.timeline = dataclasses.replace(self.timeline, window_ns=window_ns, end_ns=end_ns,
+                                            drain_ns=drain_ns)
+        self.m.window_ns = self.m.next_interval = window_ns
+        self.schedule.set_end(end_ns)
+        self.next_warm = NEVER
 
     def _start_window(self, now: int) -> None:
         """Warm-up is over: forget its latencies, note counts and CPU."""
@@ -953,6 +1010,23 @@ def _connect_error(code: int | None) -> str:
     return f"connect_{errno.errorcode.get(code or 0, code)}"
 
 
+class PipeControl:
+    """``Control`` over the worker's pipe to its parent (``clients.swarm``)."""
+
+    def __init__(self, pipe: Any, index: int) -> None:
+        self.pipe = pipe
+        self.index = index
+
+    def report(self, index: int, replies: int, answered: int, established: int) -> None:
+        self.pipe.send(("warm", self.index, index, replies, answered, established))
+
+    def window(self) -> tuple[int, int, int] | None:
+        if not self.pipe.poll():
+            return None
+        message = self.pipe.recv()
+        return tuple(message[1:4]) if message[0] == "window" else None
+
+
 def worker_main(plan: WorkerPlan, pipe: Any) -> None:
     """Process entry: say ready, wait for the timeline, run, send the result back."""
     try:
@@ -970,7 +1044,8 @@ def worker_main(plan: WorkerPlan, pipe: Any) -> None:
             return
         worker = Worker(plan, message[1],
                         lambda index, count, errors: pipe.send(("interval", plan.index, index,
-                                                                count, errors)))
+                                                                count, errors)),
+                        PipeControl(pipe, plan.index) if plan.steady else None)
         pipe.send(("result", plan.index, worker.run()))
     except KeyboardInterrupt:
         return

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from clients._schedule import TIMER_SLACK_NS, set_timer_slack
-from clients._worker import Stop, Timeline, Worker, WorkerPlan, _request_stop
+from clients._worker import PipeControl, Stop, Timeline, Worker, WorkerPlan, _request_stop
 from clients.swarm import (
     EXIT_CANNOT_RUN,
     FINISH_MARGIN_S,
@@ -78,8 +78,9 @@ Notify = Callable[[dict[str, Any]], None]
 class _PooledWorker(Worker):
     """A swarm worker that says when its drain is over, before it folds its figures."""
 
-    def __init__(self, plan: WorkerPlan, timeline: Timeline, drained: Callable[[], None]) -> None:
-        super().__init__(plan, timeline, None)
+    def __init__(self, plan: WorkerPlan, timeline: Timeline, drained: Callable[[], None],
+                 control: PipeControl | None = None) -> None:
+        super().__init__(plan, timeline, None, control)
         self._drained = drained
 
     def _result(self) -> dict[str, Any]:
@@ -126,7 +127,8 @@ def _run_one(pipe: Any, plan: WorkerPlan, timeline: Timeline) -> None:
     """One run's share: the worker's partial record, or the error, back to the service."""
     Stop.requested = False  # a stop asked for during an earlier run is over
     try:
-        worker = _PooledWorker(plan, timeline, lambda: pipe.send(("drained", plan.index)))
+        worker = _PooledWorker(plan, timeline, lambda: pipe.send(("drained", plan.index)),
+                               PipeControl(pipe, plan.index) if plan.steady else None)
         pipe.send(("result", plan.index, worker.run()))
     except Exception as error:  # reported, and the worker stays up for the next run
         pipe.send(("error", plan.index, f"{error!r}\n{traceback.format_exc()}"))
@@ -206,6 +208,11 @@ class _PooledRun(_Run):
         self.timeline = self.make_timeline()
         for plan, pipe in zip(self.plans, self.pipes, strict=True):
             pipe.send(("trial", plan, self.timeline))
+        if not self.config.steady:  # else once the gate has set the window
+            self._window_decided()
+
+    def _window_decided(self) -> None:
+        assert self.timeline is not None
         self.notify({"op": "started", "window_s": [self.timeline.window_ns / 1e9,
                                                    self.timeline.end_ns / 1e9]})
 

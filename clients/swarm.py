@@ -19,6 +19,7 @@ blocking shows as the cheap kind's tail).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import multiprocessing
 import multiprocessing.connection
@@ -32,6 +33,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from clients import _steady as steady
 from clients._measure import mean_value, new_histogram
 from clients._worker import Timeline, WorkerPlan, worker_main
 from clients.mix import DEFAULT_MIX
@@ -68,7 +70,7 @@ RECORD_KEYS = (
     "latency_uncorrected_us", "latency_corrected", "connect_us", "schedule_lag_us",
     "histogram", "histogram_uncorrected", "histogram_unit", "intervals", "fairness",
     "per_connection", "client", "totals", "window", "complete", "stopped",
-    "idle_connections", "idle", "churn", "slowloris", "latency_by_kind", "protocol",
+    "idle_connections", "idle", "churn", "slowloris", "latency_by_kind", "protocol", "steady",
 )
 
 
@@ -129,6 +131,12 @@ class SwarmConfig:
     slowloris: int = 0  # extra connections, opened first, sending a frame a byte at a time
     slowloris_interval: float = 2.0  # seconds between a slow connection's bytes
     protocol: str = DEFAULT_PROTOCOL  # what the swarm speaks: ``clients.wire.WIRES``
+    # steady state (clients/_steady.py): the window opens once every connection is answered
+    # and throughput has settled, ``warmup`` being then the most the warm-up may take; it
+    # lasts long enough for ``min_requests`` replies, from ``duration`` to ``max_duration``
+    steady: bool = False
+    min_requests: int = 0
+    max_duration: float = 0.0  # 0: ``duration``
 
     def check(self) -> None:
         """Raise ``SwarmError`` naming the first impossible setting."""
@@ -139,6 +147,10 @@ class SwarmConfig:
              f"--workers ({self.workers}) cannot exceed --connections ({self.connections})"),
             (not self.duration > 0, "--duration must be positive"),
             (not self.warmup >= 0, "--warmup cannot be negative"),
+            (self.min_requests < 0, "--min-requests cannot be negative"),
+            (self.min_requests > 0 and not self.steady,
+             "--min-requests sizes the window from the settled rate: it needs --steady"),
+            (not self.max_duration >= 0, "--max-duration cannot be negative"),
             (self.mode not in ("closed", "open"), "--mode is closed or open"),
             (self.pipeline < 1, "--pipeline must be at least 1"),
             (self.mode == "open" and not (self.rate or 0) > 0,
@@ -245,7 +257,7 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
             requests_per_connection=config.requests_per_connection, slow=slow,
             slow_first=SLOWLORIS_FIRST_BYTES,
             slow_interval_ns=int(config.slowloris_interval * 1e9), slow_frame=slow_frame,
-            protocol=config.protocol))
+            protocol=config.protocol, steady=config.steady))
         first += count + idle + slow
     return plans
 
@@ -256,11 +268,17 @@ def _share(total: int, workers: int, index: int) -> int:
 
 
 def _timeline(config: SwarmConfig) -> Timeline:
+    """The run's timeline; with ``steady`` its longest (the parent decides the window during
+    the warm-up, ``_Run._decide``: workers fall back on this one only if they never hear)."""
     start = time.monotonic_ns() + int(START_DELAY_S * 1e9)
     ramp = config.sockets / config.connect_rate if config.connect_rate > 0 else 0.0
     load = start + int(ramp * 1e9)
-    window = load + int(config.warmup * 1e9)
-    end = window + int(config.duration * 1e9)
+    if config.steady:
+        window = load + int((config.warmup + steady.FALLBACK_S) * 1e9)
+        end = window + int(max(config.duration, config.max_duration) * 1e9)
+    else:
+        window = load + int(config.warmup * 1e9)
+        end = window + int(config.duration * 1e9)
     return Timeline(start, load, window, end, end + _timeout_ns(config))
 
 
@@ -290,6 +308,10 @@ class _Run:
         self.interrupted = False
         self.timeline: Timeline | None = None
         self.live: dict[int, list[int]] = {}  # interval index -> [replies, errors, workers]
+        self.gate = steady.SteadyGate(len(self.plans), config.connections, config.sockets,
+                                      config.rate if config.mode == "open" else None
+                                      ) if config.steady else None
+        self.steady: dict[str, Any] | None = None  # the gate's decision, for the record
 
     stop_grace_s = STOP_GRACE_S  # after Ctrl-C, how long the workers have to report
 
@@ -342,8 +364,11 @@ class _Run:
                 for i in pending:
                     self.failures[i] = "did not report in time"
                 return
+            wake = 0.5 if self.steady is not None or self.gate is None else steady.SLICE_S
             ready = multiprocessing.connection.wait([self.pipes[i] for i in pending],
-                                                    min(remaining, 0.5))
+                                                    min(remaining, wake))
+            if self.gate is not None and self.steady is None:
+                self._decide()
             for i in list(pending):
                 if self.pipes[i] not in ready:
                     continue
@@ -357,7 +382,11 @@ class _Run:
                 self._handle(i, message, pending)
 
     def _handle(self, i: int, message: tuple[Any, ...], pending: set[int]) -> None:
-        if message[0] == "interval":
+        if message[0] == "warm":
+            if self.gate is not None and self.steady is None:
+                self.gate.add(*message[2:])
+                self._decide()
+        elif message[0] == "interval":
             _, _, index, count, errors = message
             entry = self.live.setdefault(index, [0, 0, 0])
             entry[0] += count
@@ -372,6 +401,36 @@ class _Run:
         else:
             self.failures[i] = str(message[-1])
             pending.discard(i)
+
+    def _decide(self) -> None:
+        """Open the window when the load is steady, or when the warm-up cap has run out (the
+        record then says it never got steady): every worker is told the same timeline."""
+        assert self.gate is not None and self.timeline is not None
+        now = time.monotonic_ns()
+        warmed = (now - self.timeline.load_ns) / 1e9
+        reason = self.gate.reason()
+        if reason is not None and warmed < self.config.warmup:
+            return
+        config = self.config
+        duration = steady.window_length_s(self.gate.settled_rate(), config.min_requests,
+                                          config.duration, config.max_duration) \
+            if reason is None else config.duration
+        window = now + int(steady.WINDOW_LEAD_S * 1e9)
+        end = window + int(duration * 1e9)
+        self.timeline = dataclasses.replace(self.timeline, window_ns=window, end_ns=end,
+                                            drain_ns=end + _timeout_ns(config))
+        if reason is not None:
+            reason = f"{reason} after {warmed:.2f} s (the warm-up cap)"
+        self.steady = {**self.gate.record(reason is None, (window - self.timeline.load_ns) / 1e9,
+                                          config.warmup, reason),
+                       "min_requests": config.min_requests, "window_planned_s": round(duration, 3)}
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("window", window, end, self.timeline.drain_ns))
+        self._window_decided()
+
+    def _window_decided(self) -> None:
+        """The steady-state gate has set the window (``self.timeline``): a hook."""
 
     def _signal_workers(self, signum: int) -> None:
         for process in self.processes:
@@ -668,6 +727,7 @@ def build_record(config: SwarmConfig, run: _Run, started_at: str) -> dict[str, A
         "churn": _churn(config, results, duration),
         "slowloris": slowloris,
         "latency_by_kind": _by_kind(config, results),
+        "steady": run.steady or {"checked": False},
     }
 
 

@@ -110,9 +110,10 @@ def test_valid_cells_are_counted_per_case(tmp_path: Path) -> None:
     sure = scorecard.assurance(frames.load_run(write_run(tmp_path / "run", records,
                                                          {"name": "t"})))
     per_model = len(validity.CELL_METRICS)
-    # epoll loses throughput, p50, p99, p99.9; threaded keeps all; select has none
-    assert sure.per_case == {"e-c16-closed": (per_model - 4 + per_model, 3 * per_model)}
-    assert (sure.cells_valid, sure.cells_total) == (2 * per_model - 4, 3 * per_model)
+    # epoll loses throughput, p50, p99, p99.9; threaded keeps all but p99.9 (12,000 requests:
+    # 12 samples beyond it, too few to rank); select has none
+    assert sure.per_case == {"e-c16-closed": (per_model - 4 + per_model - 1, 3 * per_model)}
+    assert (sure.cells_valid, sure.cells_total) == (2 * per_model - 5, 3 * per_model)
     assert sure.saturated == 1 and sure.saturated_models == ["epoll"]
 
 

@@ -121,20 +121,24 @@ def test_a_real_swarm_keeps_the_law_and_breaks_it_when_frozen(tmp_path: Path) ->
         broken, frozen["latency_us"], frozen["throughput_rps"])
 
 
-def test_an_open_loop_trial_whose_tail_is_the_clients_lag_keeps_only_its_throughput() -> None:
-    """The swarm's lag_is_tail (clients/swarm.py lag_tail): the latency is the client's pauses,
-    so it is left out (°); the throughput, the offered rate met, and the server's figures
-    stand. The same trial without the flag keeps everything."""
+def test_an_open_loop_trial_whose_client_lag_passes_its_share_of_the_slo_keeps_only_its_throughput(
+) -> None:
+    """The client's own lag p99 over LAG_SLO_SHARE of the case's SLO: the latency would be the
+    client's pauses, so it is left out (°); the throughput and the server's figures stand. The
+    bound is the SLO's, not the trial's own tail: a slow server cannot make a lagging client's
+    trial count (the rule that compared the lag with the server's tail kept the slowest)."""
     record = make_trial("echo64-c16-open-equal", "equal", "epoll", 0, 16, 40_000.0,
                         mode="open", rate=40_000.0)
+    record["slo_p99_ms"] = 2.0
+    record["swarm"]["requests"] = 20_000
+    record["swarm"]["client"]["lag_us"] = {"p99": 100.0}
     assert validity.judge(record).valid("p99_us")
-    reason = "open loop: the client's own send lateness is the latency tail: p99 4,000 µs"
-    record["swarm"]["client"].update(lag_is_tail=True, lag_tail={"flagged": True,
-                                                                 "reason": reason})
+    record["swarm"]["latency_us"]["p99"] = 50_000.0  # a slow server does not change the rule
+    record["swarm"]["client"]["lag_us"] = {"p99": 4_000.0}
     verdict = validity.judge(record)
     assert verdict.client_lagged and verdict.flags == validity.MARK_LAG
     assert not verdict.valid("p99_us") and not verdict.valid("p50_us")
     assert verdict.valid("throughput_rps") and verdict.valid("cpu_us_per_request")
-    assert reason in verdict.reason
+    assert "4,000 µs is over 25% of the 2 ms SLO" in verdict.reason
     row = summary_frame([record]).iloc[0]
     assert bool(row["client_lagged"]) and not bool(row["ok_p99_us"])

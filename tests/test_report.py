@@ -8,7 +8,6 @@ carrying real encoded HdrHistograms, so the report reads exactly what a real run
 from __future__ import annotations
 
 import json
-import math
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from bench import cli
-from bench.analysis import frames, histograms, intervals, sweeps, validity, verdicts
+from bench.analysis import frames, histograms, sweeps, validity, verdicts
 from bench.environment import Placement
 from bench.report import document as report
 from bench.run.runner import TrialContext, base_record, derive, failed_record
@@ -85,9 +84,11 @@ def make_trial(
     latency = {name: float(np.percentile(samples, p)) for name, p in
                (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9))}
     latency.update(max=float(samples.max()), mean=float(samples.mean()))
-    requests = int(throughput * 2.0)
+    # a window long enough for the p99 to be ranked (100 samples beyond it: validity.py)
+    duration = max(2.0, 12_000 / throughput) if throughput > 0 else 2.0
+    requests = int(throughput * duration)
     swarm = {
-        "mode": mode, "connections": connections, "requests": requests, "duration_s": 2.0,
+        "mode": mode, "connections": connections, "requests": requests, "duration_s": duration,
         "throughput_rps": throughput, "errors": {"timeout": errors} if errors else {},
         "latency_us": latency, "histogram_unit": "us",
         "histogram": histogram.encode().decode("ascii"),
@@ -228,14 +229,14 @@ def test_tie_inside_the_noise_with_repetitions(rendered: report.Report) -> None:
 
 
 def test_a_single_repetition_names_the_leader_unconfirmed(rendered: report.Report) -> None:
-    """One repetition: no interval, so no tie is declared by a margin; the leader is named and
-    the outcome says it is unconfirmed, whatever the margin (now only the minimum effect)."""
+    """One repetition: no test, so no tie is declared by a margin; the leader is named and
+    the outcome says it is unconfirmed, whatever the margin (only the minimum effect)."""
     verdict = _verdict(rendered, "work-c16-closed")
     assert (verdict.best, verdict.runner_up, verdict.outcome) == ("epoll", "asyncio",
                                                                   "unconfirmed")
     assert verdict.tied == [] and verdict.interval is None
     assert verdict.untested == ["asyncio", "threaded"]
-    assert verdict.basis == "no interval: 1 repetition on a side"
+    assert verdict.basis == "no test: fewer than 2 rounds paired"
     strict = verdicts.closed_verdicts(rendered.run, margin=0.01)
     assert next(v for v in strict if v.case == "work-c16-closed").outcome == "unconfirmed"
 
@@ -271,44 +272,47 @@ def test_sweep_verdict_is_the_highest_rate_within_the_slo(rendered: report.Repor
     assert absolute.within_slo == {"epoll": [45000.0], "asyncio": [15000.0]}
 
 
-def test_compare_rules() -> None:
-    """Two or more repetitions a side: a tie when the bootstrap interval of the ratio of
-    medians holds 1, whatever the gap; fewer: no interval (None), never a margin."""
-    basis = "bootstrap 95% interval of the ratio of medians (n=3 vs 3)"
-    # 3% apart without overlap: clearly apart (a 5% margin would have called it a tie)
-    assert verdicts.compare([100, 100.5, 99.5], [97, 97.5, 96.5]) == (False, basis)
-    # 10% apart but wide spreads: a tie (a 5% margin would have called it clear)
-    assert verdicts.compare([100, 130, 70], [90, 120, 60]) == (True, basis)
-    # no spread at all: the interval is the point ratio
-    assert verdicts.compare([100, 100], [100, 100])[0] is True
-    assert verdicts.compare([100, 100], [99, 99])[0] is False
+def test_a_leader_is_clear_only_when_every_round_agrees_and_the_effect_is_large() -> None:
+    """Round-paired ratios: nine rounds all ahead by 10 % reject (two-sided p = 2/512); the
+    same gap with the rounds disagreeing is noise; a consistent gap under the margin is small.
+    A verdict alone in its Holm family is judged at alpha itself."""
+    a = [100.0 + i for i in range(9)]
+    ranking = verdicts.rank({"a": a, "b": [x / 1.1 for x in a]}, "higher")
+    assert ranking.leader == "a" and ranking.tied == [] and not ranking.small
+    assert ranking.tests["b"].p == pytest.approx(2 / 512) and ranking.tests["b"].pairs == 9
+    assert abs(ranking.tests["b"].effect - 1.1) < 1e-9
+    noisy = [x * 1.05 if i % 3 == 0 else x / 1.1 for i, x in enumerate(a)]  # 3 rounds of 9
+    assert verdicts.rank({"a": a, "b": noisy}, "higher").tied == ["b"]
+    small = verdicts.rank({"a": a, "b": [x / 1.02 for x in a]}, "higher")
+    assert small.small and small.tied == ["b"]
     # lower is better: the same rule on the inverted ratio
-    assert verdicts.compare([10, 10.1, 9.9], [20, 20.2, 19.8], "lower")[0] is False
-    assert verdicts.compare([100], [96]) == (None, "no interval: 1 repetition on a side")
-    assert verdicts.compare([100, 101], [50])[0] is None
-
-
-def test_intervals_from_two_repetitions_up() -> None:
-    assert intervals.ratio_interval([10.0], [5.0]) is None
-    low, high = intervals.ratio_interval([10.0, 11.0], [5.0, 5.5])
-    assert 1.8 <= low <= 2.0 <= high <= 2.2
-    assert intervals.ratio_interval([1.0, 2.0], [0.0, 0.0]) == (math.inf, math.inf)
-    # a sweep repetition that missed its SLO at once (rate 0) still gives an interval
-    low, high = intervals.advantage_interval([50000.0, 40000.0], [30000.0, 0.0], "higher")
-    assert low > 1.0 and high == math.inf
-    assert intervals.advantage([2.0], [4.0], "lower") == 2.0
-    assert intervals.ratio_interval([3, 4, 5], [1, 2, 3]) == \
-        intervals.ratio_interval([3, 4, 5], [1, 2, 3])  # seeded
-
-
-def test_the_margin_is_only_the_minimum_effect() -> None:
-    """A gap outside the noise but under the margin is still a win, called small."""
-    ranking = verdicts.rank({"a": [100.0, 100.2, 100.1], "b": [98.0, 98.1, 98.2]}, "higher")
-    assert (ranking.leader, ranking.tied, ranking.small) == ("a", [], True)
-    ranking = verdicts.rank({"a": [100.0, 100.2], "b": [80.0, 80.1]}, "higher", margin=0.05)
-    assert not ranking.small
+    low = verdicts.rank({"a": [10.0] * 9, "b": [20.0 + i for i in range(9)]}, "lower")
+    assert (low.leader, low.tied) == ("a", [])
+    # one round paired: no test, never a margin
+    assert verdicts.rank({"a": [100.0], "b": [50.0]}, "higher").untested == ["b"]
     bound = verdicts.rank({"a": [100.0, 101.0]}, "higher", bounds={"b": [120.0], "c": [50.0]})
     assert bound.client_bound == ["b"]  # saturated at or above the leader: not ruled out
+
+
+def test_holm_spreads_alpha_over_the_runs_verdicts() -> None:
+    """Holm over the verdicts: with eight verdicts, a leader must win all nine rounds (p
+    2/512 = 0.0039 <= 0.05/8); eight of nine (p 4/512) passes only from the third step on."""
+    a = [100.0 + i for i in range(9)]
+    all_nine = {"a": a, "b": [x / 1.2 for x in a]}
+    # b wins the round of the smallest gap: eight of nine
+    eight_of_nine = {"a": a, "b": [a[0] * 1.01] + [x / 1.2 for x in a[1:]]}
+    made = [verdicts.verdict_of(f"c{i}", "g", "m", "throughput_rps", "higher",
+                                all_nine if i < 6 else eight_of_nine, 0.05, 0) for i in range(8)]
+    verdicts.settle(made)
+    assert [v.outcome for v in made[:6]] == ["clear"] * 6
+    assert all(v.family == 8 for v in made)
+    # the eight_of_nine-of-eight verdicts come last in Holm's order: levels 0.05/2 and 0.05/1
+    assert [v.outcome for v in made[6:]] == ["clear", "clear"]
+    lone = [verdicts.verdict_of("c", "g", "m", "throughput_rps", "higher", eight_of_nine, 0.05, 0)
+            for _ in range(8)]
+    verdicts.settle(lone)  # eight verdicts at p 4/512: the first step needs 0.0063, fails
+    assert {v.outcome for v in lone} == {"tie"}
+    assert lone[0].tie_reasons == {"b": "noise"}
 
 
 def _sweep_records(group: str, slo_ms: float) -> list[dict[str, Any]]:

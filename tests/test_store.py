@@ -55,7 +55,8 @@ def a_spec() -> TrialSpec:
 # added since, each documented in docs/results-format.md: the equal-load case, the workloads
 # and the hosts of a run across hosts (None on one machine)
 RECORD_KEYS_ADDED = {"equal_load_share", "requests_per_connection", "slowloris_connections",
-                     "slowloris_interval_s", "reference_case", "hosts"}
+                     "slowloris_interval_s", "reference_case", "hosts", "steady",
+                     "min_requests", "max_duration_s"}
 
 
 def test_the_record_keys_are_unchanged_but_for_the_format() -> None:

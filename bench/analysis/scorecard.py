@@ -21,10 +21,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analysis import intervals, validity
+from bench.analysis import intervals, memory, validity
 from bench.analysis.frames import C10K_GROUP, Run, case_table, is_native, valid_figures
 from bench.analysis.sweeps import SweepResult
-from bench.analysis.verdicts import DEFAULT_MARGIN, CaseVerdict, figure_verdict
+from bench.analysis.verdicts import (
+    DEFAULT_MARGIN,
+    MIN_PAIRS,
+    CaseVerdict,
+    figure_verdict,
+    settle,
+    verdict_of,
+)
 from clients.mix import MixError, parse_mix
 
 MANY_CONNECTIONS = 500  # echo at this many connections or more is "many connections"
@@ -133,7 +140,7 @@ class Cell:
 
     value: float  # median of its valid figures (or of its lower bounds)
     relative: float  # value / the leader's value
-    interval: tuple[float, float] | None  # bootstrap interval of ``relative``
+    interval: tuple[float, float] | None  # range of its round ratios to the leader
     badness: float  # >= 1: how many times worse than the leader (1 for the leader)
     status: str  # best, tie, worse, untested, bound, reference, missing
     note: str = ""  # why missing, or what a bound means
@@ -223,6 +230,7 @@ def workloads(run: Run, verdicts: list[CaseVerdict], sweeps: list[SweepResult],
             out.append(Workload(case_words(cases.loc[verdict.case]), verdict.case,
                                 verdict.figure, "higher", "throughput", verdict))
     out += _extra_workloads(run, cases, by_case, margin)
+    settle([w.verdict for w in out])  # Holm over every verdict the run shows
     _unique_names(out)
     for workload in out:
         workload.label = short_label(workload, cases, frame)
@@ -298,10 +306,7 @@ def _extra_workloads(run: Run, cases: pd.DataFrame, by_case: dict[str, CaseVerdi
                               "lower", "cpu", verdict))
     if not closed.empty:
         widest = closed.sort_values("connections", ascending=False, kind="stable").index[0]
-        verdict = figure_verdict(run, str(widest), "rss_per_connection_bytes", "lower", margin)
-        extra.append(Workload(f"memory per connection ({_compact(cases.loc[widest])})",
-                              str(widest), "rss_per_connection_bytes", "lower", "memory",
-                              verdict))
+        extra.append(_memory_workload(run, str(widest), list(closed.index), cases, margin))
     for case, row in cases[cases["group"] == C10K_GROUP].iterrows():
         name = case_words(row)
         extra.append(Workload(f"{name}: busy p99", str(case), "p99_us", "lower", "latency",
@@ -311,6 +316,27 @@ def _extra_workloads(run: Run, cases: pd.DataFrame, by_case: dict[str, CaseVerdi
                               figure_verdict(run, str(case), "rss_per_held_connection_bytes",
                                              "lower", margin)))
     return extra
+
+
+def _memory_workload(run: Run, widest: str, plain: list[str], cases: pd.DataFrame,
+                     margin: float) -> Workload:
+    """Memory per connection: the slope of RSS over connections held (bench/analysis/memory.py)
+    across the plain closed-loop cases of the widest case's mix."""
+    fitted = [c for c in memory.slope_cases(run.frame, widest) if c in plain]
+    found = memory.slopes(run.frame, fitted)
+    samples = {k: [v[r] for r in sorted(v)] for k, v in found.paired.items()}
+    rows = run.frame[run.frame["case"] == widest]
+    verdict = verdict_of(widest, str(rows["group"].iloc[0]) if not rows.empty else "",
+                       "median RSS slope per connection held (bytes)", memory.FIGURE, "lower",
+                       samples, margin, 0, paired=found.paired)
+    counts = ", ".join(f"{int(cases.loc[c, 'connections']):,}" for c in fitted)
+    if found.resolution:
+        worst = max(found.resolution.values())
+        verdict.note = "; ".join(filter(None, [verdict.note, (
+            f"slope of RSS over connections held at {counts} connections; resolution "
+            f"{worst:,.0f} bytes (a {memory.PAGE_BYTES:,}-byte page over the span held)")]))
+    return Workload(f"memory per connection ({_compact(cases.loc[widest])})", widest,
+                    memory.FIGURE, "lower", "memory", verdict)
 
 
 def _compact(row: Any) -> str:
@@ -364,8 +390,20 @@ def _cell(workload: Workload, variant: str, mine: list[float], leader: list[floa
         status = "untested"
     else:
         status = "worse"
-    return Cell(value, relative, intervals.ratio_interval(mine, leader) if leader else None,
+    return Cell(value, relative, _round_range(verdict, variant, workload.better),
                 max(1.0, badness) if badness == badness else math.nan, status, n=len(mine))
+
+
+def _round_range(verdict: CaseVerdict, variant: str, better: str) -> tuple[float, float] | None:
+    """The range of ``variant``'s round ratios to the leader (its figure ÷ the leader's, round
+    by round), from the verdict's paired test; None without one."""
+    test = verdict.tests.get(variant)
+    if test is None or test.span is None:
+        return None
+    low, high = test.span  # the leader's advantage, >= 1 when ahead
+    if better == "higher":
+        return (1 / high if high else math.inf, 1 / low if low else math.inf)
+    return (low, high)
 
 
 def _missing_cell(workload: Workload, variant: str, rows: pd.DataFrame) -> Cell:
@@ -466,17 +504,16 @@ def sentence(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame) -> st
     parts = [head]
     span = verdict.interval
     if verdict.tied:
-        inside = (f" (its lead over {verdict.runner_up}: {_x(span[0])}–{_x(span[1])}×, "
-                  "holding 1)") if span else ""
-        parts.append(f"{_names(verdict.tied)} tie{'s' if len(verdict.tied) == 1 else ''} "
-                     f"with it{inside}")
+        parts.append(tie_words(verdict))
     elif verdict.outcome == "unconfirmed":
         parts.append(f"ahead of {verdict.runner_up} by {_x(verdict.advantage)}×, unconfirmed "
-                     "(one repetition: no interval)")
+                     f"(fewer than {MIN_PAIRS} rounds paired: no test)")
     elif verdict.runner_up and span:
-        small = f", under the {verdict.margin:.0%} minimum effect" if verdict.small_effect else ""
-        parts.append(f"ahead of {verdict.runner_up} by {_x(verdict.advantage)}× (interval "
-                     f"{_x(span[0])}–{_x(span[1])}×{small})")
+        test = verdict.tests.get(verdict.runner_up)
+        parts.append(f"ahead of {verdict.runner_up} by {_x(verdict.advantage)}× (rounds "
+                     f"{_x(span[0])}–{_x(span[1])}×; signed-rank p {test.p:.3g} ≤ Holm level "
+                     f"{verdict.level:.3g})" if test else
+                     f"ahead of {verdict.runner_up} by {_x(verdict.advantage)}×")
     if verdict.client_bound:
         parts.append(f"{_names(verdict.client_bound)} saturated the client at that rate or "
                      "more (at least as fast)")
@@ -485,6 +522,19 @@ def sentence(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame) -> st
     if reasons:
         text += ". " + "; ".join(reasons)
     return text + "."
+
+
+def tie_words(verdict: CaseVerdict) -> str:
+    """Who ties the leader, and why: the rounds do not agree (noise) or the effect is under
+    the minimum (small)."""
+    groups: dict[str, list[str]] = {}
+    for model in verdict.tied:
+        groups.setdefault(verdict.tie_reasons.get(model, "noise"), []).append(model)
+    words = {"noise": "the rounds do not tell them apart (noise too large to tell at Holm level "
+                      f"{verdict.level:.3g})",
+             "small": f"the effect is under the {verdict.margin:.0%} minimum"}
+    return "; ".join(f"{_names(models)} tie{'s' if len(models) == 1 else ''} with it: "
+                     f"{words.get(reason, reason)}" for reason, models in groups.items())
 
 
 def _x(value: float) -> str:

@@ -33,6 +33,20 @@ figures it corrupts:
   pauses, not the server's; the latency is left out, the throughput (the offered rate, met)
   and the server's figures stand.
 
+- the load never got steady (``swarm.steady.reached`` false, clients/_steady.py): the window
+  opened at the warm-up cap before every connection was answered or throughput settled; its
+  client-side, per-request and per-connection figures describe a transient (or a partial set
+  of connections) and are left out, with what the model did ("answered 335 of 1,000");
+- starved connections: a busy connection with no reply in the window means the server did not
+  serve everyone; throughput, latency and per-connection figures are left out;
+- open loop, the achieved rate more than ``RATE_TOLERANCE`` off the offered one: it was not the
+  load asked for; throughput and latency are left out;
+- too few samples behind a percentile: a percentile with fewer than ``TAIL_SAMPLES`` samples
+  beyond it (p99 of fewer than 10,000 requests) is shown with its count but not ranked;
+- the client's own send lag (open loop) judged against the case's SLO, the same bound for
+  every model at the same rate: a rule that looks at the server's own tail would keep exactly
+  the trials whose server was slow.
+
 ``judge`` is the one function that decides; the summary frame's ``ok_<metric>`` columns, every
 median, chart, verdict, the terminal summary, summary.csv and answer.json read its answer.
 """
@@ -52,6 +66,9 @@ MARK_QUEUES = "§"
 MARK_LITTLE = "¶"
 MARK_LAG = "°"
 MARK_FAILED = "✗"
+MARK_UNSTEADY = "~"
+MARK_STARVED = "ø"
+MARK_RATE = "≠"
 MARK_NOTES = {
     MARK_SATURATED: "client saturated: its throughput and latency describe the load generator "
                     "and are left out; its server-side figures stand",
@@ -65,7 +82,18 @@ MARK_NOTES = {
     MARK_LAG: "open loop: the client's own send lag is the latency tail, so its latency is "
               "left out; its throughput and server-side figures stand",
     MARK_FAILED: "the trial failed (no figures)",
+    MARK_UNSTEADY: "the load never got steady (connections not all answered, or throughput "
+                   "not settled, by the warm-up cap): its client-side, per-request and "
+                   "per-connection figures are left out",
+    MARK_STARVED: "connections starved in the window (no reply): the server did not serve "
+                  "everyone, so throughput, latency and per-connection figures are left out",
+    MARK_RATE: "open loop: the achieved rate was more than 2 % off the offered one, so its "
+               "throughput and latency are left out",
 }
+# every reason a figure is left out, by kind: the terminal, the report and answer.json count
+# them under these names
+REASON_KINDS = ("failed", "saturated", "errors", "queues", "little", "lag", "unsteady",
+                "starved", "rate", "samples")
 
 # churn's connections per second is its throughput over K; head-of-line's cheap requests' p99
 # (derived.reference_kind_p99_us) is a latency like the others
@@ -87,13 +115,19 @@ CELL_METRICS = ("throughput_rps", "p50_us", "p99_us", "p99_9_us", "cpu_us_per_re
                 "fds_max")
 PER_REQUEST_ERROR_LIMIT = 0.01
 LITTLE_TOLERANCE = 0.05  # |throughput × mean latency ÷ in flight − 1| allowed
+RATE_TOLERANCE = 0.02  # open loop: |achieved ÷ offered − 1| allowed
+TAIL_SAMPLES = 100  # samples beyond a percentile for it to be ranked
+# percentile figure -> the share of samples beyond it
+TAIL_SHARES = {"p99_us": 0.01, "p99_9_us": 0.001, "reference_kind_p99_us": 0.01}
+LAG_SLO_SHARE = 0.25  # open loop: the client's own lag p99 may reach this share of the SLO
 REASONS_JOIN = " | "  # between a trial's reasons (a reason may hold '; ', e.g. error kinds)
 # error kinds that mean a connection was never held by the server (clients/_worker.py)
 _NOT_HELD = re.compile(r"^(over_capacity|connect_.*)$")
 
 COLUMNS = ["failed", "client_saturated", "has_errors", "queues_at", "littles_law_ratio",
-           "littles_law_broken", "client_lagged", "excluded", "flags",
-           "exclusion_reason", "invalid_figures", *[f"ok_{m}" for m in JUDGED]]
+           "littles_law_broken", "client_lagged", "unsteady", "starved", "rate_off",
+           "throughput_bound", "excluded", "flags", "exclusion_reason", "invalid_figures",
+           "reason_kinds", *[f"ok_{m}" for m in JUDGED]]
 
 
 def ok_column(metric: str) -> str:
@@ -114,10 +148,24 @@ class Validity:
     littles_law_ratio: float | None = None  # closed loop: throughput × mean ÷ in flight
     littles_law_broken: bool = False  # the ratio is outside 1 ± LITTLE_TOLERANCE
     client_lagged: bool = False  # open loop: the client's own send lag is the latency tail
+    unsteady: bool = False  # the load never got steady before the window
+    starved: int = 0  # busy connections with no reply in the window
+    rate_off: bool = False  # open loop: achieved rate more than RATE_TOLERANCE off
+    kinds: frozenset[str] = frozenset()  # REASON_KINDS that left something out
+    # percentiles shown with their count but not ranked (too few samples beyond them): the
+    # trial is not flagged for it
+    few_samples: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def throughput_bound(self) -> bool:
+        """Its throughput stands as a lower bound: left out for client saturation alone (the
+        server was at least this fast), no other rule broken."""
+        return self.client_saturated and self.kinds <= {"saturated", "samples", "lag"}
 
     def valid(self, metric: str) -> bool:
         """Whether ``metric`` of this trial may stand for its server."""
-        return metric not in self.invalid and metric not in self.unmeasured
+        return (metric not in self.invalid and metric not in self.unmeasured
+                and metric not in self.few_samples)
 
     @property
     def excluded(self) -> bool:
@@ -133,7 +181,10 @@ class Validity:
                                               (MARK_ERRORS, self.has_errors),
                                               (MARK_QUEUES, self.queues_at is not None),
                                               (MARK_LITTLE, self.littles_law_broken),
-                                              (MARK_LAG, self.client_lagged)) if on)
+                                              (MARK_LAG, self.client_lagged),
+                                              (MARK_UNSTEADY, self.unsteady),
+                                              (MARK_STARVED, self.starved > 0),
+                                              (MARK_RATE, self.rate_off)) if on)
 
     @property
     def reason(self) -> str:
@@ -150,10 +201,13 @@ class Validity:
                 "has_errors": self.has_errors, "queues_at": self.queues_at,
                 "littles_law_ratio": self.littles_law_ratio,
                 "littles_law_broken": self.littles_law_broken,
-                "client_lagged": self.client_lagged,
+                "client_lagged": self.client_lagged, "unsteady": self.unsteady,
+                "starved": self.starved, "rate_off": self.rate_off,
+                "throughput_bound": self.throughput_bound,
                 "excluded": self.excluded, "flags": self.flags,
                 "exclusion_reason": self.reason,
                 "invalid_figures": " ".join(m for m in JUDGED if m in self.invalid),
+                "reason_kinds": " ".join(k for k in REASON_KINDS if k in self.kinds),
                 **{ok_column(m): self.valid(m) for m in JUDGED}}
 
 
@@ -179,55 +233,134 @@ def judge(record: Mapping[str, Any],
     model serves at once by design (default: the model registry's ``CLIENTS_AT_ONCE``)."""
     if record.get("status") != "ok":
         why = f"failed: {record.get('failure') or 'no reason recorded'}"
-        return Validity(True, False, False, None, {m: why for m in JUDGED})
+        return Validity(True, False, False, None, {m: why for m in JUDGED},
+                        kinds=frozenset({"failed"}))
     derived = record.get("derived") or {}
     invalid: dict[str, str] = {}
+    kinds: set[str] = set()
+
+    def leave_out(kind: str, metrics: tuple[str, ...], why: str) -> None:
+        kinds.add(kind)
+        _leave_out(invalid, metrics, why)
+
     saturated = bool(derived.get("client_saturated"))
     errors = _count(derived.get("errors"))
     bound = (clients_at_once or registry_clients_at_once)(record)
     connections = _count(record.get("connections"))
     queues = bound if bound is not None and connections > bound else None
+    unsteady = unsteady_reason(record)
+    if unsteady is not None:
+        leave_out("unsteady", CLIENT_SIDE + PER_REQUEST + PER_CONNECTION,
+                  f"not steady: {unsteady}")
     if saturated:
         why = saturation_reasons(record)
-        _leave_out(invalid, CLIENT_SIDE, "client saturated" + (f" ({why})" if why else ""))
+        leave_out("saturated", CLIENT_SIDE, "client saturated" + (f" ({why})" if why else ""))
     ratio = littles_law(record)
     broken = ratio is not None and abs(ratio - 1) > LITTLE_TOLERANCE
     if broken:
-        _leave_out(invalid, CLIENT_SIDE,
-                   f"Little's law broken: throughput × mean latency ÷ in flight = {ratio:.3f} "
-                   f"(outside 1 ± {LITTLE_TOLERANCE:.0%}): time lost in the client or a wrong "
-                   "clock")
-    lagged = client_lag_tail(record)
+        leave_out("little", CLIENT_SIDE, littles_law_words(ratio))
+    starved = starved_connections(record) if queues is None else 0
+    if starved:
+        leave_out("starved", CLIENT_SIDE + PER_CONNECTION,
+                  f"{starved:,} of {int(connections):,} connections had no reply in the window")
+    off = rate_offset(record)
+    if off is not None:
+        leave_out("rate", CLIENT_SIDE,
+                  f"achieved rate {off:+.1%} off the offered one (over ±{RATE_TOLERANCE:.0%})")
+    lagged = client_lag_over_slo(record)
     if lagged is not None:
-        _leave_out(invalid, LATENCY, lagged)
+        leave_out("lag", LATENCY, lagged)
     if queues is not None:
-        _leave_out(invalid, CLIENT_SIDE + PER_CONNECTION,
-                   f"serves {queues} client{'s' if queues != 1 else ''} at once by design; "
-                   f"{int(connections) - queues} of {int(connections)} connections wait")
+        leave_out("queues", CLIENT_SIDE + PER_CONNECTION,
+                  f"serves {queues} client{'s' if queues != 1 else ''} at once by design; "
+                  f"{int(connections) - queues} of {int(connections)} connections wait")
     if errors > 0:
-        kinds = error_kinds(record)
-        why = f"{int(errors)} request errors" + (f" ({kinds})" if kinds else "")
-        _leave_out(invalid, CLIENT_SIDE, why)
+        errs = error_kinds(record)
+        leave_out("errors", CLIENT_SIDE,
+                  f"{int(errors)} request errors" + (f" ({errs})" if errs else ""))
         rate = _count(derived.get("error_rate"))
         if rate > PER_REQUEST_ERROR_LIMIT:
-            _leave_out(invalid, PER_REQUEST,
-                       f"{rate:.1%} of requests unanswered (over {PER_REQUEST_ERROR_LIMIT:.0%})")
+            leave_out("errors", PER_REQUEST,
+                      f"{rate:.1%} of requests unanswered (over {PER_REQUEST_ERROR_LIMIT:.0%})")
         if not_held(record):
-            _leave_out(invalid, PER_CONNECTION, "connections not held: " + not_held(record))
+            leave_out("errors", PER_CONNECTION, "connections not held: " + not_held(record))
+    few = few_samples(record, invalid)
+    if set(few) - {"p99_9_us"}:  # p99.9 needs a tail run of 100,000 requests: not counted
+        kinds.add("samples")
     # a figure that was never computed is not valid either, but nothing was left out
     unmeasured = frozenset(m for m in JUDGED if m not in invalid and _missing(record, m))
     return Validity(False, saturated, errors > 0, queues, invalid, unmeasured, ratio, broken,
-                    lagged is not None)
+                    lagged is not None, unsteady is not None, starved, off is not None,
+                    frozenset(kinds), few)
 
 
-def client_lag_tail(record: Mapping[str, Any]) -> str | None:
-    """Why an open-loop trial's latency tail is the client's own send lag (the swarm's
-    ``client.lag_tail.reason``), or None when it is not."""
-    client = (record.get("swarm") or {}).get("client") or {}
-    if not client.get("lag_is_tail"):
+def few_samples(record: Mapping[str, Any], invalid: Mapping[str, str]) -> dict[str, str]:
+    """Percentiles (not left out otherwise) with fewer than TAIL_SAMPLES samples beyond them:
+    metric -> their count, in words."""
+    swarm = record.get("swarm") or {}
+    requests = _count(swarm.get("requests") or (record.get("derived") or {}).get("requests"))
+    return {metric: f"{requests * share:.0f} samples beyond it ({int(requests):,} requests; "
+                    f"{TAIL_SAMPLES} needed to rank it)"
+            for metric, share in TAIL_SHARES.items()
+            if metric not in invalid and not _missing(record, metric)
+            and requests * share < TAIL_SAMPLES}
+
+
+def littles_law_words(ratio: float) -> str:
+    """Why a Little's law ratio outside 1 ± LITTLE_TOLERANCE leaves throughput and latency
+    out, in the direction it broke."""
+    where = (f"Little's law broken: throughput × mean latency ÷ in flight = {ratio:.3f} "
+             f"(outside 1 ± {LITTLE_TOLERANCE:.0%}): ")
+    if ratio < 1:
+        return where + ("fewer requests were in flight than the connections hold: "
+                        "connections not served")
+    return where + "a stall inside or just before the window"
+
+
+def unsteady_reason(record: Mapping[str, Any]) -> str | None:
+    """Why the swarm opened the window without steady state (None: steady, or not gated)."""
+    steady = (record.get("swarm") or {}).get("steady") or {}
+    if not steady.get("checked") or steady.get("reached"):
         return None
-    return str((client.get("lag_tail") or {}).get("reason") or
-               "open loop: the client's own send lag is the latency tail")
+    return str(steady.get("reason") or "the load never got steady")
+
+
+def starved_connections(record: Mapping[str, Any]) -> int:
+    """Busy connections without a reply in the window, where the window had enough requests
+    for each to have one (churn replaces connections: not judged)."""
+    swarm = record.get("swarm") or {}
+    if swarm.get("churn"):
+        return 0
+    fairness = swarm.get("fairness") or {}
+    starved = int(_count(fairness.get("starved")))
+    if _count(swarm.get("requests")) < 2 * _count(swarm.get("connections")):
+        return 0
+    return starved
+
+
+def rate_offset(record: Mapping[str, Any]) -> float | None:
+    """Open loop: achieved ÷ offered − 1 when outside ± RATE_TOLERANCE, else None."""
+    swarm = record.get("swarm") or {}
+    offered, achieved = _count(swarm.get("rate")), _count(swarm.get("throughput_rps"))
+    if swarm.get("mode") != "open" or not offered or not achieved:
+        return None
+    offset = achieved / offered - 1
+    return offset if abs(offset) > RATE_TOLERANCE else None
+
+
+def client_lag_over_slo(record: Mapping[str, Any]) -> str | None:
+    """Open loop: why the client's own send lag disqualifies the latency (its p99 over
+    LAG_SLO_SHARE of the case's SLO: one bound for every model at the rate), else None."""
+    client = (record.get("swarm") or {}).get("client") or {}
+    lag = (client.get("lag_us") or {}).get("p99")
+    slo_ms = _count(record.get("slo_p99_ms"))
+    if lag is None or not slo_ms:
+        return None
+    limit = LAG_SLO_SHARE * slo_ms * 1000
+    if lag <= limit:
+        return None
+    return (f"open loop: the client's own send lag p99 {lag:,.0f} µs is over "
+            f"{LAG_SLO_SHARE:.0%} of the {slo_ms:g} ms SLO: the tail would be the client's")
 
 
 def littles_law_ratio(swarm: Mapping[str, Any] | None) -> float | None:

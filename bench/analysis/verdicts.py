@@ -4,11 +4,21 @@ Closed-loop cases are judged by median throughput, open-loop cases at one rate f
 (equal offered load) by median p99, sweeps by the highest offered rate within the SLO. Only
 valid figures count (``validity``), and ``native`` (the ceiling) never competes.
 
-A model ties the leader when the bootstrap interval of the leader's advantage (the ratio of
-medians, >= 1 when ahead) holds 1. With a single repetition on either side there is no
-interval: the leader is named, the outcome is "unconfirmed", and nothing is decided by a fixed
-margin. The margin stays as the stated minimum effect: a gap outside the noise but smaller
-than it is called small.
+The leader is the best median. Whether it is ahead of another model is decided on the rounds:
+repetitions are interleaved (round r runs every model once), so within a round both models met
+the same machine, and the ratio leader ÷ other of that round has the machine's drift divided
+out. The test is the exact two-sided Wilcoxon signed-rank test of those log ratios
+(``significance.signed_rank_p``): two-sided although the question has a direction, because the
+leader was picked by the same figures (with two equal models, whichever leads "wins" all its
+rounds twice as often as a one-sided p says). The leader is "clear" of everyone only when
+every such test rejects (an intersection-union test: no correction inside a verdict) and the effect
+(the median ratio) reaches the minimum ``margin``. Across the verdicts of a run the tests are
+Holm-corrected (``settle``), so the chance that a run shows any false "clear" is at most
+``significance.ALPHA`` (tests/test_verdicts_null.py simulates it). A model whose test does not
+reject at its verdict's Holm level ties the leader: "noise" (the rounds do not agree) or
+"small" (they agree, but by less than the minimum effect). With fewer than two rounds paired
+there is no test: "unconfirmed". The interval shown is the range of the round ratios, not a
+confidence interval.
 """
 
 from __future__ import annotations
@@ -18,13 +28,24 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.analysis import intervals, validity
+from bench.analysis import intervals, significance, validity
 from bench.analysis.frames import C10K_GROUP, Run, case_table, is_native, valid_figures
-from bench.analysis.intervals import CONFIDENCE, RESAMPLES
 from bench.analysis.sweeps import SweepResult
 
-DEFAULT_MARGIN = 0.05  # the minimum effect worth naming; never decides a tie
-BOOTSTRAP_RESAMPLES = RESAMPLES
+DEFAULT_MARGIN = 0.05  # the minimum effect a "clear" verdict must reach
+MIN_PAIRS = 2  # rounds paired for a test at all
+
+Paired = dict[str, dict[int, float]]  # variant -> round -> its figure
+
+
+@dataclass
+class Test:
+    """The leader against one other model, on their paired rounds."""
+
+    p: float  # two-sided exact signed-rank p (the leader was chosen by these figures)
+    effect: float  # median round ratio, >= 1 when the leader is ahead
+    pairs: int
+    span: tuple[float, float] | None  # the round ratios' range
 
 
 @dataclass
@@ -41,27 +62,38 @@ class Ranking:
     basis: str
     client_bound: list[str] = field(default_factory=list)  # saturated, yet reached the leader
     small: bool = False  # outside the noise, but under the minimum effect
+    tests: dict[str, Test] = field(default_factory=dict)
 
 
-def compare(best: list[float], other: list[float], better: str = "higher"
-            ) -> tuple[bool | None, str]:
-    """Whether ``other`` ties ``best``: True (its interval holds 1), False (clearly apart), or
-    None (a single repetition on a side: no interval), and the basis in words."""
-    span = intervals.advantage_interval(best, other, better)
-    if span is None:
-        return None, f"no interval: {min(len(best), len(other))} repetition on a side"
-    basis = (f"bootstrap {CONFIDENCE:.0%} interval of the ratio of medians "
-             f"(n={len(best)} vs {len(other)})")
-    return bool(span[0] <= 1.0 <= span[1]), basis
+def paired_test(best: dict[int, float], other: dict[int, float], better: str) -> Test | None:
+    """The leader's rounds against another's: None with fewer than MIN_PAIRS rounds in common."""
+    rounds = sorted(set(best) & set(other))
+    top = [best[r] for r in rounds]
+    rest = [other[r] for r in rounds]
+    logs = significance.paired_log_ratios(top, rest) if better == "higher" else \
+        significance.paired_log_ratios(rest, top)
+    if len(logs) < MIN_PAIRS:
+        return None
+    ratios = sorted(math.exp(x) for x in logs)
+    return Test(significance.signed_rank_p(logs),
+                math.exp(float(intervals.median(logs))), len(logs), (ratios[0], ratios[-1]))
+
+
+def _by_index(samples: dict[str, list[float]]) -> Paired:
+    return {k: dict(enumerate(v)) for k, v in samples.items()}
 
 
 def rank(samples: dict[str, list[float]], better: str, margin: float = DEFAULT_MARGIN,
-         bounds: dict[str, list[float]] | None = None) -> Ranking:
-    """Rank variants (native left out) by median; who ties the leader, by the interval.
+         bounds: dict[str, list[float]] | None = None, paired: Paired | None = None
+         ) -> Ranking:
+    """Rank variants (native left out) by median; the leader's test against each other model
+    on their paired rounds (``paired``: variant -> round -> figure; by default the samples'
+    order). ``tied`` here is at the unadjusted ALPHA: ``settle`` applies the run's Holm levels.
 
     ``bounds``: figures known only as lower bounds (throughput with a saturated client): a
     variant whose bound reaches the leader's median cannot be ruled out (``client_bound``).
     """
+    paired = paired if paired is not None else _by_index(samples)
     sign = -1.0 if better == "higher" else 1.0
     order = [k for _, k in sorted((sign * intervals.median(v), k) for k, v in samples.items()
                                   if v and not is_native(k))]
@@ -72,19 +104,52 @@ def rank(samples: dict[str, list[float]], better: str, margin: float = DEFAULT_M
     if len(order) == 1:
         return Ranking(leader, order, [], [], None, None, math.nan,
                        "only one model with a valid figure", bound)
-    tied, untested, bases = [], [], []
-    for other in order[1:]:
-        tie, basis = compare(samples[leader], samples[other], better)
-        bases.append(basis)
-        if tie is None:
-            untested.append(other)
-        elif tie:
-            tied.append(other)
+    tests = {other: test for other in order[1:]
+             if (test := paired_test(paired.get(leader, {}), paired.get(other, {}), better))}
+    untested = [other for other in order[1:] if other not in tests]
+    tied = [other for other in order[1:]
+            if other in tests and _tie_reason(tests[other], significance.ALPHA, margin)]
     runner = order[1]
-    span = intervals.advantage_interval(samples[leader], samples[runner], better)
+    test = tests.get(runner)
     gap = intervals.advantage(samples[leader], samples[runner], better)
-    small = span is not None and span[0] > 1.0 and gap - 1.0 < margin
-    return Ranking(leader, order, tied, untested, runner, span, gap, bases[0], bound, small)
+    small = test is not None and _tie_reason(test, significance.ALPHA, margin) == "small"
+    basis = (f"exact signed-rank test on {test.pairs} round-paired ratios"
+             if test else f"no test: fewer than {MIN_PAIRS} rounds paired")
+    return Ranking(leader, order, tied, untested, runner, test.span if test else None, gap,
+                   basis, bound, small, tests)
+
+
+def _tie_reason(test: Test, level: float, margin: float) -> str | None:
+    """Why ``test`` leaves the other model tied with the leader at ``level``: 'noise' (the
+    test does not reject), 'small' (it does, but the effect is under the minimum), or None."""
+    if test.p > level:
+        return "noise"
+    if test.effect < 1 + margin:
+        return "small"
+    return None
+
+
+def settle(verdicts: list[CaseVerdict], alpha: float = significance.ALPHA) -> None:
+    """Holm across a run's verdicts: each verdict's p is the largest of its leader's tests
+    (intersection-union); the k-th smallest is judged at alpha / (m - k + 1), and once one
+    fails every later one fails too. Each verdict's ties, with their reasons, follow from its
+    level."""
+    tested = [v for v in verdicts if v.best is not None and v.tests]
+    order = sorted(tested, key=lambda v: max(t.p for t in v.tests.values()))
+    failed = False
+    for k, verdict in enumerate(order):
+        level = alpha / (len(order) - k)
+        failed = failed or max(t.p for t in verdict.tests.values()) > level
+        verdict.level, verdict.family = (0.0 if failed else level), len(order)
+        reasons = {other: _tie_reason(test, verdict.level, verdict.margin) or ""
+                   for other, test in verdict.tests.items()}
+        verdict.tie_reasons = {k2: r for k2, r in reasons.items() if r}
+        verdict.tied = [other for other in verdict.tests if other in verdict.tie_reasons]
+        runner = verdict.tests.get(verdict.runner_up or "")
+        verdict.small_effect = bool(runner) and verdict.tie_reasons.get(
+            verdict.runner_up or "") == "small"
+        verdict.basis = (f"{verdict.basis}; Holm level {level:.4f} over {len(order)} verdicts"
+                         + ("" if not failed else " (not reached)"))
 
 
 def _reaching(bounds: dict[str, list[float]], leader: list[float], better: str,
@@ -124,6 +189,10 @@ class CaseVerdict:
     margin: float = DEFAULT_MARGIN
     samples: dict[str, list[float]] = field(default_factory=dict)  # the figures it ranked
     bounds: dict[str, list[float]] = field(default_factory=dict)  # lower bounds (saturated)
+    tests: dict[str, Test] = field(default_factory=dict)  # the leader against each other
+    tie_reasons: dict[str, str] = field(default_factory=dict)  # tied model -> noise | small
+    level: float = significance.ALPHA  # its Holm level in the run (0: Holm stopped before it)
+    family: int = 1  # verdicts in the run's Holm family
 
     @property
     def outcome(self) -> str:
@@ -145,10 +214,11 @@ class CaseVerdict:
         return [] if self.best is None else [self.best, *self.tied, *self.client_bound]
 
 
-def _verdict(case: str, group: str, metric: str, figure: str, better: str,
+def verdict_of(case: str, group: str, metric: str, figure: str, better: str,
              samples: dict[str, list[float]], margin: float, excluded: int,
-             bounds: dict[str, list[float]] | None = None) -> CaseVerdict:
-    ranking = rank(samples, better, margin, bounds)
+             bounds: dict[str, list[float]] | None = None, paired: Paired | None = None
+             ) -> CaseVerdict:
+    ranking = rank(samples, better, margin, bounds, paired)
     natives = [x for k, v in samples.items() if is_native(k) for x in v]
     verdict = CaseVerdict(
         case=case, group=group, metric=metric, best=ranking.leader,
@@ -159,7 +229,7 @@ def _verdict(case: str, group: str, metric: str, figure: str, better: str,
         excluded=excluded, figure=figure, better=better, interval=ranking.interval,
         advantage=ranking.advantage, client_bound=ranking.client_bound,
         untested=ranking.untested, small_effect=ranking.small, margin=margin,
-        samples=samples, bounds=bounds or {})
+        samples=samples, bounds=bounds or {}, tests=ranking.tests)
     if ranking.client_bound:
         verdict.note = (f"{', '.join(ranking.client_bound)} saturated the client at or above "
                         f"{ranking.leader}'s figure: at least as fast, by how much unknown")
@@ -169,6 +239,14 @@ def _verdict(case: str, group: str, metric: str, figure: str, better: str,
 def _samples(rows: pd.DataFrame, metric: str) -> dict[str, list[float]]:
     """variant -> the valid figures of ``metric`` (rows already masked by validity)."""
     return {str(v): g[metric].dropna().tolist() for v, g in rows.groupby("variant", sort=False)}
+
+
+def paired_samples(rows: pd.DataFrame, metric: str) -> Paired:
+    """variant -> round (repeat) -> the valid figure of ``metric`` (the median where a round
+    has several)."""
+    return {str(v): {int(r): float(x) for r, x in
+                     g.dropna(subset=[metric]).groupby("repeat")[metric].median().items()}
+            for v, g in rows.groupby("variant", sort=False)}
 
 
 FIGURE_WORDS = {
@@ -188,12 +266,13 @@ def figure_verdict(run: Run, case: str, figure: str, better: str,
     group = str(rows["group"].iloc[0]) if not rows.empty else ""
     bounds = None
     if figure == "throughput_rps":
-        saturated = rows[rows["client_saturated"] & ~rows["has_errors"]
-                         & rows["queues_at"].isna()]
-        bounds = _samples(saturated, figure)
-    verdict = _verdict(case, group, FIGURE_WORDS.get(figure, figure), figure, better,
-                       _samples(valid_figures(rows), figure), margin,
-                       int((~rows[validity.ok_column(figure)]).sum()), bounds=bounds)
+        # a lower bound only where saturation alone left it out (validity.Validity)
+        bounds = _samples(rows[rows["throughput_bound"].astype(bool)], figure)
+    valid = valid_figures(rows)
+    verdict = verdict_of(case, group, FIGURE_WORDS.get(figure, figure), figure, better,
+                       _samples(valid, figure), margin,
+                       int((~rows[validity.ok_column(figure)]).sum()), bounds=bounds,
+                       paired=paired_samples(valid, figure))
     verdict.note = "; ".join(filter(None, [verdict.note, _ceiling_note(verdict)]))
     return verdict
 
@@ -234,10 +313,10 @@ def sweep_verdicts(sweeps: list[SweepResult], margin: float = DEFAULT_MARGIN
     verdicts = []
     for sweep in sweeps:
         samples = {k: v for k, v in sweep.within_slo.items() if v}
-        verdict = _verdict(sweep.label, sweep.group, "highest rate within SLO (req/s)",
+        verdict = verdict_of(sweep.label, sweep.group, "highest rate within SLO (req/s)",
                            "rate_within_slo", "higher", samples, margin, sweep.excluded)
         if verdict.best is not None and verdict.best_value <= 0:
-            verdict = _verdict(sweep.label, sweep.group, verdict.metric, "rate_within_slo",
+            verdict = verdict_of(sweep.label, sweep.group, verdict.metric, "rate_within_slo",
                                "higher", {}, margin, sweep.excluded)
             verdict.basis = "no model met the SLO at its lowest offered rate"
             verdict.note = "; ".join(f"{v}: {why}" for v, why in sweep.stopped.items())

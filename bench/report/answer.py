@@ -42,8 +42,13 @@ def workload_entry(workload: Workload) -> dict[str, Any]:
         # extra keys (docs/results-format.md)
         "outcome": verdict.outcome,
         "runner_up": verdict.runner_up,
-        "interval_of": ("the best model's advantage over the runner-up: a ratio of medians, "
-                        "above 1 when it leads; a tie when the interval holds 1"),
+        "interval_of": ("the range over the rounds of the best model's advantage over the "
+                        "runner-up (round-paired ratios, above 1 when it leads); not a "
+                        "confidence interval"),
+        "test": {m: {"p": _number(t.p), "effect": _number(t.effect), "pairs": t.pairs,
+                     "tie": verdict.tie_reasons.get(m)} for m, t in verdict.tests.items()},
+        "holm_level": _number(verdict.level),
+        "holm_family": verdict.family,
         "advantage": _number(verdict.advantage),
         "small_effect": verdict.small_effect,
         "minimum_effect": verdict.margin,

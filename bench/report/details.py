@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis import significance
 from bench.analysis.frames import C10K_GROUP, Run, case_table
 from bench.analysis.sweeps import SweepResult
-from bench.analysis.validity import MARK_FAILED, MARK_NOTES, ok_column
-from bench.analysis.verdicts import compare, equal_load_cases
+from bench.analysis.validity import MARK_FAILED, MARK_NOTES, REASON_KINDS, ok_column
+from bench.analysis.verdicts import equal_load_cases
 from bench.report.blocks import (
     Pre,
     Section,
@@ -151,14 +152,17 @@ def _median_cell(trials: pd.DataFrame, metric: str, fmt: Any) -> str:
 
 
 def _ratio(base: list[float], other: list[float], margin: float) -> str:
-    """'1.85× (clear)', '0.98× (noise)' or '1.02× (no interval)': the other's median
-    throughput over the base's, and whether the bootstrap interval of that ratio holds 1."""
+    """'1.85× (clear)', '0.98× (noise)' or '1.02× (no test)': the other's median throughput
+    over the base's, and whether the two-sided exact signed-rank test of their round-paired
+    ratios rejects at ALPHA (repetitions pair by their order: both run in the same rounds)."""
     if not base or not other or not np.median(base):
         return "—"
     ratio = float(np.median(other) / np.median(base))
-    tie, _basis = compare(other, base, "higher")
-    word = "no interval" if tie is None else "noise" if tie else "clear"
-    return f"{ratio:.2f}× ({word})"
+    logs = significance.paired_log_ratios(other[:len(base)], base[:len(other)])
+    if len(logs) < 2:
+        return f"{ratio:.2f}× (no test)"
+    clear = significance.signed_rank_p(logs) <= significance.ALPHA and abs(ratio - 1) >= margin
+    return f"{ratio:.2f}× ({'clear' if clear else 'noise'})"
 
 
 # ---------------------------------------------------------------- C10K
@@ -442,14 +446,32 @@ def exclusion_sentence(frame: pd.DataFrame) -> str:
     """How many trials have figures left out, and for which reasons."""
     if frame.empty:
         return "No trial records yet."
-    partial = frame[~frame["failed"] & (frame["exclusion_reason"] != "")]
-    if partial.empty and not frame["failed"].any():
-        return "Every figure of every trial is valid: no failure, errors or saturated client."
-    return (
-        f"{len(partial) + int(frame['failed'].sum())} of {len(frame)} trials have figures left "
-        f"out: {int(frame['failed'].sum())} failed {MARK_FAILED} (no figures), "
-        f"{int(frame['client_saturated'].sum())} with a saturated client (throughput and "
-        f"latency left out, server figures kept), {int(frame['has_errors'].sum())} with "
-        f"errors, {int(frame['queues_at'].notna().sum())} queueing by design."
-    )
+    counts = reason_counts(frame)
+    flagged = int((frame["reason_kinds"].astype(str).str.strip() != "").sum())
+    if not flagged:
+        return "Every figure of every trial is valid."
+    parts = [f"{count} {REASON_WORDS[kind]}" for kind, count in counts.items() if count]
+    return (f"{flagged} of {len(frame)} trials have figures left out or not ranked (a trial "
+            f"may have several reasons): " + ", ".join(parts) + ".")
+
+
+# what each validity.REASON_KINDS counts, in words (after its count)
+REASON_WORDS = {
+    "failed": f"failed {MARK_FAILED} (no figures)",
+    "saturated": "with a saturated client (throughput and latency out, server figures kept)",
+    "errors": "with request errors",
+    "queues": "queueing by design",
+    "little": "breaking Little's law",
+    "lag": "with the client's own lag over its share of the SLO (latency out)",
+    "unsteady": "never steady (client-side, per-request and per-connection figures out)",
+    "starved": "with starved connections",
+    "rate": "with the achieved rate over 2 % off the offered one",
+    "samples": "with a percentile on too few samples to rank (shown, not ranked)",
+}
+
+
+def reason_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Trials per reason kind (validity.REASON_KINDS), every kind listed."""
+    kinds = frame["reason_kinds"].astype(str).str.split() if not frame.empty else []
+    return {kind: int(sum(kind in row for row in kinds)) for kind in REASON_KINDS}
 

@@ -31,7 +31,6 @@ from bench.analysis.frames import (
     load_run,
 )
 from bench.analysis.histograms import merged_histogram, percentile_curve, pick_spectrum_case
-from bench.analysis.intervals import CONFIDENCE, RESAMPLES
 from bench.analysis.scorecard import Assurance, Workload, assurance, model_order, workloads
 from bench.analysis.sweeps import RELATIVE_FACTOR, SweepResult, sweep_results
 from bench.analysis.usl import MIN_LEVELS as USL_MIN_LEVELS
@@ -294,12 +293,14 @@ def _verdict_section(
         "for equal-load cases (every model offered the same rate), by the highest offered "
         "rate whose p99 stayed within the SLO for sweeps; only valid figures count. native is "
         "the reference ceiling and never competes.",
-        f"Ties: a model ties the best when the {CONFIDENCE:.0%} percentile-bootstrap interval "
-        "of the best's advantage over it (the ratio of medians, above 1 when the best leads; "
-        f"{RESAMPLES} resamples, seeded) holds 1. With a single repetition on a side there "
-        "is no interval: the best is named and the verdict is 'unconfirmed'. "
-        f"The {margin:.0%} margin decides nothing: it is the stated minimum effect, and a gap "
-        "outside the noise but under it is marked small.",
+        "Ties: rounds are interleaved, so the best and another model met the same machine in "
+        "each round; the best is ahead of it when the exact one-sided Wilcoxon signed-rank "
+        "test of their round-paired ratios rejects at the verdict's Holm level (alpha 0.05 "
+        "over every verdict of the run: the chance of any false 'clear' in the run is at most "
+        f"5 %) and the median ratio reaches the {margin:.0%} minimum effect; otherwise they "
+        "tie, because the rounds do not agree (noise) or the effect is under the minimum "
+        "(small). The bracket is the range of the round ratios, not a confidence interval. "
+        "With fewer than two rounds paired there is no test: 'unconfirmed'.",
         f"Validity is per figure: a trial whose client saturated keeps its server-side "
         "figures; errors leave out throughput and latency, and per-request server figures "
         f"only past {PER_REQUEST_ERROR_LIMIT:.0%} unanswered.",
@@ -437,7 +438,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{RELATIVE_FACTOR:g}x each model's unloaded p50)")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help="minimum effect worth naming, relative (default %(default)s); "
-                             "ties are decided by the bootstrap interval")
+                             "ties are decided by the paired signed-rank test")
 
 
 def render(run_dir: Path, console: Console, *, spectrum_case: str | None = None,

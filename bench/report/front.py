@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 from bench.analysis.frames import Run, is_native
-from bench.analysis.intervals import CONFIDENCE
 from bench.analysis.scorecard import Assurance, Cell, Workload, model_order
 from bench.analysis.validity import (
     MARK_ERRORS,
@@ -93,8 +92,8 @@ def cell_title(cell: Cell, workload: Workload) -> str:
         return cell.note
     words = f"{fmt_figure(cell.value, workload.figure)} (median of {cell.n})"
     if cell.interval:
-        words += (f"; {CONFIDENCE:.0%} interval of the ratio to the leader "
-                  f"{cell.interval[0]:.3g}–{cell.interval[1]:.3g}")
+        words += ("; its ratio to the leader ranged "
+                  f"{cell.interval[0]:.3g}–{cell.interval[1]:.3g} over the rounds")
     return words + (f"; {cell.note}" if cell.note else "")
 
 
@@ -121,11 +120,12 @@ def scorecard_table(items: list[Workload]) -> Table:
     table.footnotes = [
         "↑ higher is better (throughput, rate within the SLO), ↓ lower is better (latency, "
         "CPU, memory). Each cell: the model's median over the column's leader (×), with the "
-        f"{CONFIDENCE:.0%} bootstrap interval of that ratio in brackets where both have two "
-        "or more valid repetitions; green: the leader and the models it cannot be told apart "
-        "from; yellow to red: how many times worse; blue ≥: a lower bound (the client "
-        "saturated first); grey —: no valid figure (hover for why). native is the reference, "
-        "never ranked.",
+        "range of that ratio over the rounds in brackets (not a confidence interval); green: "
+        "the leader and the models it cannot be told apart from (a one-sided signed-rank test "
+        "on the round-paired ratios, Holm-corrected over the run's verdicts, and an effect of "
+        "at least the minimum); yellow to red: how many times worse; blue ≥: a lower bound "
+        "(the client saturated first); grey —: no valid figure (hover for why). native is "
+        "the reference, never ranked.",
         *[f"{m} {MARK_NOTES[m]}." for m in MARK_NOTES if m in marks]]
     return table
 
@@ -151,8 +151,10 @@ def _sure_lines(sure: Assurance) -> list[str]:
     reps = f"{low}" if low == high else f"{low} to {high}"
     lines = [
         f"Repetitions: {reps} per case and model"
-        + ("; with one, there is no interval and a verdict is 'unconfirmed'." if low < 2
-           else f"; verdicts and cells use {CONFIDENCE:.0%} bootstrap intervals."),
+        + ("; with one, there is no test and a verdict is 'unconfirmed'." if low < 2
+           else "; a verdict is an exact one-sided signed-rank test on the round-paired "
+           "ratios, Holm-corrected over the run's verdicts (a run shows a false 'clear' with "
+           "probability at most 5 %)."),
         f"Valid cells: {sure.cells_valid} of {sure.cells_total} (case, model, metric) "
         f"({sure.cells_valid / sure.cells_total:.0%})." if sure.cells_total else
         "Valid cells: none yet.",

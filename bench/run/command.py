@@ -27,7 +27,6 @@ from bench import REPO_ROOT, environment, procs
 from bench.environment import Placement
 from bench.launch import child_env
 from bench.run import calibration, interpreters, scenario
-from bench.run.adaptive import AdaptivePhase
 from bench.run.listing import LIST_TIMEOUT_S, models_under, terminal
 from bench.run.runner import (
     Runner,
@@ -61,9 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "on the server's core; none: no pinning")
     parser.add_argument("--duration", type=float, help="measured seconds per trial (override)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per trial (override)")
-    parser.add_argument("--budget", type=float, metavar="SECONDS",
-                     help="trial seconds the run may take, the adaptive phase's extra "
-                     "repetitions included (override; 0: no adaptive phase)")
+    parser.add_argument("--window-scale", type=float, metavar="K",
+                        help="every window K times longer, sized for K times the requests: the "
+                             "same scenario measured longer (override)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="complete an interrupted run (its trials with a record are skipped)")
     parser.add_argument("--hosts", type=Path, metavar="HOSTS.toml",
@@ -118,7 +117,7 @@ def resolve_interpreters(entries: Sequence[Any]) -> tuple[list[tuple[Any, ...]],
 def _overrides(options: argparse.Namespace) -> dict[str, Any]:
     return {"repeat": options.repeat, "placement": options.placement,
             "duration_s": options.duration, "warmup_s": options.warmup,
-            "budget_s": options.budget}
+            "window_scale": options.window_scale}
 
 
 def prepare_new(options: argparse.Namespace, console: Console
@@ -248,7 +247,7 @@ def _check_resume_options(options: argparse.Namespace) -> None:
     """--resume continues a run exactly as planned: options that would change it are errors."""
     given = [f"--{name.replace('_', '-')}" for name in ("scenario", "servers", "out", "repeat",
                                                          "placement", "duration", "warmup",
-                                                         "budget")
+                                                         "window_scale")
              if getattr(options, name) is not None]
     if given:
         raise RunRefused(f"--resume continues the run as it was planned; drop {', '.join(given)}")
@@ -300,12 +299,11 @@ def run(options: argparse.Namespace) -> int:
 def _execute(options: argparse.Namespace, console: Console, store: RunStore, loaded: Scenario,
              trials: list[TrialSpec], placement: Placement, stop: threading.Event) -> int:
     models = list(dict.fromkeys(t.model for t in trials))
-    budget = f", the adaptive phase up to {loaded.budget_s:.0f} s" if loaded.budget_s else ""
     console.print(f"[bold]{loaded.name}[/bold]: {len(trials)} trials, "
                   f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
                   f"(server CPUs {_cpus(placement.server_cpus)}, swarm CPUs "
                   f"{_cpus(placement.swarm_cpus)}), about "
-                  f"{scenario.estimate_s(trials) / 60:.1f} min{budget}; run folder "
+                  f"{scenario.estimate_s(trials) / 60:.1f} min; run folder "
                   f"{store.run_dir}", soft_wrap=True)
     described = (store.read_run().get("environment") or {}).get("interpreters") or []
     context = TrialContext(placement=placement, work_dir=store.logs_dir, run_id=store.run_id,
@@ -315,8 +313,6 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
     procs.become_subreaper()
     started = time.monotonic()
     spent_before = float((store.read_run().get("timing") or {}).get("trials_s") or 0.0)
-    phase = AdaptivePhase(store, loaded, trials, loaded.budget_s, started, console,
-                          spent_before) if loaded.budget_s > 0 else None
     hosts = None
     service: Any = None
     try:
@@ -329,8 +325,7 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
         if service is not None:
             service.start()
             context.swarm_service = service
-        result = Runner(store, trials, context, console, kill_strays=True,
-                        extra=phase).run()
+        result = Runner(store, trials, context, console, kill_strays=True).run()
     except (ServiceError, RunRefused) as error:
         console.print(f"[red]bench run: {error}[/red]", soft_wrap=True)
         finish_run(store, "interrupted")
@@ -342,9 +337,6 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
             hosts.close()
     elapsed = time.monotonic() - started
     procs.kill_all()
-    if phase is not None and result.status == "interrupted" and phase.state["stopped"] is None:
-        phase.state["stopped"] = "interrupted"
-        store.update_run(adaptive=phase.state)
     timing = run_timing(result.records.values(), spent_before + elapsed,
                         service.starts if service is not None else 0)
     store.update_run(timing=timing)

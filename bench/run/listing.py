@@ -69,8 +69,6 @@ def run(options: argparse.Namespace) -> int:
         labels, _ = scenario.resolve_models(loaded, {sys.executable: models}, pairs)
         trials = scenario.plan(loaded, labels)
         estimate = scenario.estimate_s(trials)
-        adaptive = (f" (the adaptive phase: to {loaded.budget_s / 60:.1f} min)"
-                    if loaded.budget_s > estimate else "")
         console.print(f"  {name:10} {len(trials):4} trials, about {estimate / 60:4.1f} min "
-                      f"here{adaptive}: {loaded.description}", soft_wrap=True)
+                      f"here: {loaded.description}", soft_wrap=True)
     return 0

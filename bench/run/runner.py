@@ -51,6 +51,7 @@ from bench.run.scenario import trial_estimate_s
 from bench.run.workloads import add_reference, derived_figures, swarm_options
 from bench.sampling import TreeSampler, summarize_server
 from bench.store import FORMAT, RunStore, TrialSpec, read_json, utc_now
+from clients._steady import FALLBACK_S as STEADY_FALLBACK_S
 from protocol import launch
 
 POLL_S = 0.005  # how often a wait on a swarm process looks (it was 50 ms: half of it, per trial)
@@ -136,6 +137,10 @@ def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
     if span:
         cpu_rate = (server["cpu_user_s"] + server["cpu_system_s"]) / span
         ctx_rate = server["ctx_switches"] / span
+    if server.get("cpu_ns") is not None and server.get("cpu_ns_span_s"):
+        # the threads' schedstat nanoseconds at the window's edges (bench/sampling.py), not
+        # 10 ms ticks
+        cpu_rate = server["cpu_ns"] / 1e9 / server["cpu_ns_span_s"]
     per_request = bool(requests and duration)
     rss_growth = None
     if server.get("rss_max") is not None and server.get("rss_idle") is not None:
@@ -215,6 +220,9 @@ def swarm_arguments(spec: TrialSpec, host: str, port: int, workers: int,
         if not case.rate:
             raise TrialFailed("open-loop trial without a rate")
         args += ["--rate", f"{case.rate:.1f}"]
+    if case.steady:
+        args += ["--steady", "--min-requests", str(case.min_requests),
+                 "--max-duration", f"{case.max_duration_s:g}"]
     if case.idle_connections:
         args += ["--idle-connections", str(case.idle_connections)]
     if case.connect_rate:
@@ -254,7 +262,9 @@ class _SwarmRun:
 def _swarm_budget_s(spec: TrialSpec, context: TrialContext) -> float:
     """The longest a trial's swarm may take before the server counts as hung."""
     case = spec.case
-    return (context.swarm_allowance_s + spec.ramp_s() + case.warmup_s + case.duration_s
+    window = max(case.duration_s, case.max_duration_s)
+    fallback = STEADY_FALLBACK_S if case.steady else 0.0
+    return (context.swarm_allowance_s + spec.ramp_s() + case.warmup_s + fallback + window
             + 2 * case.timeout_s + spec.sockets * 0.002)
 
 
@@ -566,13 +576,8 @@ class RunResult:
     skipped: int
 
 
-# the extra phase after the plan: given the records so far, the next trials to run (none: done)
-ExtraTrials = Callable[[Mapping[str, dict[str, Any]]], Sequence[TrialSpec]]
-
-
 class Runner:
-    """Runs a plan into a run folder (resuming: trials whose record exists are skipped), then,
-    if given, the ``extra`` phase's trials, batch by batch.
+    """Runs a plan into a run folder (resuming: trials whose record exists are skipped).
 
     Trials overlap where nothing is measured: when one trial's load has drained, the next
     trial's server is launched, and boots while this one's server is stopped and its record
@@ -581,13 +586,11 @@ class Runner:
 
     def __init__(self, store: RunStore, trials: Sequence[TrialSpec], context: TrialContext,
                  console: Console | None = None, kill_strays: bool = False,
-                 on_record: Callable[[dict[str, Any]], None] | None = None,
-                 extra: ExtraTrials | None = None) -> None:
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.store, self.trials, self.context = store, list(trials), context
         self.console = console or Console()
         self.kill_strays = kill_strays
         self.on_record = on_record
-        self.extra = extra
         self.ran = 0
         self.equal_load: dict[str, dict[str, Any]] = {}
 
@@ -603,13 +606,6 @@ class Runner:
             self._bar = (progress, task)
             try:
                 self._run_all(pending, records)
-                while self.extra is not None and not self.context.stop.is_set():
-                    batch = [t for t in self.extra(records) if t.trial_id not in records]
-                    if not batch:
-                        break
-                    progress.update(task, total=progress.tasks[0].total
-                                    + sum(trial_estimate_s(t) for t in batch))
-                    self._run_all(batch, records)
                 progress.update(task, description="done", done=f"{len(records)}")
             except TrialInterrupted:
                 interrupted = True

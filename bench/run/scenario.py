@@ -42,6 +42,9 @@ TRIAL_SETTINGS: dict[str, type | tuple[type, ...]] = {
     "slo_p99_ms": (int, float),
     "swarm_args": list,
     "connect_rate": (int, float),
+    "steady": bool,
+    "min_requests": int,
+    "max_duration_s": (int, float),
 }
 TOP_DEFAULTS: dict[str, Any] = {
     "description": "",
@@ -59,10 +62,12 @@ TOP_DEFAULTS: dict[str, Any] = {
     "slo_p99_ms": 10.0,
     "swarm_args": [],
     "connect_rate": 0,
+    "steady": False,
+    "min_requests": 0,
+    "max_duration_s": 0,
     "model_args": {},
     "variants": {},
-    "budget_s": 0,
-    "seed": 0,
+    "window_scale": 1.0,
 }
 # the workloads (issue 14.2): churn, slowloris, and the case a trial is set beside
 WORKLOAD_KEYS = ("requests_per_connection", "slowloris", "slowloris_interval_s", "reference")
@@ -94,17 +99,13 @@ class Scenario:
     slo_p99_ms: float
     model_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
     variants: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
-    # the adaptive phase (bench/run/adaptive.py): trial seconds the whole run may take, the plan
-    # included (0: no adaptive phase), and the seed of its rounds' order
-    budget_s: float = 0.0
-    seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario for run.json (``from_dict`` rebuilds it)."""
         return {
             "name": self.name, "description": self.description, "source": self.source,
             "repeat": self.repeat, "placement": self.placement, "slo_p99_ms": self.slo_p99_ms,
-            "budget_s": self.budget_s, "seed": self.seed,
+
             "servers": list(self.servers), "data": self.data,
             "cases": [asdict(case) for case in self.cases],
         }
@@ -184,8 +185,6 @@ def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Scenario:
         slo_p99_ms=_positive(top["slo_p99_ms"], f"{where}: slo_p99_ms"),
         model_args=_model_args(top["model_args"], where),
         variants=_variants(top["variants"], where),
-        budget_s=float(_non_negative(top["budget_s"], f"{where}: budget_s")),
-        seed=_int(top["seed"], f"{where}: seed"),
     )
 
 
@@ -203,6 +202,15 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
     slo = _positive(settings["slo_p99_ms"], f"{where}: slo_p99_ms")
     connect_rate = _non_negative(settings["connect_rate"], f"{where}: connect_rate")
     swarm_args = tuple(_strings(settings["swarm_args"], f"{where}: swarm_args"))
+    # window_scale stretches every window (and the requests it is sized for): the same
+    # scenario measured longer, to check that its answer does not depend on the window
+    scale = _positive(top["window_scale"], f"{where}: window_scale")
+    duration = duration * scale
+    min_requests = int(_non_negative(settings["min_requests"], f"{where}: min_requests") * scale)
+    max_duration = _non_negative(settings["max_duration_s"], f"{where}: max_duration_s") * scale
+    if min_requests and not settings["steady"]:
+        raise ScenarioError(f"{where}: min_requests sizes the window from the settled rate: "
+                            "it needs steady = true")
     idles = _as_list(group.get("idle_connections", 0), int, f"{where}: idle_connections")
     skip = _skip_servers(group.get("skip_servers", {}), f"{where}: skip_servers")
     mixes = _as_list(group.get("mix", "echo:64"), str, f"{where}: mix")
@@ -230,7 +238,9 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
                       warmup_s=float(warmup), timeout_s=float(timeout), workers=int(workers),
                       slo_p99_ms=float(slo), servers=servers, swarm_args=swarm_args,
                       idle_connections=int(idle), connect_rate=float(connect_rate),
-                      skip_servers=skip, **workload)
+                      skip_servers=skip, steady=bool(settings["steady"]),
+                      min_requests=int(min_requests),
+                      max_duration_s=float(max(max_duration, duration)), **workload)
         if mode == "closed":
             cases.append(Case(name=f"{stem}-closed", mode="closed", rate=None, fraction=None,
                               base=None, **common))
@@ -472,6 +482,9 @@ def _trial(case: Case, spec: ModelSpec, repeat: int, scenario: Scenario) -> Tria
 def trial_estimate_s(trial: TrialSpec) -> float:
     """Expected wall time of one trial, for the progress bar's ETA."""
     case = trial.case
+    if case.steady:  # the warm-up ends when steady (about a third of its cap, as a rule),
+        # the window when min_requests are in (at a rate the plan does not know: its floor)
+        return trial.ramp_s() + case.warmup_s / 3 + case.duration_s + TRIAL_OVERHEAD_S
     return trial.ramp_s() + case.warmup_s + case.duration_s + TRIAL_OVERHEAD_S
 
 
@@ -491,7 +504,7 @@ def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> No
 
 
 def _check_type(value: Any, kind: type | tuple[type, ...], where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise ScenarioError(f"{where}: {value!r} is not a {_kind_name(kind)}")
 
 
