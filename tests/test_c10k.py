@@ -18,6 +18,7 @@ from _helpers import wait_until
 from _helpers_server import running_server
 from test_report import make_trial, write_run
 
+from bench.analysis import validity
 from bench.report import document as report
 from bench.run import runner, scenario
 from bench.run.scenario import ModelSpec, ScenarioError
@@ -207,7 +208,8 @@ def test_small_c10k_report_has_the_c10k_section(small_c10k: tuple[Path, str]) ->
     assert "### c10k-c5-idle1100-open-r250 (5 busy connections + 1,100 idle ones" in text
     assert "Note: model poll skipped in case c10k-c5-idle1100-open-r250" in text
     section = text.split("## C10K", 1)[1].split("\n## ", 1)[0]
-    rows = {line.split(" | ")[0].strip("| †‡"): line.split(" | ")
+    marks = "| " + "".join(validity.MARK_NOTES)
+    rows = {line.split(" | ")[0].strip(marks): line.split(" | ")
             for line in section.splitlines() if line.startswith(("| epoll", "| select"))}
     columns = [c.strip() for c in section.split("| model |", 1)[1].splitlines()[0].split("|")]
     columns = ["model", *[c for c in columns if c]]

@@ -127,8 +127,9 @@ def test_interpreter_entries_are_validated() -> None:
 def test_ratio_is_clear_or_noise_by_repetitions(tmp_path: Path) -> None:
     """Three repetitions each: 2x apart is clear; 1% apart with overlapping spread is noise."""
     records = []
+    # nine rounds: the paired test can call a gap clear only with enough of them
     for repeat, (gil, free, free_close) in enumerate([(300, 610, 303), (310, 600, 300),
-                                                      (305, 590, 311)]):
+                                                      (305, 590, 311)] * 3):
         records += [
             make_trial("work-c4-closed", "cpu", "threaded", repeat, 4, gil, tag="gil", gil=True),
             make_trial("work-c4-closed", "cpu", "threaded", repeat, 4, free, tag="free",

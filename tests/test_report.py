@@ -213,17 +213,22 @@ def _verdict(rendered: report.Report, case: str) -> verdicts.CaseVerdict:
     return next(v for v in rendered.verdicts if v.case == case)
 
 
-def test_clear_winner_with_repetitions(rendered: report.Report) -> None:
+def test_three_rounds_cannot_make_a_winner_clear(rendered: report.Report) -> None:
+    """epoll 1.67x asyncio in each of three rounds: the smallest two-sided signed-rank p of
+    three pairs is 0.25, so the gap is called noise, not a win (nine rounds can: the tests
+    of rank and settle above)."""
     verdict = _verdict(rendered, "echo64-c16-closed")
-    assert (verdict.best, verdict.runner_up, verdict.outcome) == ("epoll", "asyncio", "clear")
-    assert "bootstrap" in verdict.basis
+    assert (verdict.best, verdict.runner_up, verdict.outcome) == ("epoll", "asyncio", "tie")
+    assert verdict.tie_reasons["asyncio"] == "noise"
+    assert verdict.tests["asyncio"].p == pytest.approx(0.25)
+    assert "signed-rank" in verdict.basis and "Holm" in verdict.basis
     assert verdict.native_value == 150000  # shown, but not competing
 
 
 def test_tie_inside_the_noise_with_repetitions(rendered: report.Report) -> None:
     verdict = _verdict(rendered, "echo64-c128-closed")
     assert verdict.outcome == "tie"
-    assert {verdict.best, *verdict.tied} == {"epoll", "asyncio"}
+    assert {"epoll", "asyncio"} <= {verdict.best, *verdict.tied}
     assert verdict.excluded == 2
     assert verdict.native_value == np.median([160000 * 0.99, 160000])  # saturated r2 left out
 
@@ -241,14 +246,15 @@ def test_a_single_repetition_names_the_leader_unconfirmed(rendered: report.Repor
     assert next(v for v in strict if v.case == "work-c16-closed").outcome == "unconfirmed"
 
 
-def test_clear_verdicts_carry_their_interval(rendered: report.Report) -> None:
+def test_verdicts_carry_the_range_of_their_round_ratios(rendered: report.Report) -> None:
+    """The bracket is the range of the leader's round-by-round advantage over the runner-up
+    (not a confidence interval): epoll 50,000 over asyncio 30,000 in every round."""
     verdict = _verdict(rendered, "echo64-c16-closed")
     low, high = verdict.interval
-    assert 1.0 < low <= verdict.advantage <= high  # epoll 50,000 over asyncio 30,000
+    assert 1.0 < low <= verdict.advantage <= high
     assert verdict.advantage == pytest.approx(50000 / 30000)
+    assert low == pytest.approx(50000 / 30000) and high == pytest.approx(50000 / 30000)
     assert not verdict.small_effect
-    tie = _verdict(rendered, "echo64-c128-closed")
-    assert tie.interval[0] <= 1.0 <= tie.interval[1]
 
 
 def test_sweep_verdict_is_the_highest_rate_within_the_slo(rendered: report.Report) -> None:

@@ -330,6 +330,10 @@ def _memory_workload(run: Run, widest: str, plain: list[str], cases: pd.DataFram
                        "median RSS slope per connection held (bytes)", memory.FIGURE, "lower",
                        samples, margin, 0, paired=found.paired)
     counts = ", ".join(f"{int(cases.loc[c, 'connections']):,}" for c in fitted)
+    if not found.paired:
+        verdict.basis = (f"a slope of RSS over connections held needs valid trials at "
+                         f"{memory.MIN_COUNTS} or more connection counts of one request mix "
+                         f"(this run: {counts or 'none'})")
     if found.resolution:
         worst = max(found.resolution.values())
         verdict.note = "; ".join(filter(None, [verdict.note, (
@@ -532,7 +536,8 @@ def tie_words(verdict: CaseVerdict) -> str:
         groups.setdefault(verdict.tie_reasons.get(model, "noise"), []).append(model)
     words = {"noise": "the rounds do not tell them apart (noise too large to tell at Holm level "
                       f"{verdict.level:.3g})",
-             "small": f"the effect is under the {verdict.margin:.0%} minimum"}
+             "small": f"the effect is under the {verdict.margin:.0%} minimum",
+             "holm": "the run's Holm procedure stopped at a verdict before this one"}
     return "; ".join(f"{_names(models)} tie{'s' if len(models) == 1 else ''} with it: "
                      f"{words.get(reason, reason)}" for reason, models in groups.items())
 
@@ -550,6 +555,8 @@ def _no_verdict(workload: Workload) -> str:
     verdict = workload.verdict
     if workload.kind == "sweep" and verdict.note:
         return verdict.note
+    if workload.kind == "memory" and not verdict.samples:  # no slope: say what it needs
+        return verdict.basis
     bound = [m for m, c in workload.cells.items() if c.status == "bound" and not is_native(m)]
     if bound:
         floor = min(workload.cells[m].value for m in bound)

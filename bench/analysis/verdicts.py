@@ -34,6 +34,7 @@ from bench.analysis.sweeps import SweepResult
 
 DEFAULT_MARGIN = 0.05  # the minimum effect a "clear" verdict must reach
 MIN_PAIRS = 2  # rounds paired for a test at all
+HOLM_WORDS = "; Holm level "
 
 Paired = dict[str, dict[int, float]]  # variant -> round -> its figure
 
@@ -140,16 +141,20 @@ def settle(verdicts: list[CaseVerdict], alpha: float = significance.ALPHA) -> No
     for k, verdict in enumerate(order):
         level = alpha / (len(order) - k)
         failed = failed or max(t.p for t in verdict.tests.values()) > level
-        verdict.level, verdict.family = (0.0 if failed else level), len(order)
-        reasons = {other: _tie_reason(test, verdict.level, verdict.margin) or ""
+        verdict.level, verdict.family = level, len(order)
+        reasons = {other: _tie_reason(test, level, verdict.margin) or ""
                    for other, test in verdict.tests.items()}
         verdict.tie_reasons = {k2: r for k2, r in reasons.items() if r}
+        if failed and not verdict.tie_reasons and verdict.runner_up in verdict.tests:
+            # each test passes its level, but Holm stopped at an earlier verdict: no claim
+            verdict.tie_reasons = {verdict.runner_up: "holm"}
         verdict.tied = [other for other in verdict.tests if other in verdict.tie_reasons]
         runner = verdict.tests.get(verdict.runner_up or "")
         verdict.small_effect = bool(runner) and verdict.tie_reasons.get(
             verdict.runner_up or "") == "small"
-        verdict.basis = (f"{verdict.basis}; Holm level {level:.4f} over {len(order)} verdicts"
-                         + ("" if not failed else " (not reached)"))
+        verdict.basis = (verdict.basis.split(HOLM_WORDS)[0]
+                         + f"{HOLM_WORDS}{level:.4f} over {len(order)} verdicts"
+                         + ("" if not failed else " (Holm stopped before it)"))
 
 
 def _reaching(bounds: dict[str, list[float]], leader: list[float], better: str,
