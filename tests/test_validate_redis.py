@@ -87,14 +87,18 @@ def verdicts(per: dict[tuple[str, int], list[dict[str, Any]]],
 
 
 def test_the_verdicts_follow_the_bands() -> None:
+    """Throughput at 50 connections and p50 at one are judged; the latencies at 50 are shown
+    only (the two clients keep different numbers of requests in flight there)."""
     good = verdicts(figures())
-    assert len(good) == 9 and set(good.values()) == {"pass"}
+    assert len(good) == 9
+    assert {k: v for k, v in good.items() if "50 conns): information" in k} == {
+        f"swarm ÷ redis-benchmark {p} ({op}, 50 conns): information": "info"
+        for p in ("p50", "p99") for op in ("PING", "ECHO 64 B")}
+    assert {v for k, v in good.items() if "information" not in k} == {"pass"}
     slow = verdicts(figures(ratio=0.5))
     assert slow["swarm ÷ redis-benchmark throughput (PING, 50 conns)"] == "fail"
-    assert verdicts(figures(p50=(300, 190)))["swarm ÷ redis-benchmark p50 (PING, 50 conns)"] \
-        == "fail"
-    assert verdicts(figures(p99=(2000, 320)))["swarm ÷ redis-benchmark p99 (ECHO 64 B, 50 conns)"] \
-        == "fail"
+    assert verdicts(figures(p50=(300, 190)))[
+        "swarm ÷ redis-benchmark p50 (PING, 50 conns): information"] == "info"
     assert verdicts(figures(idle=(100, 63)))[
         "swarm ÷ redis-benchmark p50 (PING, 1 conn: neither client saturated)"] == "fail"
     miscounted = verdicts(figures(), counted=[(10, 10), (19, 20)])

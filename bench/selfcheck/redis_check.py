@@ -211,8 +211,6 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, float]:
 
 # bands, chosen from measurements on this machine (2 shared cores; the figures in the docstring)
 THROUGHPUT_AT_LEAST = 0.85  # the swarm's goal against a C client (swarm_speed.GOAL_RATIO)
-P50_BAND_LOADED = (0.8, 1.25)  # 50 connections: measured 0.89-1.15 over 16 rounds
-P99_BAND_LOADED = (0.5, 2.0)  # 50 connections: 0.99-1.12 on a quiet machine; tails move x2
 P50_BAND_IDLE = (0.9, 1.35)  # 1 connection: measured 0.98-1.30, median 1.1 over 16 rounds
 OPERATIONS = (("ping", "ping", "PING"), ("echo", f"echo:{ECHO_BYTES}", f"ECHO {ECHO_BYTES} B"))
 LEVELS = (CONNECTIONS, 1)
@@ -269,9 +267,8 @@ def check_redis(work: Path, rounds: int) -> list[Any]:
       swarm's count is true is checked against the server itself: every swarm run's replies
       must equal the PING and ECHO calls redis-server counted (``INFO commandstats``) over it,
       exactly;
-    - the p50s agree (measured 0.89-1.15 over 16 rounds: both are the time behind ~50 requests
-      in redis-server's loop): band 0.8-1.25; the p99s in 0.5-2 (0.99-1.12 on a quiet
-      machine, but one busy neighbour moves a 2-second run's p99 by several times).
+    - their p50 and p99 are shown but not judged: a latency is the time behind the requests
+      in flight, and the two clients keep different numbers in flight (~27 against 50).
 
     Where neither client is saturated, one connection (each client ~40 % of its core), the
     latencies must agree: p50 ratio in 0.9-1.35. It is not 1: the swarm stamps a send with the
@@ -360,14 +357,14 @@ def _rows(per: dict[tuple[str, int], list[dict[str, Any]]], counted: list[tuple[
             f"{m['swarm_rps']:,.0f} vs {m['bench_rps']:,.0f}/s; in flight by Little's law "
             f"{m['swarm_in_flight']:.1f} vs {m['bench_in_flight']:.1f} of {CONNECTIONS}; "
             "rounds: " + ", ".join(f"{r:.2f}" for r in throughput)))
-        for figure, band in (("p50", P50_BAND_LOADED), ("p99", P99_BAND_LOADED)):
+        for figure in ("p50", "p99"):  # shown, not judged: not the same requests in flight
             ratios = [r[f"swarm_{figure}"] / r[f"bench_{figure}"] for r in loaded]
-            value = median(ratios)
             rows.append(check(
-                "redis", f"swarm ÷ redis-benchmark {figure} ({name}, {CONNECTIONS} conns)",
-                value, f"{band[0]:g}–{band[1]:g}", _band(value, band),
-                f"{m[f'swarm_{figure}']:,.0f} vs {m[f'bench_{figure}']:,.0f} µs; rounds: "
-                + ", ".join(f"{r:.2f}" for r in ratios)))
+                "redis", f"swarm ÷ redis-benchmark {figure} ({name}, {CONNECTIONS} conns): "
+                "information", median(ratios), "—", "info",
+                f"{m[f'swarm_{figure}']:,.0f} vs {m[f'bench_{figure}']:,.0f} µs at "
+                f"{m['swarm_in_flight']:.1f} vs {m['bench_in_flight']:.1f} requests in flight: "
+                "not comparable; rounds: " + ", ".join(f"{r:.2f}" for r in ratios)))
         i = summarize(idle)
         ratios = [r["swarm_p50"] / r["bench_p50"] for r in idle]
         value = median(ratios)
