@@ -257,27 +257,6 @@ def test_verdicts_carry_the_range_of_their_round_ratios(rendered: report.Report)
     assert not verdict.small_effect
 
 
-def test_sweep_verdict_is_the_highest_rate_within_the_slo(rendered: report.Report) -> None:
-    """Relative by default: within 10x the model's own unloaded p50 (at one connection) or 3x
-    its unloaded p99; the absolute SLO is judged beside it and decides with --slo-ms."""
-    sweep = rendered.sweeps[0]
-    assert (sweep.slo_us, sweep.slo_source) == (SLO_MS * 1000, "the scenario's slo_p99_ms")
-    assert sweep.target == "relative"
-    p50, p99, source = sweep.reference_us["epoll"]
-    assert p50 == 100.0 and source == "at one connection (echo64-c1-closed)"
-    assert sweep.limit_us("epoll") == max(10 * p50, 3 * p99)
-    assert sweep.within_slo == {"epoll": [25000.0], "asyncio": [15000.0]}
-    assert sweep.within_absolute == {"epoll": [45000.0], "asyncio": [15000.0]}
-    assert sweep.stopped["epoll"].startswith("at 90% (45,000 req/s): p99 ")
-    verdict = _verdict(rendered, "sweep-c50-open")
-    assert (verdict.best, verdict.best_value) == ("epoll", 25000)
-    assert (verdict.runner_up, verdict.runner_up_value) == ("asyncio", 15000)
-    assert verdict.outcome == "unconfirmed"  # one repetition of the sweep
-    absolute = sweeps.sweep_results(rendered.run, slo_override_us=SLO_MS * 1000)[0]
-    assert absolute.target == "absolute"
-    assert absolute.within_slo == {"epoll": [45000.0], "asyncio": [15000.0]}
-
-
 def test_a_leader_is_clear_only_when_every_round_agrees_and_the_effect_is_large() -> None:
     """Round-paired ratios: nine rounds all ahead by 10 % reject (two-sided p = 2/512); the
     same gap with the rounds disagreeing is noise; a consistent gap under the margin is small.
@@ -321,6 +300,38 @@ def test_holm_spreads_alpha_over_the_runs_verdicts() -> None:
     assert lone[0].tie_reasons == {"b": "noise"}
 
 
+def _p99(rows: pd.DataFrame, case: str) -> float:
+    return float(rows.loc[rows["case"] == case, "p99_us"].iloc[0])
+
+
+def test_sweep_verdict_is_the_highest_rate_within_the_slo(rendered: report.Report) -> None:
+    """One SLO for every model (the scenario's slo_p99_ms): each model's rate is where its
+    p99 crosses it, interpolated between the last point within and the first over."""
+    sweep = rendered.sweeps[0]
+    assert (sweep.slo_us, sweep.slo_source) == (SLO_MS * 1000, "the scenario's slo_p99_ms")
+    assert {sweep.limit_us(m) for m in ("epoll", "asyncio")} == {SLO_MS * 1000}
+    frame = rendered.run.frame
+    epoll, asyncio = (frame[frame["variant"] == m] for m in ("epoll", "asyncio"))
+    expected = {
+        "epoll": sweeps.interpolate(45000, _p99(epoll, "sweep-c50-open-r90pct"), 55000,
+                                    _p99(epoll, "sweep-c50-open-r110pct"), SLO_MS * 1000),
+        "asyncio": sweeps.interpolate(15000, _p99(asyncio, "sweep-c50-open-r50pct"), 27000,
+                                      _p99(asyncio, "sweep-c50-open-r90pct"), SLO_MS * 1000)}
+    assert sweep.within_slo == {m: [pytest.approx(v)] for m, v in expected.items()}
+    assert 45000 < expected["epoll"] < 55000 and 15000 < expected["asyncio"] < 27000
+    assert sweep.stopped["epoll"].startswith("at 110% (55,000 req/s): p99 ")
+    verdict = _verdict(rendered, "sweep-c50-open")
+    assert (verdict.best, verdict.runner_up) == ("epoll", "asyncio")
+    assert verdict.outcome == "unconfirmed"  # one repetition of the sweep
+
+
+def test_interpolation_is_log_linear_in_the_p99() -> None:
+    # 1 ms at 1,000 req/s, 100 ms at 2,000: a 10 ms SLO is crossed half-way
+    assert sweeps.interpolate(1000, 1000, 2000, 100_000, 10_000) == pytest.approx(1500)
+    assert sweeps.interpolate(0, float("nan"), 1000, 50_000, 10_000) == 0  # missed at once
+    assert sweeps.interpolate(1000, 9000, 2000, 9000, 10_000) == 1000  # no growth: no guess
+
+
 def _sweep_records(group: str, slo_ms: float) -> list[dict[str, Any]]:
     """epoll at 10%, 50%, 90% of 10k req/s, p99 around 0.6, 3 and 9 ms."""
     return [make_trial(f"{group}-c16-open-r{round(fraction * 100)}pct", group, "epoll", 0, 16,
@@ -330,24 +341,20 @@ def _sweep_records(group: str, slo_ms: float) -> list[dict[str, Any]]:
 
 
 def test_each_sweep_is_judged_against_its_own_trials_slo(tmp_path: Path) -> None:
-    """The absolute SLO is where the runner writes it, each trial's slo_p99_ms (its case's, in
-    ms): two sweeps of one run with different SLOs are each judged against their own."""
+    """The SLO is where the runner writes it, each trial's slo_p99_ms (its case's, in ms): two
+    sweeps of one run with different SLOs are each judged against their own."""
     records = _sweep_records("tight", 2.0) + _sweep_records("loose", 20.0)
     assert {r["slo_p99_ms"] for r in records} == {2.0, 20.0}
     run = frames.load_run(write_run(tmp_path / "run", records, {"name": "synthetic"}))
     found = {s.label: s for s in sweeps.sweep_results(run)}
     assert (found["tight-c16-open"].slo_us, found["loose-c16-open"].slo_us) == (2000.0, 20000.0)
     assert found["tight-c16-open"].slo_source == "the scenario's slo_p99_ms"
-    assert found["tight-c16-open"].within_absolute == {"epoll": [1000.0]}
-    assert found["loose-c16-open"].within_absolute == {"epoll": [9000.0]}
-    # relative: the same sweep twice, the same answer; no closed case at one connection, so
-    # the reference is the lowest offered rate (p50 300 µs: the 1.5 ms-p50 point passes)
-    assert found["tight-c16-open"].reference_us["epoll"][2].startswith("at its lowest")
-    assert found["tight-c16-open"].within_slo == found["loose-c16-open"].within_slo
+    tight, loose = found["tight-c16-open"].within_slo, found["loose-c16-open"].within_slo
+    assert 1000.0 < tight["epoll"][0] < 5000.0  # between the 10 % and the 50 % points
+    assert loose == {"epoll": [9000.0]} and found["loose-c16-open"].ceiling_not_found["epoll"]
     overridden = sweeps.sweep_results(run, slo_override_us=20000.0)
     assert [s.within_slo for s in overridden] == [{"epoll": [9000.0]}] * 2
     assert overridden[0].slo_source == "given on the command line"
-
 
 def test_sweep_slo_is_the_override_else_the_trials() -> None:
     rows = pd.DataFrame({"slo_p99_ms": [2.0, 2.0]})
@@ -503,7 +510,7 @@ def test_sweep_walk_stops_at_slo_misses_and_flagged_points(tmp_path: Path) -> No
                 fraction=fraction, saturated=fraction == saturated_at))
     run = frames.load_run(write_run(tmp_path / "run", records, SPEC))
     (sweep,) = sweeps.sweep_results(run, slo_override_us=SLO_MS * 1000)
-    assert sweep.within_slo == {"epoll": [5000.0], "asyncio": [0.0]}
+    assert sweep.within_slo == {"epoll": [5000.0], "asyncio": [0.0]}  # no p99 to interpolate
     assert sweep.ceiling_not_found == {"epoll": False, "asyncio": False}
     assert sweep.stopped["epoll"].startswith("at 90% (9,000 req/s): p99 not valid (")
     assert "client saturated" in sweep.stopped["epoll"]
@@ -511,9 +518,6 @@ def test_sweep_walk_stops_at_slo_misses_and_flagged_points(tmp_path: Path) -> No
     (verdict,) = verdicts.sweep_verdicts([sweep])
     assert (verdict.best, verdict.best_value, verdict.outcome) == ("epoll", 5000.0,
                                                                    "unconfirmed")
-    # relative: asyncio's own unloaded p50 is its slow first point, so it passes everywhere
-    (relative,) = sweeps.sweep_results(run)
-    assert relative.within_slo["asyncio"] == [9000.0] and relative.ceiling_not_found["asyncio"]
     # no model within the SLO at its first point: no verdict, and each model says why
     (nobody,) = sweeps.sweep_results(run, slo_override_us=10.0)
     (none,) = verdicts.sweep_verdicts([nobody])

@@ -560,22 +560,24 @@ def sweep_chart(
     fig.suptitle(f"Open-loop sweep: {sweep.label}")
     name = "latency_vs_load.png" if index == 0 else f"latency_vs_load_{index + 1}.png"
     return Chart(_save(fig, out / name), f"Latency versus offered load: {sweep.label}",
-                 "Open loop, each model offered fractions of its own closed-loop maximum; one "
-                 "panel per model over the others in grey. Red dotted: the model's p99 limit "
-                 f"({sweep.describe_target()}); the star marks the highest offered rate up to "
-                 f"which p99 stayed within it at every point. {SPREAD}.")
+                 "Open loop; one panel per model over the others in grey. Red dotted: the SLO, "
+                 f"the same for every model ({sweep.describe_target()}); the star marks the "
+                 "highest offered rate within it (interpolated between the last point that "
+                 f"met it and the first that missed). {SPREAD}.")
 
 
 def _mark_within_slo(
     ax: Axes, sweep: SweepResult, variant: str, rows: pd.DataFrame, style: dict[str, Any]
 ) -> None:
-    """A star on the point of the highest rate within the SLO (median over repetitions)."""
+    """A star at the highest rate within the SLO (median over repetitions), on the SLO line
+    where it was interpolated, else on the last point that met it."""
     rates = sweep.within_slo.get(variant) or []
     if not rates or np.median(rates) <= 0 or rows.empty:
         return
     target = float(np.median(rates))
-    nearest = rows.iloc[int(np.argmin(np.abs(rows["rate"].to_numpy(float) - target)))]
-    ax.plot([nearest["rate"]], [nearest["p99_us_median"]], marker="*", markersize=13,
+    at = rows[np.isclose(rows["rate"].to_numpy(float), target)]
+    p99 = float(at["p99_us_median"].iloc[0]) if not at.empty else sweep.slo_us
+    ax.plot([target], [p99], marker="*", markersize=13,
             color=style["color"], markeredgecolor="black", linestyle="none", zorder=4)
 
 

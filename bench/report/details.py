@@ -336,56 +336,50 @@ def case_sections(agg: pd.DataFrame, cases: pd.DataFrame) -> list[Section]:
 
 
 def sweep_sections(sweeps: list[SweepResult]) -> list[Section]:
-    """Per sweep: each model's p99 at every offered fraction, its limit, its rate within the
-    deciding SLO and the absolute one, and where its walk stopped."""
+    """Per sweep: each model's p99 at every point, its rate within the run's one SLO, and
+    where its walk stopped."""
     sections = []
     for sweep in sweeps:
         points = sweep.points
-        fractions = sorted(points["offered_fraction"].dropna().unique())
+        order = points.groupby("case")["rate"].median().sort_values().index.tolist()
         body, marks = [], ""
         ranked = sorted(sweep.within_slo, key=lambda v: -np.median(sweep.within_slo[v] or [0]))
         for variant in ranked:
-            limit = sweep.limit_us(variant)
-            by_fraction = {r["offered_fraction"]: r
-                           for _, r in points[points["variant"] == variant].iterrows()}
+            by_case = {r["case"]: r for _, r in points[points["variant"] == variant].iterrows()}
             cells = []
-            for fraction in fractions:
-                row = by_fraction.get(fraction)
+            for case in order:
+                row = by_case.get(case)
                 if row is None:
                     cells.append("")
                     continue
                 marks += row["flags"]
-                over = " ✱" if row["p99_us_median"] > limit else ""
+                over = " ✱" if row["p99_us_median"] > sweep.slo_us else ""
                 cells.append(fmt_us(row["p99_us_median"]) + over + row["flags"])
             rates = sweep.within_slo.get(variant) or []
-            absolute = sweep.within_absolute.get(variant) or []
             floor = "≥ " if sweep.ceiling_not_found.get(variant) else ""
-            p50, p99, _ = sweep.reference_us.get(variant, (None, None, ""))
-            body.append([variant, *cells, f"{fmt_us(p50)} / {fmt_us(p99)}", fmt_us(limit),
-                         floor + fmt_rate(np.median(rates) if rates else None),
-                         fmt_rate(np.median(absolute) if absolute else None),
+            body.append([variant, *cells, floor + fmt_rate(np.median(rates) if rates else None),
                          sweep.stopped.get(variant, "")])
-        columns = ["model", *[f"p99 at {f:.0%}" for f in fractions], "unloaded p50 / p99",
-                   "p99 limit",
-                   "rate within SLO", f"within {sweep.slo_us / 1000:g} ms", "walk stopped"]
+        columns = ["model", *[_point_heading(points, case) for case in order],
+                   "rate within SLO", "walk stopped"]
         table = Table(columns, body, numeric=set(range(1, len(columns) - 1)))
         table.footnotes = [
-            f"✱ p99 above the model's limit. SLO: {sweep.describe_target()}"
-            + (f"; unloaded: {_reference_source(sweep)}; the absolute "
-               f"{sweep.slo_us / 1000:g} ms ({sweep.slo_source}) is judged beside it"
-               if sweep.target == "relative" else "") + ".",
+            f"✱ p99 above the SLO ({sweep.describe_target()}, the same for every model).",
             *marker_notes(marks),
-            "≥ every offered rate met the SLO: the limit lies higher."]
+            "The rate within the SLO is interpolated between the last point that met it and "
+            "the first that missed (log-linear in p99); ≥ every offered rate met the SLO: the "
+            "limit lies higher."]
         sections.append(Section(f"Open-loop sweep {sweep.label}", [
-            "Offered load as a fraction of each model's own closed-loop maximum; cells are the "
-            "median p99 (corrected for coordinated omission) of the valid repetitions.", table,
+            "Offered load, open loop; cells are the median p99 (corrected for coordinated "
+            "omission) of the valid repetitions.", table,
         ]))
     return sections
 
 
-def _reference_source(sweep: SweepResult) -> str:
-    sources = sorted({source for _, _, source in sweep.reference_us.values()})
-    return "; ".join(sources) or "no valid figure"
+def _point_heading(points: pd.DataFrame, case: str) -> str:
+    """A sweep point's column: its share of each model's maximum, or its absolute rate."""
+    row = points[points["case"] == case].iloc[0]
+    fraction = row["offered_fraction"]
+    return f"p99 at {fraction:.0%}" if fraction == fraction else f"p99 at {fmt_rate(row['rate'])}"
 
 
 # ---------------------------------------------------------------- flagged, failed, every trial

@@ -32,7 +32,7 @@ from bench.analysis.frames import (
 )
 from bench.analysis.histograms import merged_histogram, percentile_curve, pick_spectrum_case
 from bench.analysis.scorecard import Assurance, Workload, assurance, model_order, workloads
-from bench.analysis.sweeps import RELATIVE_FACTOR, SweepResult, sweep_results
+from bench.analysis.sweeps import SweepResult, sweep_results
 from bench.analysis.usl import MIN_LEVELS as USL_MIN_LEVELS
 from bench.analysis.usl import UslFit, run_fits
 from bench.analysis.validity import JUDGED, MARK_SATURATED, PER_REQUEST_ERROR_LIMIT, ok_column
@@ -307,10 +307,10 @@ def _verdict_section(
     ]
     if sweeps:
         slos = "; ".join(f"{s.label}: {s.describe_target()}" for s in sweeps)
-        text.append(f"Sweep SLO: {slos} (relative by default, {RELATIVE_FACTOR:g}×; an "
-                    "absolute one decides only with --slo-ms). A sweep's rate is the highest "
-                    "offered rate up to which every point met it with a valid p99; a point "
-                    "with errors, a saturated client or a failure ends the walk.")
+        text.append(f"Sweep SLO: {slos}, one for every model (--slo-ms sets another). A "
+                    "sweep's rate is the highest offered rate within it, interpolated between "
+                    "the last point that met it and the first that missed; a point with "
+                    "errors, a saturated client or a failure ends the walk.")
     if not verdicts:
         c10k = not frame.empty and bool((frame["group"] == C10K_GROUP).any())
         text.append("No verdict: the C10K cases are compared in their own section." if c10k
@@ -434,8 +434,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spectrum-case", metavar="CASE",
                         help="case of the latency spectrum chart (default: echo at 128 conns)")
     parser.add_argument("--slo-ms", type=float, metavar="MS",
-                        help="absolute p99 SLO for sweeps (default: relative, "
-                             f"{RELATIVE_FACTOR:g}x each model's unloaded p50)")
+                        help="p99 SLO for sweeps, the same for every model (default: the "
+                             "scenario's slo_p99_ms)")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help="minimum effect worth naming, relative (default %(default)s); "
                              "ties are decided by the paired signed-rank test")
