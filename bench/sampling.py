@@ -152,6 +152,15 @@ class TreeSampler(threading.Thread):
         self.sample_now()
 
 
+def held_connections(server: dict[str, Any]) -> int | None:
+    """Connections the server held at its peak: its descriptors then, less those it had before
+    any client (the first sample); None without samples."""
+    samples = server.get("samples") or []
+    if not samples or not isinstance(server.get("fds_max"), int):
+        return None
+    return max(0, server["fds_max"] - samples[0]["fds"])
+
+
 def summarize_server(samples: list[dict[str, Any]], window: tuple[float, float],
                      idle_before: float) -> dict[str, Any]:
     """Server figures over the measured window (the samples inside it, or bracketing it)."""

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis import validity
+from bench.sampling import held_connections
 from bench.store import Case, RecordError, TrialSpec, load_run_folder, record_keys
 
 NATIVE = "native"  # the reference ceiling: shown everywhere, never in a verdict
@@ -123,12 +124,10 @@ def _connection_figures(record: dict[str, Any]) -> dict[str, Any]:
     (descriptors over those it had before the load) and its RSS growth per held one."""
     swarm = record.get("swarm") or {}
     server = record.get("server") or {}
-    samples = server.get("samples") or []
-    held = rss_held = None
-    if samples and isinstance(server.get("fds_max"), int):
-        held = max(0, server["fds_max"] - samples[0]["fds"])
-        if held and isinstance(server.get("rss_max"), int) and server.get("rss_idle"):
-            rss_held = max(0, server["rss_max"] - server["rss_idle"]) / held
+    held = held_connections(server)
+    rss_held = None
+    if held and isinstance(server.get("rss_max"), int) and server.get("rss_idle"):
+        rss_held = max(0, server["rss_max"] - server["rss_idle"]) / held
     idle = swarm.get("idle") or {}
     errors = swarm.get("errors") or {}
     connect = swarm.get("connect_us") or {}

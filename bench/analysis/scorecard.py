@@ -184,7 +184,7 @@ class Workload:
         if verdict.client_bound:
             text += f"; client-bound, at least as fast: {', '.join(verdict.client_bound)}"
         if verdict.outcome == "unconfirmed":
-            text += "; unconfirmed (one repetition)"
+            text += f"; unconfirmed (fewer than {MIN_PAIRS} rounds paired: no test)"
         return text
 
     @property
@@ -739,6 +739,10 @@ class Assurance:
     load_after: list[float] | None
     cpus: int | None
     calibration: str
+    left_out: dict[str, int] = field(default_factory=dict)  # trials per validity reason kind
+    # case -> the reference model's spread over the rounds ((max - min) / median of its
+    # valid throughput) where it passes NOISE_LIMIT: the machine drifted within the run
+    noisy: dict[str, float] = field(default_factory=dict)
 
 
 def assurance(run: Run) -> Assurance:
@@ -761,7 +765,27 @@ def assurance(run: Run) -> Assurance:
         saturated_models=list(dict.fromkeys(saturated["variant"].astype(str)))
         if not saturated.empty else [],
         load_before=env.get("load_average_before"), load_after=env.get("load_average_after"),
-        cpus=env.get("cpu_count"), calibration=calibration_line(env.get("calibration")))
+        cpus=env.get("cpu_count"), calibration=calibration_line(env.get("calibration")),
+        left_out=validity.reason_counts(frame), noisy=reference_noise(frame))
+
+
+NOISE_LIMIT = 0.10  # the reference's spread over the rounds above which a run is noisy
+
+
+def reference_noise(frame: pd.DataFrame) -> dict[str, float]:
+    """Per closed-loop case, native's spread over the rounds where it passes NOISE_LIMIT:
+    the same C server, so what moves it is the machine (its valid throughputs only)."""
+    if frame.empty:
+        return {}
+    rows = valid_figures(frame[(frame["mode"] != "open") & frame["variant"].map(is_native)])
+    noisy = {}
+    for case, group in rows.groupby("case", sort=False):
+        values = group["throughput_rps"].dropna()
+        if len(values) >= 2 and values.median() > 0:
+            spread = float((values.max() - values.min()) / values.median())
+            if spread > NOISE_LIMIT:
+                noisy[str(case)] = round(spread, 3)
+    return noisy
 
 
 def _valid_cells(rows: pd.DataFrame) -> tuple[int, int]:

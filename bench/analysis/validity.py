@@ -306,6 +306,12 @@ def few_samples(record: Mapping[str, Any], invalid: Mapping[str, str]) -> dict[s
             and requests * share < TAIL_SAMPLES}
 
 
+def reason_counts(frame: Any) -> dict[str, int]:
+    """Trials per reason kind (REASON_KINDS, every kind listed) of a summary frame."""
+    kinds = frame["reason_kinds"].astype(str).str.split() if len(frame) else []
+    return {kind: int(sum(kind in row for row in kinds)) for kind in REASON_KINDS}
+
+
 def littles_law_words(ratio: float) -> str:
     """Why a Little's law ratio outside 1 ± LITTLE_TOLERANCE leaves throughput and latency
     out, in the direction it broke."""

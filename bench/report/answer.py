@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.analysis.scorecard import Assurance, Workload
+from bench.analysis.scorecard import NOISE_LIMIT, Assurance, Workload
 from bench.analysis.validity import PER_REQUEST_ERROR_LIMIT
 from bench.store import atomic_write_json
 
@@ -72,6 +72,9 @@ def answer(items: list[Workload], sure: Assurance, run_id: str) -> dict[str, Any
                   "per_case": {case: {"total": total, "valid": valid}
                                for case, (valid, total) in sure.per_case.items()}},
         "client_saturated_trials": sure.saturated,
+        # trials with figures left out or not ranked, by validity.REASON_KINDS
+        "left_out_trials": sure.left_out,
+        "noisy_reference": {"limit": NOISE_LIMIT, "cases": sure.noisy},
         "trials": sure.trials,
         "per_request_error_limit": PER_REQUEST_ERROR_LIMIT,
         "calibration": sure.calibration,

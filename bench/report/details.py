@@ -12,7 +12,7 @@ import pandas as pd
 from bench.analysis import significance
 from bench.analysis.frames import C10K_GROUP, Run, case_table
 from bench.analysis.sweeps import SweepResult
-from bench.analysis.validity import MARK_FAILED, MARK_NOTES, REASON_KINDS, ok_column
+from bench.analysis.validity import MARK_FAILED, MARK_NOTES, ok_column, reason_counts
 from bench.analysis.verdicts import equal_load_cases
 from bench.report.blocks import (
     Pre,
@@ -441,12 +441,17 @@ def exclusion_sentence(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "No trial records yet."
     counts = reason_counts(frame)
-    flagged = int((frame["reason_kinds"].astype(str).str.strip() != "").sum())
-    if not flagged:
-        return "Every figure of every trial is valid."
-    parts = [f"{count} {REASON_WORDS[kind]}" for kind, count in counts.items() if count]
-    return (f"{flagged} of {len(frame)} trials have figures left out or not ranked (a trial "
-            f"may have several reasons): " + ", ".join(parts) + ".")
+    kinds = frame["reason_kinds"].astype(str).str.split()
+    flagged = int(sum(bool(set(row) - {"samples"}) for row in kinds))
+    parts = [f"{count} {REASON_WORDS[kind]}" for kind, count in counts.items()
+             if count and kind != "samples"]
+    text = (f"{flagged} of {len(frame)} trials have figures left out (a trial may have several "
+            "reasons): " + ", ".join(parts) + "." if flagged else
+            "No trial has a figure left out.")
+    if counts["samples"]:
+        text += (f" {counts['samples']} show a p99 on fewer than 100 samples beyond it: shown "
+                 "with their count, not ranked.")
+    return text
 
 
 # what each validity.REASON_KINDS counts, in words (after its count)
@@ -460,12 +465,6 @@ REASON_WORDS = {
     "unsteady": "never steady (client-side, per-request and per-connection figures out)",
     "starved": "with starved connections",
     "rate": "with the achieved rate over 2 % off the offered one",
-    "samples": "with a percentile on too few samples to rank (shown, not ranked)",
 }
 
-
-def reason_counts(frame: pd.DataFrame) -> dict[str, int]:
-    """Trials per reason kind (validity.REASON_KINDS), every kind listed."""
-    kinds = frame["reason_kinds"].astype(str).str.split() if not frame.empty else []
-    return {kind: int(sum(kind in row for row in kinds)) for kind in REASON_KINDS}
 

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from bench.analysis.frames import Run, is_native
-from bench.analysis.scorecard import Assurance, Cell, Workload, model_order
+from bench.analysis.scorecard import NOISE_LIMIT, Assurance, Cell, Workload, model_order
 from bench.analysis.validity import (
     MARK_ERRORS,
     MARK_FAILED,
@@ -158,9 +158,20 @@ def _sure_lines(sure: Assurance) -> list[str]:
         f"Valid cells: {sure.cells_valid} of {sure.cells_total} (case, model, metric) "
         f"({sure.cells_valid / sure.cells_total:.0%})." if sure.cells_total else
         "Valid cells: none yet.",
-        _saturation(sure), _load(sure), f"Machine calibration: {sure.calibration}.", WHY_NATIVE,
+        _saturation(sure), _noise(sure), _load(sure),
+        f"Machine calibration: {sure.calibration}.", WHY_NATIVE,
     ]
     return [line for line in lines if line]
+
+
+def _noise(sure: Assurance) -> str:
+    """The noisy-run warning: the reference moved more than NOISE_LIMIT across the rounds."""
+    if not sure.noisy:
+        return ""
+    cases = ", ".join(f"{case} {spread:.0%}" for case, spread in sure.noisy.items())
+    return (f"A noisy run: the reference (native) varied more than {NOISE_LIMIT:.0%} across "
+            f"the rounds ({cases}). The paired test divides a round's drift out, but a "
+            "machine this unsteady may also shift models against each other.")
 
 
 def _saturation(sure: Assurance) -> str:

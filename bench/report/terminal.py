@@ -9,14 +9,14 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from bench.analysis.frames import is_native
-from bench.analysis.scorecard import Assurance, Cell, Workload, model_order
+from bench.analysis.scorecard import NOISE_LIMIT, Assurance, Cell, Workload, model_order
 from bench.analysis.validity import MARK_SATURATED
 from bench.report.front import missing_mark
 
 CELL_WIDTH = 10  # '0.62×', 'best', 'tie 0.98×', '≥ 0.9× †', '— §'
-LEGEND = ("tie: inside the best's interval; ?: no interval (one repetition); ≥…†: a lower "
-          "bound (client saturated); — †/‡/§/✗: left out (saturated client / errors / queues "
-          "by design / failed); (…): native, the reference. Intervals are in report.html.")
+LEGEND = ("tie: the paired test cannot tell it from the best; ?: no test (fewer than two "
+          "rounds); ≥…†: a lower bound (client saturated); —: left out (the mark says why; "
+          "report.html's legend explains each); (…): native, the reference.")
 
 
 def short_cell(cell: Cell | None) -> str:
@@ -74,6 +74,9 @@ def sure_lines(sure: Assurance) -> list[str]:
             load += f", {after[0]:g} after"
         lines.append(load + (f" (on {sure.cpus} CPUs)" if sure.cpus else ""))
     lines.append(f"machine: {sure.calibration}")
+    if sure.noisy:
+        lines.append(f"noisy run: native varied over {NOISE_LIMIT:.0%} across rounds in "
+                     + ", ".join(f"{c} ({s:.0%})" for c, s in sure.noisy.items()))
     return lines
 
 

@@ -49,7 +49,7 @@ from bench.load import LoadService, ServiceError, ServiceInterrupted, ServiceTim
 from bench.run.rates import choose_equal_load, sweep_rate
 from bench.run.scenario import trial_estimate_s
 from bench.run.workloads import add_reference, derived_figures, swarm_options
-from bench.sampling import TreeSampler, summarize_server
+from bench.sampling import TreeSampler, held_connections, summarize_server
 from bench.store import FORMAT, RunStore, TrialSpec, read_json, utc_now
 from clients._steady import FALLBACK_S as STEADY_FALLBACK_S
 from protocol import launch
@@ -145,6 +145,11 @@ def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
     rss_growth = None
     if server.get("rss_max") is not None and server.get("rss_idle") is not None:
         rss_growth = max(0, server["rss_max"] - server["rss_idle"])
+    # divided by the connections the server held (its descriptors), not those configured: a
+    # server that accepted a third of them is not three times leaner
+    held = held_connections(server)
+    if held is None and server.get("rss_max") is not None:
+        held = connections
     figures = {
         "throughput_rps": swarm.get("throughput_rps"),
         "p50_us": latency.get("p50"), "p90_us": latency.get("p90"),
@@ -152,8 +157,8 @@ def derive(swarm: Mapping[str, Any] | None, server: Mapping[str, Any] | None,
         "max_us": latency.get("max"), "mean_us": latency.get("mean"),
         "cpu_us_per_request": (cpu_rate * duration / requests * 1e6
                                if per_request and cpu_rate is not None else None),
-        "rss_per_connection_bytes": (rss_growth / connections
-                                     if rss_growth is not None and connections else None),
+        "rss_per_connection_bytes": (rss_growth / held
+                                     if rss_growth is not None and held else None),
         "ctx_switches_per_request": (ctx_rate * duration / requests
                                      if per_request and ctx_rate is not None else None),
         "error_rate": (errors / (requests + errors)
