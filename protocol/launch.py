@@ -1,4 +1,4 @@
-"""The launch contract's process side (PROTOCOL.md, "Launch contract"), for both ends of it.
+"""The launch contract's process side (docs/protocol.md, "Launch contract"), for both ends of it.
 
 A model prints ``READY <host> <port>`` once it listens; whoever started it reads that line
 within a deadline (``parse_ready``, ``ReadyWatch``). Servers, the swarm and the harness all
