@@ -1,6 +1,7 @@
 """One swarm worker process: its share of the connections, driven straight from ``select.epoll``.
 
-The hot loops are written for speed (the client must outrun the fastest server): non-blocking sockets
+The hot loops are written for speed (the client must outrun the fastest server):
+non-blocking sockets
 with TCP_NODELAY, prebuilt request frames, one clock read per wake-up (open loop: and one per
 batch of sends), no garbage-collector passes, latencies appended to ``array('L')`` series that
 ``clients._measure`` folds into HdrHistograms after the window, so that no interval boundary
