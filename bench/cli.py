@@ -1,29 +1,25 @@
-"""``python -m bench VERB``: the harness's one command line, a verb per command.
+"""``python -m bench VERB`` (installed: ``concbench VERB``): the harness's one command line.
 
-    run          run a scenario into a run folder, then render its report
-    list         the models and scenarios that can run here, with time estimates
-    report       render a run folder's report again
-    regress      the CI gate: this tree's servers against a base revision's, side by side
-    baseline     save or compare this machine's trend baseline (never fails a build)
-    cost         instructions and system calls per request, per model and case (deterministic)
-    calibrate    how long one regression sample must be on this machine
-    swarm-check  is the Python swarm fast enough to measure the servers? (make bench-swarm)
-
-Each verb lives in the module of its stage, which declares its options with
-``add_arguments(parser)`` and runs them with ``run(options) -> exit status``. Only the chosen
-verb's module is imported (pyperf's ``__main__`` and asv's ``commands/`` work the same way),
-so ``python -m bench --help`` and a light verb stay fast.
+The verbs are ``VERBS`` below. Each lives in the module of its stage, which declares its
+options with ``add_arguments(parser)`` and runs them with ``run(options) -> exit status``. Only
+the chosen verb's module is imported (pyperf's ``__main__`` and asv's ``commands/`` work the
+same way), so ``python -m bench --help`` and a light verb stay fast. Help texts are printed in
+plain words: the reStructuredText and Markdown marks docstrings use are taken out
+(``PlainHelp``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 EXIT_INTERRUPTED = 130
+PROG = "python -m bench"
+DESCRIPTION = "concbench: which server concurrency model should I use, for this load?"
 
 
 @dataclass(frozen=True)
@@ -49,17 +45,36 @@ VERBS: dict[str, Verb] = {
 }
 
 
-def parser(verb: str | None = None) -> argparse.ArgumentParser:
+MARKUP = re.compile(r"``(.+?)``|\*\*(.+?)\*\*|(?<![\w`])`([^`\n]+)`(?![\w`])")
+
+
+def plain(text: str) -> str:
+    """``code``, **bold** and `code` as plain words (help texts are read in a terminal)."""
+    return MARKUP.sub(lambda match: next(group for group in match.groups() if group), text)
+
+
+class PlainHelp(argparse.RawDescriptionHelpFormatter):
+    """Descriptions kept as written (their line breaks matter), markup taken out of them and
+    of every option's help."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain(super()._expand_help(action))
+
+
+def parser(verb: str | None = None, prog: str = PROG) -> argparse.ArgumentParser:
     """The one parser; only ``verb``'s module is imported to declare its options."""
-    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0],
-                                  epilog="python -m bench VERB --help: that verb's options")
+    top = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=PlainHelp,
+                                  epilog=f"{prog} VERB --help: that verb's options")
     sub = top.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, spec in VERBS.items():
-        command = sub.add_parser(name, help=spec.help, description=spec.help)
+        command = sub.add_parser(name, help=spec.help, description=spec.help,
+                                 formatter_class=PlainHelp)
         if name == verb:
             module = importlib.import_module(spec.module)
             command.description = (module.__doc__ or spec.help).strip()
-            command.formatter_class = argparse.RawDescriptionHelpFormatter
             module.add_arguments(command)
     return top
 
@@ -70,10 +85,11 @@ def _chosen_verb(argv: Sequence[str]) -> str | None:
     return first if first in VERBS else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, import the verb's module, run it; Ctrl-C ends it with 130 and no child left."""
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Parse, import the verb's module, run it; Ctrl-C ends it with 130 and no child left.
+    ``prog``: the name the help texts give the command (``concbench`` once installed)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    options = parser(_chosen_verb(args)).parse_args(args)
+    options = parser(_chosen_verb(args), prog).parse_args(args)
     try:
         module = importlib.import_module(VERBS[options.verb].module)
         return int(module.run(options) or 0)
