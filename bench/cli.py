@@ -32,6 +32,7 @@ class Verb:
 
 VERBS: dict[str, Verb] = {
     "run": Verb("bench.run.command", "run a scenario into a run folder, then report it"),
+    "compare": Verb("bench.compare", "run B against run A: ratios, intervals, significance"),
     "list": Verb("bench.run.listing", "models and scenarios, with time estimates"),
     "report": Verb("bench.report.document", "render a run folder's report (again)"),
     "regress": Verb("bench.regress.check", "performance-regression gate against a revision"),
