@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from rich.console import Console
+
 from bench import REPO_ROOT
 from bench.launch import child_env
 from bench.run import scenario
@@ -15,6 +17,11 @@ from bench.run.scenario import ScenarioError
 
 LIST_TIMEOUT_S = 60.0
 WIDTH = 100  # columns: every line of the listing fits a 100-column terminal
+
+
+def terminal() -> Console:
+    """A terminal sets its own width; logs and pipes get one wide enough for the tables."""
+    return Console(width=None if sys.stdout.isatty() else 150)
 
 
 def wrapped(text: str, indent: int, first: str = "") -> list[str]:
