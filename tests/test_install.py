@@ -4,6 +4,7 @@ command whose verbs are ``python -m bench``'s; and a single server needs no anal
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,14 +16,22 @@ from bench.cli import VERBS
 
 REPO = Path(__file__).resolve().parent.parent
 ANALYSIS_STACK = ("pandas", "scipy", "matplotlib")
+SOURCE = ("pyproject.toml", "setup.py", "README.md", "concbench", "bench", "clients",
+          "protocol", "servers")
+IGNORED = shutil.ignore_patterns("build", "__pycache__")
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     pytest.importorskip("setuptools")
     folder = tmp_path_factory.mktemp("wheel")
+    source = folder / "source"  # a copy: building leaves build/ and *.egg-info behind
+    for name in SOURCE:
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
+        copy(REPO / name, source / name, **({"ignore": IGNORED} if copy is shutil.copytree
+                                            else {}))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(folder), str(REPO)],
+                    "--no-build-isolation", "--wheel-dir", str(folder), str(source)],
                    check=True, capture_output=True, timeout=300)
     return zipfile.ZipFile(next(folder.glob("concbench-*.whl")))
 
