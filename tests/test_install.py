@@ -26,6 +26,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     pytest.importorskip("setuptools")
     folder = tmp_path_factory.mktemp("wheel")
     source = folder / "source"  # a copy: building leaves build/ and *.egg-info behind
+    source.mkdir()
     for name in SOURCE:
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
         copy(REPO / name, source / name, **({"ignore": IGNORED} if copy is shutil.copytree
