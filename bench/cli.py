@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 EXIT_INTERRUPTED = 130
 PROG = "python -m bench"
@@ -46,7 +47,45 @@ VERBS: dict[str, Verb] = {
 }
 
 
-MARKUP = re.compile(r"``(.+?)``|\*\*(.+?)\*\*|(?<![\w`])`([^`\n]+)`(?![\w`])")
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def positive(text: str) -> float:
+    """argparse type: a finite number above zero (an SLO, a duration)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a finite number, zero or above (a margin)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def at_least_one(text: str) -> int:
+    """argparse type: a whole number, 1 or more (repetitions)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+# ``code`` and **bold** may span a line break; a single `code` stays on its line
+MARKUP = re.compile(r"``(.+?)``|\*\*(.+?)\*\*|(?<![\w`])`([^`\n]+)`(?![\w`])", re.DOTALL)
 
 
 def plain(text: str) -> str:
@@ -65,9 +104,16 @@ class PlainHelp(argparse.RawDescriptionHelpFormatter):
         return plain(super()._expand_help(action))
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr, naming the command, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} ({self.prog} --help: the options)\n")
+
+
 def parser(verb: str | None = None, prog: str = PROG) -> argparse.ArgumentParser:
     """The one parser; only ``verb``'s module is imported to declare its options."""
-    top = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=PlainHelp,
+    top = Parser(prog=prog, description=DESCRIPTION, formatter_class=PlainHelp,
                                   epilog=f"{prog} VERB --help: that verb's options")
     sub = top.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, spec in VERBS.items():

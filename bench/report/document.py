@@ -38,6 +38,7 @@ from bench.analysis.usl import MIN_LEVELS as USL_MIN_LEVELS
 from bench.analysis.usl import UslFit, run_fits
 from bench.analysis.validity import JUDGED, MARK_SATURATED, PER_REQUEST_ERROR_LIMIT, ok_column
 from bench.analysis.verdicts import DEFAULT_MARGIN, CaseVerdict, all_verdicts
+from bench.cli import non_negative, positive
 from bench.report import charts, details
 from bench.report.answer import write_answer
 from bench.report.blocks import (  # noqa: F401  (re-exported: the report's formatting)
@@ -432,10 +433,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument("--spectrum-case", metavar="CASE",
                         help="case of the latency spectrum chart (default: echo at 128 conns)")
-    parser.add_argument("--slo-ms", type=float, metavar="MS",
+    parser.add_argument("--slo-ms", type=positive, metavar="MS",
                         help="absolute p99 SLO for sweeps (default: relative, "
                              f"{RELATIVE_FACTOR:g}x each model's unloaded p50)")
-    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+    parser.add_argument("--margin", type=non_negative, default=DEFAULT_MARGIN,
                         help="minimum effect worth naming, relative (default %(default)s); "
                              "ties are decided by the bootstrap interval")
 
@@ -447,7 +448,7 @@ def render(run_dir: Path, console: Console, *, spectrum_case: str | None = None,
         report = build_report(run_dir, spectrum_case=spectrum_case, slo_ms=slo_ms,
                               margin=margin)
     except ReportError as error:
-        console.print(f"[red]report: {error}[/red]")
+        print(f"report: {error}", file=sys.stderr)
         return 2
     print_summary(report, console)
     return 0
