@@ -56,6 +56,7 @@ from bench.report.blocks import (  # noqa: F401  (re-exported: the report's form
 from bench.report.front import answer_sections
 from bench.report.render import to_html as html_document
 from bench.report.render import to_markdown as markdown_document
+from bench.report.spectra import spectra_section
 from bench.report.terminal import print_answer
 from bench.report.xray import xray_section
 
@@ -102,6 +103,9 @@ def build_report(
     chart_list = draw_charts(run, agg, cases, sweeps, spectrum_case, palette, items)
     if heatmap is not None:
         chart_list.insert(0, heatmap)
+    spectra = spectra_section(run, palette)
+    spectrum_charts = [] if spectra is None else \
+        [b for b in spectra.blocks if isinstance(b, charts.Chart)]
     fits = run_fits(run)
     scaling = usl_section(fits, charts.usl_chart(fits, palette, run.run_dir / "charts"))
     title = f"concbench report: {run.meta.get('scenario', '?')} ({run.meta.get('run_id', '?')})"
@@ -109,6 +113,7 @@ def build_report(
         *answer_sections(run, items, sure, _overview(run), heatmap),
         _verdict_section(verdicts, frame, margin, sweeps),
         Section("Charts", [c for c in chart_list if c is not heatmap]),
+        *([spectra] if spectra is not None else []),
         *scaling,
         *[s for s in [xray_section(run.run_dir)] if s is not None],
         _environment_section(run),
@@ -120,7 +125,8 @@ def build_report(
         *details.flagged_sections(run),
         details.trials_section(frame),
     ]
-    report = Report(run, title, sections, verdicts, chart_list, paths, sweeps, agg, items, sure)
+    report = Report(run, title, sections, verdicts, chart_list + spectrum_charts, paths, sweeps,
+                    agg, items, sure)
     paths["markdown"] = run.run_dir / "report.md"
     paths["markdown"].write_text(to_markdown(report))
     paths["html"] = run.run_dir / "report.html"
