@@ -200,6 +200,30 @@ def _header(label: str, facts: Mapping[str, Any]) -> str:
             f"host {facts['host'] or '?'}, Python {python}, {facts['trials']} trials)")
 
 
+def pairs_needed(comparisons: int, alpha: float) -> int:
+    """The fewest pairs whose smallest signed-rank p, Holm-adjusted over ``comparisons``
+    (the smallest p is multiplied by their count), falls below ``alpha``."""
+    pairs = 1
+    while comparisons * significance.smallest_p(pairs) >= alpha:
+        pairs += 1
+    return pairs
+
+
+def _power_note(result: Result) -> list[str]:
+    """A warning when too few repetitions are paired for any difference to be named."""
+    tested = [c for c in result.comparisons if c.p == c.p]
+    if not tested:
+        return []
+    most = max(c.pairs for c in tested)
+    needed = pairs_needed(len(tested), result.alpha)
+    if most >= needed:
+        return []
+    return [f"With at most {most} paired repetitions no difference can be named here: the "
+            f"smallest p of {most} pairs is {significance.smallest_p(most):.3g}, and Holm "
+            f"multiplies it by {len(tested)}. Runs with --repeat {needed} or more (or with "
+            "fewer models, --servers) can name one.", ""]
+
+
 def markdown(result: Result) -> str:
     """The comparison as Markdown: a header, then a table per case."""
     lines = ["## concbench compare: B against A", "",
@@ -208,6 +232,7 @@ def markdown(result: Result) -> str:
              f"signed-rank test of the log ratios paired by repetition, Holm-adjusted over the "
              f"{len(result.comparisons)} comparisons below; a difference is named at "
              f"p < {result.alpha:g}. Medians of the trials the validity rules keep.", ""]
+    lines += _power_note(result)
     for case in dict.fromkeys(item.case for item in result.comparisons):
         lines += [f"### {case}", "",
                   "| model | figure | A median | B median | B/A [95 % interval] | p (Holm) "

@@ -99,3 +99,15 @@ def test_a_missing_run_folder_is_one_line_on_stderr(tmp_path: Path,
     assert cli.main(["compare", str(a), str(tmp_path / "nowhere")]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
+
+
+def test_too_few_repetitions_are_said_to_name_nothing(tmp_path: Path) -> None:
+    assert cmp.pairs_needed(6, 0.05) == 8  # 6 x 2 / 2**8 = 0.047
+    records = {"epoll": 50_000, "threaded": 20_000}
+    a = write_run(tmp_path / "a", [make_trial(CASE, "echo", m, r, 16, v) for r in (1, 2, 3)
+                                   for m, v in records.items()], _spec())
+    b = write_run(tmp_path / "b", [make_trial(CASE, "echo", m, r, 16, 2 * v) for r in (1, 2, 3)
+                                   for m, v in records.items()], _spec())
+    text = cmp.markdown(cmp.compare_runs(load_run(a), load_run(b)))
+    assert "With at most 3 paired repetitions no difference can be named" in text
+    assert "--repeat 8 or more" in text
