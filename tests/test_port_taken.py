@@ -34,3 +34,17 @@ def test_model_usage_has_no_stray_positional() -> None:
     usage = done.stdout.split("\n\n")[0]
     assert done.returncode == 0 and usage.startswith("usage: python -m servers epoll")
     assert "model" not in usage
+
+
+def test_a_group_joins_its_own_port_and_a_newcomer_is_refused() -> None:
+    from servers._base import make_listener
+
+    first = make_listener("127.0.0.1", 0, reuse_port=True)
+    port = first.getsockname()[1]
+    try:
+        joined = make_listener("127.0.0.1", port, reuse_port=True, joining=True)
+        joined.close()
+        with pytest.raises(OSError, match="in use"):
+            make_listener("127.0.0.1", port, reuse_port=True)
+    finally:
+        first.close()
