@@ -1,8 +1,9 @@
 """``python -m bench run``: a scenario into a run folder, then its report.
 
-    python -m bench run --scenario quick|default|full|PATH.toml [--servers a,b] [--out DIR]
-                        [--repeat N] [--placement split|same|none] [--resume DIR]
-                        [--hosts HOSTS.toml]
+    python -m bench run --scenario NAME|PATH.toml [--servers a,b] [--out DIR] [--repeat N]
+                        [--placement split|same|none] [--resume DIR] [--hosts HOSTS.toml]
+
+(python -m bench list: the scenarios, with their time here.)
 
 Exit status: 0 the run completed (failed trials are recorded in it), 1 it completed but the
 report could not be rendered, 2 it could not start, 130 it was interrupted (``--resume
@@ -51,11 +52,12 @@ class RunRefused(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``run`` verb's options."""
-    parser.add_argument("--scenario",
-                     help="quick, default, full (bench/scenarios/) or a path to a .toml file")
+    parser.add_argument("--scenario", help=f"{', '.join(scenario.scenario_names())} "
+                        "(bench/scenarios/), or a path to a .toml file")
     parser.add_argument("--servers", help="comma-separated models (default: the scenario's, or "
                      "every available one)")
-    parser.add_argument("--out", type=Path, help="run folder (default results/<UTC>-<scenario>)")
+    parser.add_argument("--out", type=Path,
+                        help="run folder (default ./results/<UTC>-<scenario>)")
     parser.add_argument("--repeat", type=at_least_one, help="repetitions (overrides the scenario)")
     parser.add_argument("--placement", choices=scenario.PLACEMENTS,
                      help="split: server on one core, swarm on the rest (default); same: both "
