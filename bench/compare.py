@@ -226,11 +226,12 @@ def _power_note(result: Result) -> list[str]:
 
 def markdown(result: Result) -> str:
     """The comparison as Markdown: a header, then a table per case."""
+    tested = sum(c.p == c.p for c in result.comparisons)  # Holm counts these (NaN: no pairs)
     lines = ["## concbench compare: B against A", "",
              _header("A", result.a), _header("B", result.b), "",
              f"B/A is B's median over A's with its 95 % bootstrap interval; p is the exact "
              f"signed-rank test of the log ratios paired by repetition, Holm-adjusted over the "
-             f"{len(result.comparisons)} comparisons below; a difference is named at "
+             f"{tested} tested comparisons below; a difference is named at "
              f"p < {result.alpha:g}. Medians of the trials the validity rules keep.", ""]
     lines += _power_note(result)
     for case in dict.fromkeys(item.case for item in result.comparisons):
