@@ -139,6 +139,8 @@ def _run_facts(run: Run) -> dict[str, Any]:
     return {"path": str(run.run_dir), "run_id": run.meta.get("run_id"),
             "scenario": run.meta.get("scenario"), "started_at": run.meta.get("started_at"),
             "host": environment.get("hostname"), "python": versions,
+            "placement": (environment.get("placement") or {}).get("name"),
+            "load_average_before": (environment.get("load_average_before") or [None])[0],
             "trials": len(run.trials)}
 
 
@@ -195,9 +197,13 @@ def _p(value: float) -> str:
 
 
 def _header(label: str, facts: Mapping[str, Any]) -> str:
+    """A run in one line: what makes its figures differ from the other's besides the code."""
     python = ", ".join(facts["python"]) or "?"
+    load = facts.get("load_average_before")
+    busy = f", load average {load:g} before" if isinstance(load, int | float) else ""
     return (f"- **{label}**: `{facts['path']}` ({facts['scenario']}, {facts['started_at']}, "
-            f"host {facts['host'] or '?'}, Python {python}, {facts['trials']} trials)")
+            f"host {facts['host'] or '?'}, Python {python}, placement "
+            f"{facts.get('placement') or '?'}{busy}, {facts['trials']} trials)")
 
 
 def pairs_needed(comparisons: int, alpha: float) -> int:
