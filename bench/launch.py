@@ -1,4 +1,4 @@
-"""The client side of the launch contract (PROTOCOL.md): start a model, wait for READY, stop it.
+"""The client side of the launch contract (docs/protocol.md): start a model, await READY, stop it.
 
 One implementation for the runner, the swarm self-check and the tests: ``python -m servers
 MODEL`` started through ``procs.spawn`` (pinned, in its own process group, dying with us), its

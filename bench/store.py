@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import REPO_ROOT
 from protocol.launch import atomic_write_json
 
 __all__ = [
@@ -29,7 +28,9 @@ __all__ = [
     "read_trial", "record_keys", "upgrade_run", "upgrade_trial", "utc_now",
 ]
 
-RESULTS_ROOT = REPO_ROOT / "results"
+# runs land in ./results of the folder the command runs in (the checkout, for make bench), never
+# beside the code: an installed concbench lives in site-packages
+RESULTS_ROOT = Path.cwd() / "results"
 FORMAT = 1  # of run.json and trial records; the history is in docs/results-format.md
 RECORD_KEY = "record_key"  # dataclass field metadata: its trial record key (None: not recorded)
 RECORD_AS = "record_as"  # dataclass field metadata: how its value is written (default: lists)

@@ -91,7 +91,7 @@ def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arrivals", choices=("constant", "poisson"), default="constant",
                         help="open loop: spacing of the schedule (default constant)")
     parser.add_argument("--protocol", choices=tuple(WIRES), default=DEFAULT_PROTOCOL,
-                        help="what to speak: concbench (the suite's frames, PROTOCOL.md) or "
+                        help="what to speak: concbench (the suite's frames, docs/protocol.md) or "
                              "resp (Redis: --mix of ping and echo:N) (default "
                              f"{DEFAULT_PROTOCOL})")
     parser.add_argument("--mix", default=DEFAULT_MIX, help=f"request mix (default {DEFAULT_MIX})")

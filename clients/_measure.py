@@ -1,6 +1,7 @@
 """What one swarm worker measures: latency samples, histograms, intervals, errors, CPU.
 
-Measuring never holds up a send (issue 13). During the window the hot loops only append
+Measuring never holds up a send (a late send would be charged to the server). During the
+window the hot loops only append
 nanosecond samples to the ``array('L')`` series here (8 bytes each; they bind ``append`` to
 locals and bind again after each housekeeping pass, since a boundary starts fresh series), and
 an interval boundary only closes the current segment of samples: O(1), whatever the rate.

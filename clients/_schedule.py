@@ -5,7 +5,8 @@ drift from summed float steps); a Poisson schedule draws exponential gaps from i
 generator. The schedule ends at the measured window's end: ``next_ns`` is then ``NEVER``.
 Times are ``time.monotonic_ns``.
 
-Sending on time (issue 13): the worker sets its timer slack to 1 ns (Linux lets a sleep end
+Sending on time (open loop promises its rate): the worker sets its timer slack to 1 ns
+(Linux lets a sleep end
 up to 50 µs late by default), sleeps until ``lead`` before a due send, where ``lead`` is what
 waking up costs (learnt from the sleeps it makes: it settles where one wake-up in five is late),
 and spins (polls without sleeping) through the rest, or whenever the sleep would be shorter

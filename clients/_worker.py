@@ -1,10 +1,11 @@
 """One swarm worker process: its share of the connections, driven straight from ``select.epoll``.
 
-The hot loops are written for speed (see the issue's "The hard part"): non-blocking sockets
+The hot loops are written for speed (the client must outrun the fastest server):
+non-blocking sockets
 with TCP_NODELAY, prebuilt request frames, one clock read per wake-up (open loop: and one per
 batch of sends), no garbage-collector passes, latencies appended to ``array('L')`` series that
 ``clients._measure`` folds into HdrHistograms after the window, so that no interval boundary
-stalls a send (issue 13). Open loop sends on ``clients._schedule``'s times, waking up early
+stalls a send. Open loop sends on ``clients._schedule``'s times, waking up early
 by what a wake-up costs and spinning through the rest.
 The fast path reads with ``os.read`` (a fast-call builtin: cheaper than ``recv_into``'s keyword
 parsing) and checks a reply with one ``bytes ==`` against the exact expected reply; it sends with

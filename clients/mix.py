@@ -179,7 +179,7 @@ def _describe(entry: MixEntry) -> str:
 
 
 class ConcbenchWire:
-    """concbench's own protocol (PROTOCOL.md) as the swarm speaks it: the mix, the
+    """concbench's own protocol (docs/protocol.md) as the swarm speaks it: the mix, the
     prebuilt kinds, and the framing its slow path splits replies with (``clients.wire``)."""
 
     name = "concbench"

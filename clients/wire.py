@@ -9,7 +9,7 @@ timeout), the slowloris frame, and the reply framing of the worker's slow path: 
 a ``ValueError`` when the stream cannot be framed) and ``classify`` (a wrong reply's error kind,
 whether it is an error reply, and whether the server closes after it).
 
-- ``concbench``: the suite's own protocol (``clients.mix.ConcbenchWire``, PROTOCOL.md);
+- ``concbench``: the suite's own protocol (``clients.mix.ConcbenchWire``, docs/protocol.md);
 - ``resp``: the Redis protocol, PING and ECHO (``clients.resp.RespWire``).
 """
 

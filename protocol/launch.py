@@ -1,4 +1,4 @@
-"""The launch contract's process side (PROTOCOL.md, "Launch contract"), for both ends of it.
+"""The launch contract's process side (docs/protocol.md, "Launch contract"), for both ends of it.
 
 A model prints ``READY <host> <port>`` once it listens; whoever started it reads that line
 within a deadline (``parse_ready``, ``ReadyWatch``). Servers, the swarm and the harness all
@@ -101,6 +101,20 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def file_mode() -> int:
+    """The mode open() gives a new file (0o666 less the umask), which mkstemp's 0o600 is not:
+    a record must be as readable as the report beside it. The umask is read from
+    /proc/self/status (setting it to read it back would race other threads); 0o644 elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
 def atomic_write_json(path: Path, data: Any, *, indent: int = 1) -> None:
     """Write ``data`` (through ``json_safe``; other objects as ``str``) to a temporary file in
     ``path``'s folder, then ``os.replace`` it into place: a reader, or a crash, never leaves a
@@ -115,6 +129,7 @@ def atomic_write_json(path: Path, data: Any, *, indent: int = 1) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(json_safe(data), handle, indent=indent, allow_nan=False, default=str)
             handle.write("\n")
+            os.fchmod(handle.fileno(), file_mode())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

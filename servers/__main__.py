@@ -56,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     module = load(known.model)
     parser = argparse.ArgumentParser(prog=f"python -m servers {known.model}",
                                      description=module.DESCRIPTION)
-    parser.add_argument("model")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=port_number, default=0)
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
-    options = parser.parse_args(argv)
+    rest = list(argv)
+    rest.remove(known.model)  # the model is named in prog, not a positional of its own usage
+    options = parser.parse_args(rest)
+    options.model = known.model
     if hasattr(module, "check"):
         module.check(options)  # raises SystemExit with a message for impossible settings
     _soft, _hard, problem = raise_fd_limit()

@@ -30,9 +30,19 @@ def install_shutdown_handlers() -> None:
     signal.signal(signal.SIGINT, _raise_shutdown)
 
 
-def make_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A listening TCP socket on host:port (IPv4 or IPv6, by the host's form)."""
+def make_listener(host: str, port: int, *, reuse_port: bool = False,
+                  joining: bool = False) -> socket.socket:
+    """A listening TCP socket on host:port (IPv4 or IPv6, by the host's form).
+
+    ``reuse_port``: SO_REUSEPORT, so that this process's other listeners (``joining=True``)
+    can bind the same port. The kernel would let any process of the same user join too, so the
+    first listener of a group first binds without it: a port some other process is already
+    listening on is refused with EADDRINUSE, as it is for every other model."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if reuse_port and not joining and port != 0:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))  # raises OSError(EADDRINUSE) when the port is taken
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -94,7 +94,8 @@ def serve(listener: socket.socket, options: argparse.Namespace) -> None:
     threads: list[LoopThread] = []
     ended = threading.Event()
     try:
-        sockets += [make_listener(host, port, reuse_port=True) for _ in range(options.threads - 1)]
+        sockets += [make_listener(host, port, reuse_port=True, joining=True)
+                    for _ in range(options.threads - 1)]
         for slot, sock in enumerate(sockets):
             thread = LoopThread(slot, sock, ended)
             thread.start()

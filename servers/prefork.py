@@ -180,7 +180,8 @@ def serve(listener: socket.socket, options: argparse.Namespace) -> None:
     sockets = [listener]
     workers: dict[int, int] = {}  # pid -> slot
     try:
-        sockets += [make_listener(host, port, reuse_port=True) for _ in range(options.workers - 1)]
+        sockets += [make_listener(host, port, reuse_port=True, joining=True)
+                    for _ in range(options.workers - 1)]
         for slot in range(options.workers):
             spawn(workers, slot, sockets, options)
         supervise(workers, sockets, options)

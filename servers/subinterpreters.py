@@ -171,7 +171,7 @@ def serve(listener: socket.socket, options: argparse.Namespace) -> None:
         # slot 0 is the launcher's listener (the interpreter gets a duplicate: it closes its
         # own); the others are handed over whole
         fds = [os.dup(listener.fileno())]
-        fds += [make_listener(host, port, reuse_port=True).detach()
+        fds += [make_listener(host, port, reuse_port=True, joining=True).detach()
                 for _ in range(options.interpreters - 1)]
         for slot, fd in enumerate(fds):
             thread = InterpreterThread(slot, fd, os.dup(stop_read), ended)

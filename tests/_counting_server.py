@@ -1,6 +1,6 @@
 """A minimal server for the hosts tests: ECHO answered, every request counted.
 
-``python tests/_counting_server.py --host ADDR`` prints ``READY host port`` (PROTOCOL.md's
+``python tests/_counting_server.py --host ADDR`` prints ``READY host port`` (docs/protocol.md's
 launch contract) and serves each connection in a thread with ``protocol.respond``; on SIGTERM
 it prints ``COUNT n`` (the requests it answered) to standard error and exits 0. The test
 compares n with the swarm's merged count: the server's own, independent tally.

@@ -195,7 +195,7 @@ def wait_until(probe: Callable[[], T], accept: Callable[[T], bool], timeout: flo
     return value
 
 
-# PROTOCOL.md, "Test vectors (payload, n -> x)"
+# docs/protocol.md, "Test vectors (payload, n -> x)"
 WORK_VECTORS = [
     (b"", 0, 0),
     (b"", 1, 12345),

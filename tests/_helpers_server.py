@@ -1,4 +1,4 @@
-"""Start server models as subprocesses through the launch contract (PROTOCOL.md).
+"""Start server models as subprocesses through the launch contract (docs/protocol.md).
 
 ``running_server(model, *options)`` runs ``python -m servers MODEL OPTIONS`` through the
 harness's launch-contract client (``bench.launch``): the ``READY host port`` line within a

@@ -488,3 +488,19 @@ def test_terminal_summary_fits_100_columns(tmp_path: Path) -> None:
     answers = [line for line in lines if line.startswith("• ")]
     assert len(answers) == len(built.workloads)
     assert answers[0].startswith("• small requests, 16 connections: ")
+
+
+def test_a_sweep_loser_that_met_the_slo_everywhere_reads_as_a_sentence() -> None:
+    import pandas as pd
+
+    from bench.analysis import scorecard
+
+    cell = scorecard.Cell(100.0, 0.5, None, 2.0, "worse")
+    workload = scorecard.Workload("load within the SLO", "sweep", "rate_within_slo", "higher",
+                                  "sweep", verdict=None, cells={"gevent": cell},  # type: ignore
+                                  notes={"gevent": "met the SLO at every offered rate"})
+    why = scorecard._why(workload, "gevent", "epoll", pd.DataFrame())  # noqa: SLF001
+    assert why == "gevent met the SLO at every offered rate, but its highest was lower"
+    workload.notes["gevent"] = "at 90% (9,000 req/s): p99 12 ms over 10 ms"
+    assert scorecard._why(workload, "gevent", "epoll", pd.DataFrame()).startswith(  # noqa: SLF001
+        "gevent stops at 90%")

@@ -1,4 +1,4 @@
-"""Every rule of PROTOCOL.md, on real sockets, for every model (see conftest.py).
+"""Every rule of docs/protocol.md, on real sockets, for every model (see conftest.py).
 
 Each test starts its own server process (``server`` fixture), so one model's failure cannot
 leak into the next test; every client operation has a timeout, so nothing can hang.

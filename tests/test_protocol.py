@@ -1,4 +1,4 @@
-"""Unit and property tests of the sans-IO codec, protocol/, against PROTOCOL.md."""
+"""Unit and property tests of the sans-IO codec, protocol/, against docs/protocol.md."""
 
 from __future__ import annotations
 

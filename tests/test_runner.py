@@ -296,7 +296,8 @@ def test_bad_usage_is_a_clear_error(tmp_path: Path) -> None:
                           (["--resume", str(tmp_path), "--repeat", "2"], "drop --repeat")):
         done = subprocess.run([sys.executable, "-m", "bench", "run", *args], cwd=REPO,
                               capture_output=True, text=True, timeout=60)
-        assert done.returncode == 2 and message in done.stdout, done.stdout + done.stderr
+        assert done.returncode == 2 and message in done.stderr, done.stdout + done.stderr
+        assert done.stderr.count("\n") == 1 and message not in done.stdout
 
 
 # -- faults inside one run (in process) --------------------------------------------------------

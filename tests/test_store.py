@@ -170,7 +170,7 @@ def test_a_newer_format_is_refused_naming_the_file(tmp_path: Path, where: str,
     with pytest.raises(RecordError, match=rf"{path}: record format {FORMAT + 1} is newer"):
         load_run_folder(folder)
     assert cli.main(["report", str(folder)]) == 2
-    out = capsys.readouterr().out.replace("\n", "")
+    out = capsys.readouterr().err.replace("\n", "")
     assert path.name in out and "is newer than this concbench reads" in out
 
 

@@ -1,5 +1,5 @@
 """The worker's measuring and scheduling pieces, without sockets: ``clients._measure`` and
-``clients._schedule`` (issue 13: samples folded after the window or in bounded chunks, the
+``clients._schedule`` (samples folded after the window or in bounded chunks, the
 same histograms either way; the client's lateness flagged when it is the tail)."""
 
 from __future__ import annotations

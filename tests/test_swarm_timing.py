@@ -1,4 +1,4 @@
-"""Issue 13: the swarm's own bookkeeping never stalls its sends.
+"""The swarm's own bookkeeping never stalls its sends.
 
 Against the C ``native`` server, open loop at a rate one worker sustains, two swarms run at
 the same time (so that they share whatever else the machine is doing) and differ only in
@@ -26,7 +26,7 @@ from servers import native
 pytestmark = pytest.mark.skipif(native.unavailable() is not None,
                                 reason=f"native model unavailable: {native.unavailable()}")
 
-RATE = 20_000  # requests/s, the issue's: one worker sustains several times that
+RATE = 20_000  # requests/s: one worker sustains several times that
 FACTOR = 2.0  # the run with boundaries may be this much worse than the one without...
 FLOOR_US = 300.0  # ...plus this (noise on a shared 2-core machine)
 SINGLE = 60.0  # an --interval longer than the window: no boundary inside it

@@ -1,4 +1,4 @@
-"""The workloads that tell models apart (issue 14.2): churn, slowloris, head-of-line blocking.
+"""The workloads that tell models apart: churn, slowloris, head-of-line blocking.
 
 Each runs against a model it does not hurt and one it does, on real servers, and asserts only
 effects large enough for a noisy 2-core machine: ratios of two or more, orders of magnitude,

@@ -3,6 +3,7 @@ over repetitions and walked into percentile curves; and which case the report dr
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
@@ -15,12 +16,13 @@ from bench.analysis.validity import ok_column
 US_PER_UNIT = {"ns": 1e-3, "us": 1.0, "ms": 1e3}  # the swarm's ``histogram_unit`` -> µs
 
 
-def decode_histogram(swarm: dict[str, Any] | None) -> tuple[HdrHistogram, float] | None:
+def decode_histogram(swarm: dict[str, Any] | None, key: str = "histogram"
+                     ) -> tuple[HdrHistogram, float] | None:
     """The swarm's encoded HdrHistogram and the factor (µs per recorded value) from its
     ``histogram_unit``; None when it has none, or no data, or a unit this reader does not know
     (a spectrum in a guessed unit would be wrong by a factor of 1000)."""
     swarm = swarm or {}
-    encoded, scale = swarm.get("histogram"), US_PER_UNIT.get(swarm.get("histogram_unit"))
+    encoded, scale = swarm.get(key), US_PER_UNIT.get(swarm.get("histogram_unit"))
     if not encoded or scale is None:
         return None
     try:
@@ -32,12 +34,14 @@ def decode_histogram(swarm: dict[str, Any] | None) -> tuple[HdrHistogram, float]
     return histogram, scale
 
 
-def merged_histogram(records: list[dict[str, Any]]) -> tuple[HdrHistogram, float] | None:
+def merged_histogram(records: list[dict[str, Any]], key: str = "histogram"
+                     ) -> tuple[HdrHistogram, float] | None:
     """The repetitions' histograms added together (those in the first one's unit: values in
-    different units cannot be added)."""
+    different units cannot be added). ``key``: the swarm record's ``histogram`` (open loop:
+    corrected for coordinated omission) or ``histogram_uncorrected``."""
     merged = None
     for record in records:
-        decoded = decode_histogram(record.get("swarm"))
+        decoded = decode_histogram(record.get("swarm"), key)
         if decoded is None:
             continue
         if merged is None:
@@ -61,6 +65,15 @@ def percentile_curve(histogram: HdrHistogram, scale: float) -> tuple[np.ndarray,
     levels.append(last)
     values.append(histogram.get_max_value() * scale)
     return np.asarray(levels), np.asarray(values)
+
+
+def hgrm(histogram: HdrHistogram, scale: float) -> str:
+    """HdrHistogram's percentile distribution text (``.hgrm``, what its plotFiles and
+    hdrplot read), values in milliseconds."""
+    out = io.BytesIO()
+    histogram.output_percentile_distribution(out, 1000.0 / scale)
+    text = out.getvalue().decode("ascii")
+    return text if text.endswith("\n") else text + "\n"
 
 
 def pick_spectrum_case(frame: pd.DataFrame, requested: str | None = None) -> tuple[str | None, str]:

@@ -606,7 +606,10 @@ def _why(workload: Workload, model: str, lead: str, masked: pd.DataFrame) -> str
     if workload.kind == "cpu":
         return f"{model} costs {cell.relative:.2g}× {lead}'s CPU per request"
     if workload.kind == "sweep":
-        return f"{model} stops {workload.notes.get(model, 'earlier')}"
+        note = workload.notes.get(model, "earlier")
+        if note.startswith("met the SLO"):  # every rate it was offered, all below lead's
+            return f"{model} {note}, but its highest was lower"
+        return f"{model} stops {note}"
     if workload.kind in SPECIAL:
         return _special_why(workload, model, lead, masked)
     mine, theirs = _medians(masked, model), _medians(masked, lead)

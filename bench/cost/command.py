@@ -26,7 +26,7 @@ from bench.cost.figures import case_description, model_figures
 from bench.cost.run import TOOLS, default_jobs, jobs_for, run_jobs
 from bench.cost.tools import install_hint, missing_packages
 from bench.cost.xray import table_rows
-from bench.store import atomic_write_json, utc_now
+from bench.store import RESULTS_ROOT, atomic_write_json, utc_now
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 TABLE_WIDTH = 100
@@ -93,7 +93,7 @@ def print_table(record: dict[str, Any]) -> None:
 
 def default_json_path() -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return REPO_ROOT / "results" / "cost" / f"{stamp}.json"
+    return RESULTS_ROOT / "cost" / f"{stamp}.json"
 
 
 def available_models() -> list[str]:

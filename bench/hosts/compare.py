@@ -29,7 +29,7 @@ from rich.table import Table
 from bench import REPO_ROOT
 from bench.hosts import netns
 from bench.launch import child_env
-from bench.store import load_run_folder
+from bench.store import RESULTS_ROOT, load_run_folder
 from protocol.launch import atomic_write_json
 
 RUN_TIMEOUT_S = 1800.0
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="epoll,threaded")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path,
-                        default=REPO_ROOT / "results" / f"hosts-{time.strftime('%Y%m%d-%H%M%S')}")
+                        default=RESULTS_ROOT / f"hosts-{time.strftime('%Y%m%d-%H%M%S')}")
     options = parser.parse_args(argv)
     console = Console(width=max(100, Console().width))
     reason = netns.available()

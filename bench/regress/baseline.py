@@ -26,9 +26,9 @@ from typing import Any
 from bench.environment import cpu_model
 from bench.regress import check as regress
 from bench.regress import stats as rs
-from bench.store import atomic_write_json
+from bench.store import RESULTS_ROOT, atomic_write_json
 
-BASELINE_DIR = regress.ROOT / "results" / "baseline"
+BASELINE_DIR = RESULTS_ROOT / "baseline"
 KEEP_ENTRIES = 50
 DEFAULT_SAMPLES = 5
 

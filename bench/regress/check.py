@@ -68,7 +68,7 @@ from bench.regress.model import (
 )
 from bench.regress.reach import reached_models
 from bench.regress.sampler import TrialSampler
-from bench.store import atomic_write_json
+from bench.store import RESULTS_ROOT, atomic_write_json
 
 ROOT = REPO_ROOT
 EXIT_PASS, EXIT_REGRESSION, EXIT_CANNOT_RUN = 0, 1, 2
@@ -713,7 +713,7 @@ def write_outputs(verdict: GateVerdict, text: str) -> Path:
 
 def default_json_path() -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return ROOT / "results" / "regress" / f"{stamp}.json"
+    return RESULTS_ROOT / "regress" / f"{stamp}.json"
 
 
 # --------------------------------------------------------------------------- CLI

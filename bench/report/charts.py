@@ -482,20 +482,7 @@ def spectrum_chart(
             ax.plot(inverse, values_us, drawstyle="steps-post", **BACKGROUND)
     if len(curves) > len(best) + sum(map(is_native, curves)):
         ax.plot([], [], label="every other model", **BACKGROUND)
-    ax.set_xscale("log")
-    ticks = [t for t in SPECTRUM_TICKS if 1 / (1 - t) <= reach * 1.0001]
-    ax.xaxis.set_major_locator(FixedLocator([1 / (1 - t) for t in ticks]))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: _percentile_label(1 - 1 / v)))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlim(1, reach * 1.2)
-    if _log_wide(every, 10):
-        _log_y(ax, fmt_latency_tick)
-    else:
-        ax.set_ylim(bottom=0)
-        ax.yaxis.set_major_formatter(FuncFormatter(fmt_latency_tick))
-    ax.set_xlabel("percentile")
-    ax.set_ylabel("latency")
-    ax.grid(True, which="major", alpha=0.3)
+    _nines_axes(ax, reach, every)
     _legend(fig, [ax])
     ax.set_title(f"Latency by percentile at {case}")
     return Chart(_save(fig, out / "latency_spectrum.png"), f"Latency percentile spectrum: {case}",
@@ -503,6 +490,64 @@ def spectrum_chart(
                  f"The {HIGHLIGHT} models with the lowest p99 in colour, native dashed, every "
                  "other model in grey. The x axis is 1/(1-p): each step right is ten times "
                  "rarer.")
+
+
+def _nines_axes(ax: Axes, reach: float, latencies_us: list[float]) -> None:
+    """x: the percentile on a "nines" axis (1/(1-p), log: 50, 90, 99, 99.9 % equally apart)
+    up to ``reach``; y: latency, on a log axis when it spans more than ten times."""
+    ax.set_xscale("log")
+    ticks = [t for t in SPECTRUM_TICKS if 1 / (1 - t) <= reach * 1.0001]
+    ax.xaxis.set_major_locator(FixedLocator([1 / (1 - t) for t in ticks]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: _percentile_label(1 - 1 / v)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(1, reach * 1.2)
+    if _log_wide(latencies_us, 10):
+        _log_y(ax, fmt_latency_tick)
+    else:
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(FuncFormatter(fmt_latency_tick))
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+Curve = tuple[np.ndarray, np.ndarray]  # (percentile fraction, latency µs)
+UNCORRECTED = {"linestyle": ":", "linewidth": 1.2, "alpha": 0.8}
+
+
+def case_spectra_chart(case: str, corrected: dict[str, Curve], uncorrected: dict[str, Curve],
+                       palette: Palette, path: Path) -> Chart | None:
+    """One case's percentile spectrum, every model in its own colour: the latency each
+    request saw (open loop: measured from when it was due, so queueing counts) solid, and
+    where the run is open loop the uncorrected latency (from when it was sent) dotted."""
+    if not corrected:
+        return None
+    fig = Figure(figsize=(10.5, 5.0), layout="constrained")
+    ax = fig.subplots()
+    every: list[float] = []
+    reach = 1.0
+    for variant, (levels, values_us) in corrected.items():
+        style = dict(palette(variant), marker=None)
+        inverse = 1.0 / (1.0 - levels)
+        reach, every = max(reach, float(inverse.max())), every + list(values_us)
+        ax.plot(inverse, values_us, drawstyle="steps-post", linewidth=1.8,
+                label=palette.label(variant), **style)
+        if variant in uncorrected:
+            levels_u, values_u = uncorrected[variant]
+            ax.plot(1.0 / (1.0 - levels_u), values_u, drawstyle="steps-post",
+                    **{**style, **UNCORRECTED})
+            every += list(values_u)
+    if uncorrected:
+        ax.plot([], [], color="#555", label="dotted: uncorrected", **UNCORRECTED)
+    _nines_axes(ax, reach, every)
+    _legend(fig, [ax])
+    ax.set_title(f"Latency by percentile at {case}")
+    words = ("solid: latency from when each request was due (corrected for coordinated "
+             "omission), dotted: from when it was sent" if uncorrected
+             else "closed loop: latency from when each request was sent")
+    return Chart(_save(fig, path), f"Percentile spectrum: {case}",
+                 f"Every model's merged histogram of its valid repetitions ({words}). "
+                 "Each step right on the x axis is ten times rarer.")
 
 
 HIGHLIGHT = 3  # models drawn in colour where every model on one axes would be unreadable

@@ -37,6 +37,7 @@ from bench.analysis.usl import MIN_LEVELS as USL_MIN_LEVELS
 from bench.analysis.usl import UslFit, run_fits
 from bench.analysis.validity import JUDGED, MARK_SATURATED, PER_REQUEST_ERROR_LIMIT, ok_column
 from bench.analysis.verdicts import DEFAULT_MARGIN, CaseVerdict, all_verdicts
+from bench.cli import non_negative, positive
 from bench.report import charts, details
 from bench.report.answer import write_answer
 from bench.report.blocks import (  # noqa: F401  (re-exported: the report's formatting)
@@ -54,6 +55,7 @@ from bench.report.blocks import (  # noqa: F401  (re-exported: the report's form
 from bench.report.front import answer_sections
 from bench.report.render import to_html as html_document
 from bench.report.render import to_markdown as markdown_document
+from bench.report.spectra import spectra_section
 from bench.report.terminal import print_answer
 from bench.report.xray import xray_section
 
@@ -100,6 +102,9 @@ def build_report(
     chart_list = draw_charts(run, agg, cases, sweeps, spectrum_case, palette, items)
     if heatmap is not None:
         chart_list.insert(0, heatmap)
+    spectra = spectra_section(run, palette)
+    spectrum_charts = [] if spectra is None else \
+        [b for b in spectra.blocks if isinstance(b, charts.Chart)]
     fits = run_fits(run)
     scaling = usl_section(fits, charts.usl_chart(fits, palette, run.run_dir / "charts"))
     title = f"concbench report: {run.meta.get('scenario', '?')} ({run.meta.get('run_id', '?')})"
@@ -107,6 +112,7 @@ def build_report(
         *answer_sections(run, items, sure, _overview(run), heatmap),
         _verdict_section(verdicts, frame, margin, sweeps),
         Section("Charts", [c for c in chart_list if c is not heatmap]),
+        *([spectra] if spectra is not None else []),
         *scaling,
         *[s for s in [xray_section(run.run_dir)] if s is not None],
         _environment_section(run),
@@ -118,7 +124,8 @@ def build_report(
         *details.flagged_sections(run),
         details.trials_section(frame),
     ]
-    report = Report(run, title, sections, verdicts, chart_list, paths, sweeps, agg, items, sure)
+    report = Report(run, title, sections, verdicts, chart_list + spectrum_charts, paths, sweeps,
+                    agg, items, sure)
     paths["markdown"] = run.run_dir / "report.md"
     paths["markdown"].write_text(to_markdown(report))
     paths["html"] = run.run_dir / "report.html"
@@ -433,10 +440,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument("--spectrum-case", metavar="CASE",
                         help="case of the latency spectrum chart (default: echo at 128 conns)")
-    parser.add_argument("--slo-ms", type=float, metavar="MS",
+    parser.add_argument("--slo-ms", type=positive, metavar="MS",
                         help="p99 SLO for sweeps, the same for every model (default: the "
                              "scenario's slo_p99_ms)")
-    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+    parser.add_argument("--margin", type=non_negative, default=DEFAULT_MARGIN,
                         help="minimum effect worth naming, relative (default %(default)s); "
                              "ties are decided by the paired signed-rank test")
 
@@ -448,7 +455,7 @@ def render(run_dir: Path, console: Console, *, spectrum_case: str | None = None,
         report = build_report(run_dir, spectrum_case=spectrum_case, slo_ms=slo_ms,
                               margin=margin)
     except ReportError as error:
-        console.print(f"[red]report: {error}[/red]")
+        print(f"report: {error}", file=sys.stderr)
         return 2
     print_summary(report, console)
     return 0

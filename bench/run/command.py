@@ -1,8 +1,9 @@
 """``python -m bench run``: a scenario into a run folder, then its report.
 
-    python -m bench run --scenario quick|default|full|PATH.toml [--servers a,b] [--out DIR]
-                        [--repeat N] [--placement split|same|none] [--resume DIR]
-                        [--hosts HOSTS.toml]
+    python -m bench run --scenario NAME|PATH.toml [--servers a,b] [--out DIR] [--repeat N]
+                        [--placement split|same|none] [--resume DIR] [--hosts HOSTS.toml]
+
+(python -m bench list: the scenarios, with their time here.)
 
 Exit status: 0 the run completed (failed trials are recorded in it), 1 it completed but the
 report could not be rendered, 2 it could not start, 130 it was interrupted (``--resume
@@ -24,6 +25,7 @@ from typing import Any
 from rich.console import Console
 
 from bench import REPO_ROOT, environment, procs
+from bench.cli import at_least_one
 from bench.environment import Placement
 from bench.launch import child_env
 from bench.run import calibration, interpreters, scenario
@@ -49,12 +51,13 @@ class RunRefused(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``run`` verb's options."""
-    parser.add_argument("--scenario",
-                     help="quick, default, full (bench/scenarios/) or a path to a .toml file")
+    parser.add_argument("--scenario", help=f"{', '.join(scenario.scenario_names())} "
+                        "(bench/scenarios/), or a path to a .toml file")
     parser.add_argument("--servers", help="comma-separated models (default: the scenario's, or "
                      "every available one)")
-    parser.add_argument("--out", type=Path, help="run folder (default results/<UTC>-<scenario>)")
-    parser.add_argument("--repeat", type=int, help="repetitions (overrides the scenario)")
+    parser.add_argument("--out", type=Path,
+                        help="run folder (default ./results/<UTC>-<scenario>)")
+    parser.add_argument("--repeat", type=at_least_one, help="repetitions (overrides the scenario)")
     parser.add_argument("--placement", choices=scenario.PLACEMENTS,
                      help="split: server on one core, swarm on the rest (default); same: both "
                      "on the server's core; none: no pinning")
@@ -260,9 +263,6 @@ def _tuple(cpus: list[int] | None) -> tuple[int, ...] | None:
 def run(options: argparse.Namespace) -> int:
     """Prepare (or reopen) the run, run it under Ctrl-C handling, finish it, report it."""
     console = terminal()
-    if options.repeat is not None and options.repeat < 1:
-        console.print("[red]--repeat must be at least 1[/red]")
-        return EXIT_CANNOT_RUN
     stop = threading.Event()
     store: RunStore | None = None
     with StopOnSignal(stop) as signals:
@@ -279,7 +279,7 @@ def run(options: argparse.Namespace) -> int:
             if status == EXIT_INTERRUPTED:
                 signals.ignore_further()
         except (RunRefused, ScenarioError) as error:
-            console.print(f"[red]bench run: {error}[/red]", soft_wrap=True)
+            print(f"bench run: {error}", file=sys.stderr)
             return EXIT_CANNOT_RUN
         except KeyboardInterrupt:  # a second Ctrl-C outside a trial: stop now
             signals.ignore_further()
@@ -327,7 +327,7 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
             context.swarm_service = service
         result = Runner(store, trials, context, console, kill_strays=True).run()
     except (ServiceError, RunRefused) as error:
-        console.print(f"[red]bench run: {error}[/red]", soft_wrap=True)
+        print(f"bench run: {error}", file=sys.stderr)
         finish_run(store, "interrupted")
         return EXIT_CANNOT_RUN
     finally:

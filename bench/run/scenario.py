@@ -69,7 +69,8 @@ TOP_DEFAULTS: dict[str, Any] = {
     "variants": {},
     "window_scale": 1.0,
 }
-# the workloads (issue 14.2): churn, slowloris, and the case a trial is set beside
+# the workloads that tell models apart (bench/run/workloads.py): churn, slowloris, and the case
+# a trial is set beside
 WORKLOAD_KEYS = ("requests_per_connection", "slowloris", "slowloris_interval_s", "reference")
 GROUP_KEYS = {"name", "label", "mix", "payload_bytes", "connections", "mode", "pipeline",
               "rates", "fractions", "equal_load", "base", "servers", "idle_connections",

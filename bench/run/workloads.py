@@ -1,4 +1,4 @@
-"""The workloads' part of a trial (issue 14.2): churn, slowloris and head-of-line blocking.
+"""The workloads' part of a trial: churn, slowloris and head-of-line blocking.
 
 A case asks for them with scenario keys (``Case.requests_per_connection``, ``slowloris``,
 ``slowloris_interval_s``, ``reference``); ``swarm_options`` turns them into the swarm's

@@ -167,7 +167,7 @@ def parse_csv(text: str) -> dict[str, dict[str, float]]:
 
 def benchmark_command(redis: Redis, operation: str, requests: int,
                       connections: int = CONNECTIONS) -> list[str]:
-    """redis-benchmark as the issue asks: 50 connections, no pipelining, CSV."""
+    """redis-benchmark as the swarm is set beside it: 50 connections, no pipelining, CSV."""
     command = ["redis-benchmark", "-h", redis.host, "-p", str(redis.port),
                "-c", str(connections), "-P", "1", "-n", str(requests), "--csv"]
     if operation == "ping":

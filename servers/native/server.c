@@ -1,7 +1,7 @@
 /* concbench `native`: the "speed of light" reference model.
  *
  * One thread, Linux epoll (level-triggered), non-blocking sockets, speaking the whole of
- * shared/PROTOCOL.md byte for byte as bench/protocol.py's ServerSession does: ECHO, WORK
+ * docs/protocol.md byte for byte as protocol/session.py's ServerSession does: ECHO, WORK
  * (CRC32 + LCG, computed here in C), SLEEP (a min-heap of deadlines behind one timerfd),
  * BYE, ERROR 1/2/3/4, ordered responses, the 1 MiB output bound (rule 7).
  *
