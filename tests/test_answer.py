@@ -437,7 +437,7 @@ def test_answer_json_has_its_documented_shape(tmp_path: Path) -> None:
     assert built.paths["answer"] == path
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".answer")] == []
     answer = json.loads(path.read_text())
-    assert answer["format"] == 1
+    assert answer["format"] == 2
     assert answer["repetitions"] == {"min": 1, "max": 9}  # iterative ran once
     assert answer["cells"]["total"] == built.assurance.cells_total
     assert answer["cells"]["valid"] == built.assurance.cells_valid

@@ -14,7 +14,7 @@ from bench.analysis.scorecard import NOISE_LIMIT, Assurance, Workload
 from bench.analysis.validity import PER_REQUEST_ERROR_LIMIT
 from bench.store import atomic_write_json
 
-ANSWER_FORMAT = 1
+ANSWER_FORMAT = 2
 
 
 def _number(value: float) -> float | None:
