@@ -28,9 +28,9 @@ from typing import Any
 
 import pandas as pd
 
+from bench import metrics
 from bench.analysis import intervals, significance
 from bench.analysis.frames import ReportError, Run, load_run, valid_figures
-from bench.analysis.verdicts import FIGURE_WORDS
 
 # figure -> which way is better
 FIGURES: dict[str, str] = {"throughput_rps": "higher", "p99_us": "lower",
@@ -255,7 +255,7 @@ def markdown(result: Result) -> str:
                   "| B against A |", "|---|---|--:|--:|--:|--:|---|"]
         for item in (c for c in result.comparisons if c.case == case):
             lines.append(
-                f"| {item.model} | {FIGURE_WORDS.get(item.figure, item.figure)} "
+                f"| {item.model} | {metrics.words(item.figure)} "
                 f"| {_number(intervals.median(item.a))} | {_number(intervals.median(item.b))} "
                 f"| {_ratio(item)} | {_p(item.p_holm)} | {item.verdict} |")
         lines.append("")

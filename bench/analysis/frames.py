@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import metrics
 from bench.analysis import validity
 from bench.sampling import held_connections
 from bench.store import Case, RecordError, TrialSpec, load_run_folder, record_keys
@@ -37,11 +38,7 @@ DERIVED_FIELDS = [
     "cpu_us_per_request", "rss_per_connection_bytes", "ctx_switches_per_request",
     "error_rate", "errors", "client_saturated", "server_cpu_percent", "requests",
 ]
-METRICS = [
-    "throughput_rps", "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us",
-    "cpu_us_per_request", "rss_per_connection_bytes", "ctx_switches_per_request",
-    "server_cpu_percent", "error_rate", "threads_max", "fds_max",
-]
+METRICS = [m.name for m in metrics.METRICS.values() if m.summary]  # bench/metrics.py
 NATIVE_RATIOS = ["throughput_rps", "cpu_us_per_request"]  # shown as "x native" beside them
 CONNECTION_FIGURES = ["connections_established", "idle_established", "idle_alive",
                       "over_capacity", "connect_p99_us", "connect_max_us", "rss_max",

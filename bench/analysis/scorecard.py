@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import metrics
 from bench.analysis import intervals, memory, validity
 from bench.analysis.frames import C10K_GROUP, Run, case_table, is_native, valid_figures
 from bench.analysis.sweeps import SweepResult
@@ -470,26 +471,7 @@ def model_order(items: list[Workload]) -> list[str]:
 
 
 def _fmt(value: float, figure: str) -> str:
-    if value != value:
-        return "—"
-    if figure in ("rss_per_connection_bytes", "rss_per_held_connection_bytes"):
-        for limit, unit in ((1 << 20, "MiB"), (1 << 10, "KiB")):
-            if abs(value) >= limit:
-                return f"{value / limit:.3g} {unit}"
-        return f"{value:.0f} B"
-    if figure in ("p99_us", "cpu_us_per_request", "cpu_us_per_connection",
-                  "reference_kind_p99_us"):
-        return f"{value / 1000:.3g} ms" if value >= 1000 else f"{value:.3g} µs"
-    return f"{value:,.0f} req/s"
-
-
-FIGURE_NOUN = {"throughput_rps": "throughput", "p99_us": "p99",
-               "cpu_us_per_request": "CPU per request",
-               "rss_per_connection_bytes": "RSS per connection",
-               "rss_per_held_connection_bytes": "RSS per connection held",
-               "rate_within_slo": "rate within the SLO",
-               "cpu_us_per_connection": "CPU per connection",
-               "reference_kind_p99_us": "cheap requests' p99"}
+    return metrics.fmt(value, figure)
 
 
 def sentence(workload: Workload, masked: pd.DataFrame, rows: pd.DataFrame) -> str:
@@ -615,7 +597,7 @@ def _why(workload: Workload, model: str, lead: str, masked: pd.DataFrame) -> str
     mine, theirs = _medians(masked, model), _medians(masked, lead)
     cpu = _ratio(mine, theirs, "cpu_us_per_request")
     ctx = _ratio(mine, theirs, "ctx_switches_per_request")
-    noun = FIGURE_NOUN[figure]
+    noun = metrics.noun(figure)
     gap = (f"{1 / cell.relative:.2g}× lower {noun}" if workload.better == "higher"
            else f"{cell.relative:.2g}× the {noun}")
     if cpu >= 1.15:

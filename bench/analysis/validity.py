@@ -60,6 +60,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from bench import metrics
+
 MARK_SATURATED = "†"
 MARK_ERRORS = "‡"
 MARK_QUEUES = "§"
@@ -95,24 +97,16 @@ MARK_NOTES = {
 REASON_KINDS = ("failed", "saturated", "errors", "queues", "little", "lag", "unsteady",
                 "starved", "rate", "samples")
 
-# churn's connections per second is its throughput over K; head-of-line's cheap requests' p99
-# (derived.reference_kind_p99_us) is a latency like the others
-THROUGHPUT = ("throughput_rps", "connections_per_s")
-LATENCY = ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us",
-           "reference_kind_p99_us")
+# the judged figures by what they describe (bench/metrics.py declares each one's side)
+THROUGHPUT = metrics.names("throughput")
+LATENCY = metrics.names("latency")
 CLIENT_SIDE = THROUGHPUT + LATENCY  # what the load generator measured
-# server cost / responses (churn's per connection: over connections completed, K requests each)
-PER_REQUEST = ("cpu_us_per_request", "ctx_switches_per_request", "cpu_us_per_connection")
-PER_CONNECTION = ("rss_per_connection_bytes",)  # divided by the connections the swarm held
-# RSS per connection *held* divides by the server's own descriptors: it stands where the
-# server turned connections away or queued them (the C10K section's figure)
-SERVER_SIDE = ("server_cpu_percent", "threads_max", "fds_max", "rss_max",
-               "rss_per_held_connection_bytes", "error_rate")
+PER_REQUEST = metrics.names("per_request")  # server cost over the requests
+PER_CONNECTION = metrics.names("per_connection")  # server memory over the connections held
+SERVER_SIDE = metrics.names("server")  # sampled from the server alone
 JUDGED = CLIENT_SIDE + PER_REQUEST + PER_CONNECTION + SERVER_SIDE
 # the (case, model, metric) cells counted as valid or not in the report and answer.json
-CELL_METRICS = ("throughput_rps", "p50_us", "p99_us", "p99_9_us", "cpu_us_per_request",
-                "ctx_switches_per_request", "rss_per_connection_bytes", "threads_max",
-                "fds_max")
+CELL_METRICS = tuple(m.name for m in metrics.METRICS.values() if m.cell)
 PER_REQUEST_ERROR_LIMIT = 0.01
 LITTLE_TOLERANCE = 0.05  # |throughput × mean latency ÷ in flight − 1| allowed
 RATE_TOLERANCE = 0.02  # open loop: |achieved ÷ offered − 1| allowed

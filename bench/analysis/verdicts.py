@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench import metrics
 from bench.analysis import intervals, significance, validity
 from bench.analysis.frames import C10K_GROUP, Run, case_table, is_native, valid_figures
 from bench.analysis.sweeps import SweepResult
@@ -254,14 +255,6 @@ def paired_samples(rows: pd.DataFrame, metric: str) -> Paired:
             for v, g in rows.groupby("variant", sort=False)}
 
 
-FIGURE_WORDS = {
-    "throughput_rps": "median throughput (req/s)", "p99_us": "median p99 (µs)",
-    "cpu_us_per_request": "median server CPU per request (µs)",
-    "rss_per_connection_bytes": "median RSS per connection (bytes)",
-    "rss_per_held_connection_bytes": "median RSS per connection held (bytes)",
-}
-
-
 def figure_verdict(run: Run, case: str, figure: str, better: str,
                    margin: float = DEFAULT_MARGIN) -> CaseVerdict:
     """The best model of one case on one figure (its valid values only). Throughput measured
@@ -274,7 +267,7 @@ def figure_verdict(run: Run, case: str, figure: str, better: str,
         # a lower bound only where saturation alone left it out (validity.Validity)
         bounds = _samples(rows[rows["throughput_bound"].astype(bool)], figure)
     valid = valid_figures(rows)
-    verdict = verdict_of(case, group, FIGURE_WORDS.get(figure, figure), figure, better,
+    verdict = verdict_of(case, group, metrics.words(figure), figure, better,
                        _samples(valid, figure), margin,
                        int((~rows[validity.ok_column(figure)]).sum()), bounds=bounds,
                        paired=paired_samples(valid, figure))
@@ -318,7 +311,7 @@ def sweep_verdicts(sweeps: list[SweepResult], margin: float = DEFAULT_MARGIN
     verdicts = []
     for sweep in sweeps:
         samples = {k: v for k, v in sweep.within_slo.items() if v}
-        verdict = verdict_of(sweep.label, sweep.group, "highest rate within SLO (req/s)",
+        verdict = verdict_of(sweep.label, sweep.group, metrics.words("rate_within_slo"),
                            "rate_within_slo", "higher", samples, margin, sweep.excluded)
         if verdict.best is not None and verdict.best_value <= 0:
             verdict = verdict_of(sweep.label, sweep.group, verdict.metric, "rate_within_slo",

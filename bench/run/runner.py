@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +36,8 @@ from rich.progress import (
 )
 
 from bench import REPO_ROOT, procs
-from bench.analysis.validity import littles_law_ratio
+from bench.analysis.frames import is_native
+from bench.analysis.validity import client_lag_over_slo, littles_law_ratio
 from bench.environment import Placement, load_average
 from bench.launch import (
     LaunchedServer,
@@ -54,11 +55,13 @@ from bench.store import FORMAT, RunStore, TrialSpec, read_json, utc_now
 from clients._steady import FALLBACK_S as STEADY_FALLBACK_S
 from protocol import launch
 
-POLL_S = 0.005  # how often a wait on a swarm process looks (it was 50 ms: half of it, per trial)
+POLL_S = 0.005  # how often a wait on a swarm process looks
 TAIL_CHARS = 3000
 SWARM_START_ALLOWANCE_S = 10.0  # interpreter start, worker processes, connecting
 SWARM_STOP_GRACE_S = 1.0
 SERVICE_DONE_TIMEOUT_S = 10.0  # after the drain, the service folds and writes the record
+REFERENCE_PROBES = 3  # equal load: probes of the reference at the chosen rate, at most...
+REFERENCE_STEP = 0.7  # ...each lowering it by this factor while the client cannot carry it
 FD_MARGIN = 64  # descriptors a process needs besides its connections (as clients.swarm says)
 
 
@@ -685,6 +688,7 @@ class Runner:
                 choice = choose_equal_load(spec, records)
                 if isinstance(choice, str):
                     return choice
+                self._check_on_reference(spec, choice)
                 self.equal_load[case.name] = choice  # one rate for the whole run
                 self.store.update_run(equal_load=self.equal_load)
                 self._bar[0].console.print(
@@ -695,6 +699,38 @@ class Runner:
                     soft_wrap=True, highlight=False)
             return spec.with_rate(float(choice["rate"])), {"rate_basis": choice}
         return spec, {}
+
+    def _check_on_reference(self, spec: TrialSpec, choice: dict[str, Any]) -> None:
+        """Whether the instrument can carry the equal load: the reference model (native) is
+        offered the chosen rate first, in a probe kept out of the records; while the client's
+        own lag p99 passes its share of the SLO (the bound validity.py judges every trial by),
+        the rate is lowered by REFERENCE_STEP, at most REFERENCE_PROBES times. What was found
+        goes into the choice (run.json's equal_load and every trial's rate_basis)."""
+        reference = next((t for t in self.trials if t.case.name == spec.case.name
+                          and is_native(t.model)), None)
+        if reference is None:
+            choice["reference_check"] = "not checked: no native model in this run"
+            return
+        probes = []
+        for attempt in range(1, REFERENCE_PROBES + 1):
+            probe = replace(reference, id_override=f"{spec.case.name}--probe{attempt}")
+            trial = Trial(probe, self.context).launch()
+            trial.measure(probe.with_rate(float(choice["rate"])))
+            record = trial.finish()
+            lag = client_lag_over_slo(record)
+            probes.append({"rate": choice["rate"], "status": record.get("status"),
+                           "lag_p99_us": (((record.get("swarm") or {}).get("client") or {})
+                                          .get("lag_us") or {}).get("p99"),
+                           "carried": record.get("status") == "ok" and lag is None})
+            if probes[-1]["carried"] or record.get("status") != "ok":
+                break
+            choice["rate"] = round(choice["rate"] * REFERENCE_STEP, 1)
+        choice["reference_check"] = probes
+        self._bar[0].console.print(
+            f"equal load checked on {reference.model}: " + "; ".join(
+                f"{p['rate']:,.0f} req/s {'carried' if p['carried'] else 'not carried'} "
+                f"(client lag p99 {p['lag_p99_us'] or 0:,.0f} µs)" for p in probes),
+            soft_wrap=True, highlight=False)
 
     def _complete(self, trial: Trial, records: dict[str, dict[str, Any]]) -> None:
         """Stop a measured trial's server, build and store its record."""
