@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import procs
+from bench import procs, sampling
 from bench.analysis.histograms import decode_histogram
 from bench.environment import Placement, resolve_placement
 from bench.launch import LaunchedServer, LaunchFailed
@@ -480,6 +480,8 @@ def samples(*rows: tuple[float, float, int, int]) -> list[dict]:
 def test_server_figures_over_the_measured_window() -> None:
     rows = samples((0.0, 0.0, 1000, 0), (0.5, 0.05, 1000, 10), (1.0, 0.5, 5000, 100),
                    (1.5, 1.0, 9000, 200), (2.0, 1.5, 7000, 300), (2.5, 1.5, 7000, 300))
+    for row in rows[1:]:
+        row["fds"] = 110  # the 100 connections held, over the 10 descriptors before them
     server = summarize_server(rows, (0.9, 2.1), idle_before=0.6)
     assert server["span_s"] == pytest.approx(1.0)  # samples inside the window: 1.0 .. 2.0
     assert server["cpu_user_s"] + server["cpu_system_s"] == pytest.approx(1.0)
@@ -494,6 +496,43 @@ def test_server_figures_over_the_measured_window() -> None:
     assert derived["ctx_switches_per_request"] == pytest.approx(0.02)
     assert derived["rss_per_connection_bytes"] == pytest.approx(80.0)
     assert derived["error_rate"] == 0.0 and derived["p99_us"] == 900
+    # a server that held 25 of the 100: its growth is divided by the 25
+    for row in rows[1:]:
+        row["fds"] = 35
+    held = derive(swarm, summarize_server(rows, (0.9, 2.1), idle_before=0.6), connections=100)
+    assert held["rss_per_connection_bytes"] == pytest.approx(320.0)
+
+
+def test_cpu_per_request_comes_from_the_nanosecond_clock_at_the_windows_edges() -> None:
+    """Samples taken at the window's edges carry cpu_ns (bench/sampling.py): 0.4 s of CPU over
+    the window, not the 10 ms ticks' 1.0 s, decides the figure."""
+    rows = samples((0.0, 0.0, 1000, 0), (1.0, 0.5, 5000, 100), (2.0, 1.5, 7000, 300))
+    rows[1]["cpu_ns"], rows[2]["cpu_ns"] = 1_000_000_000, 1_400_000_000
+    server = summarize_server(rows, (1.0, 2.0), idle_before=0.5)
+    assert server["cpu_ns"] == 400_000_000 and server["cpu_ns_span_s"] == pytest.approx(1.0)
+    swarm = {"requests": 10_000, "duration_s": 1.0, "throughput_rps": 10_000.0,
+             "latency_us": {"p50": 100, "p99": 900}, "errors": {}, "client": {}}
+    assert derive(swarm, server, connections=10)["cpu_us_per_request"] == pytest.approx(40.0)
+
+
+def test_the_process_cpu_clock_counts_threads_that_have_ended(tmp_path: Path) -> None:
+    """bench.sampling.process_cpu_ns reads a child's CPU clock: a thread that spun and ended is
+    still in it (the live threads' schedstat has lost it)."""
+    code = ("import threading, time\n"
+            "def spin():\n"
+            "    end = time.process_time() + 0.2\n"
+            "    while time.process_time() < end: pass\n"
+            "t = threading.Thread(target=spin); t.start(); t.join()\n"
+            "print('done', flush=True); time.sleep(30)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "done"
+        total, live = sampling.process_cpu_ns(child.pid), sampling.thread_cpu_ns(child.pid)
+        assert total is not None and live is not None
+        assert total >= 150_000_000 > live  # the ended thread's 0.2 s is in the clock only
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_figures_that_cannot_be_computed_are_none() -> None:
