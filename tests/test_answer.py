@@ -168,7 +168,7 @@ def test_verdicts_work_from_one_repetition_up(tmp_path: Path, repeats: int) -> N
     elif repeats == 3:
         assert verdict.outcome == "tie" and entry["ties"] == ["asyncio", "threaded"]
         assert entry["test"]["asyncio"] == {"p": 0.25, "effect": pytest.approx(1.666, abs=0.05),
-                                            "pairs": 3, "tie": "noise"}
+                                            "pairs": 3, "tie": "rounds"}
     else:
         assert verdict.outcome == "clear" and entry["best"] == ["epoll"]
         low, high = entry["interval"]

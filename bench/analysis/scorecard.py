@@ -389,10 +389,10 @@ def _cell(workload: Workload, variant: str, mine: list[float], leader: list[floa
         status = "reference"
     elif variant == verdict.best:
         status = "best"
+    elif verdict.tie_reasons.get(variant) == "rounds" or variant in verdict.untested:
+        status = "untested"  # too few valid rounds paired to tell, either way
     elif variant in verdict.tied:
         status = "tie"
-    elif variant in verdict.untested:
-        status = "untested"
     else:
         status = "worse"
     return Cell(value, relative, _round_range(verdict, variant, workload.better),
@@ -518,6 +518,8 @@ def tie_words(verdict: CaseVerdict) -> str:
         groups.setdefault(verdict.tie_reasons.get(model, "noise"), []).append(model)
     words = {"noise": "the rounds do not tell them apart (noise too large to tell at Holm level "
                       f"{verdict.level:.3g})",
+             "rounds": "too few of their rounds have valid figures to tell them apart at Holm "
+                       f"level {verdict.level:.3g} (the others were left out)",
              "small": f"the effect is under the {verdict.margin:.0%} minimum",
              "holm": "the run's Holm procedure stopped at a verdict before this one"}
     return "; ".join(f"{_names(models)} tie{'s' if len(models) == 1 else ''} with it: "

@@ -122,10 +122,11 @@ def rank(samples: dict[str, list[float]], better: str, margin: float = DEFAULT_M
 
 
 def _tie_reason(test: Test, level: float, margin: float) -> str | None:
-    """Why ``test`` leaves the other model tied with the leader at ``level``: 'noise' (the
-    test does not reject), 'small' (it does, but the effect is under the minimum), or None."""
+    """Why ``test`` leaves the other model tied with the leader at ``level``: 'rounds' (too
+    few rounds paired for any result to reach it), 'noise' (the test does not reject), 'small'
+    (it does, but the effect is under the minimum), or None."""
     if test.p > level:
-        return "noise"
+        return "rounds" if significance.smallest_p(test.pairs) > level else "noise"
     if test.effect < 1 + margin:
         return "small"
     return None

@@ -82,7 +82,7 @@ def cell_text(cell: Cell, workload: Workload) -> str:
     if cell.status == "tie":
         text += " tie"
     elif cell.status == "untested" or (not span and cell.status == "worse"):
-        text += " (n=1)" if cell.n <= 1 else ""
+        text += f" ? n={cell.n}"  # too few valid rounds to tell
     return text + inside
 
 
@@ -125,7 +125,8 @@ def scorecard_table(items: list[Workload]) -> Table:
         "on the round-paired ratios, Holm-corrected over the run's verdicts, and an effect of "
         "at least the minimum); yellow to red: how many times worse; blue ≥: a lower bound "
         "(the client saturated first); grey —: no valid figure (hover for why). native is "
-        "the reference, never ranked.",
+        "the reference, never ranked. ? n=…: too few rounds with a valid figure to tell it "
+        "from the leader either way (pale).",
         *[f"{m} {MARK_NOTES[m]}." for m in MARK_NOTES if m in marks]]
     return table
 
@@ -152,7 +153,7 @@ def _sure_lines(sure: Assurance) -> list[str]:
     lines = [
         f"Repetitions: {reps} per case and model"
         + ("; with one, there is no test and a verdict is 'unconfirmed'." if low < 2
-           else "; a verdict is an exact one-sided signed-rank test on the round-paired "
+           else "; a verdict is an exact two-sided signed-rank test on the round-paired "
            "ratios, Holm-corrected over the run's verdicts (a run shows a false 'clear' with "
            "probability at most 5 %)."),
         f"Valid cells: {sure.cells_valid} of {sure.cells_total} (case, model, metric) "
