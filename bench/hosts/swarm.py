@@ -71,6 +71,17 @@ def split_workers(capacities: list[int], total: int) -> list[int]:
 
 
 @dataclasses.dataclass
+def fixed_window(config: SwarmConfig) -> dict[str, Any]:
+    """Across hosts the window is fixed in advance: the steady-state gate decides from its own
+    workers' reports (clients/_steady.py), and hosts that each decided would open different
+    windows. So the gate is off (the record says ``steady.checked`` false) and the window takes
+    the longest the case allows, to hold as many requests as the gate would have asked for."""
+    if not config.steady:
+        return {}
+    return {"steady": False, "min_requests": 0,
+            "duration": max(config.duration, config.max_duration)}
+
+
 class _HostShare:
     host: Host
     indices: list[int]
@@ -189,7 +200,7 @@ class HostsSwarm:
             total = sum(len(share.indices) for share in shares)
             seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4),
                                                                               "big")
-            config = dataclasses.replace(config, workers=total, seed=seed)
+            config = dataclasses.replace(config, workers=total, seed=seed, **fixed_window(config))
             config.check()
         except SwarmError as error:
             raise ServiceError(f"swarm: {error}") from None
