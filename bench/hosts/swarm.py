@@ -70,7 +70,6 @@ def split_workers(capacities: list[int], total: int) -> list[int]:
     return counts
 
 
-@dataclasses.dataclass
 def fixed_window(config: SwarmConfig) -> dict[str, Any]:
     """Across hosts the window is fixed in advance: the steady-state gate decides from its own
     workers' reports (clients/_steady.py), and hosts that each decided would open different
@@ -82,6 +81,7 @@ def fixed_window(config: SwarmConfig) -> dict[str, Any]:
             "duration": max(config.duration, config.max_duration)}
 
 
+@dataclasses.dataclass
 class _HostShare:
     host: Host
     indices: list[int]
