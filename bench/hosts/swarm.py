@@ -385,4 +385,4 @@ def _as_run(state: _TrialState, results: dict[int, dict[str, Any]], failures: di
             interrupted: bool) -> Any:
     """What ``clients.swarm.build_record`` reads of a run."""
     return SimpleNamespace(results=results, failures=failures, interrupted=interrupted,
-                           timeline=state.timeline)
+                           timeline=state.timeline, steady=None)  # fixed_window: no gate
