@@ -122,8 +122,12 @@ async def accept_forever(listener: anyio.abc.SocketListener,
         while True:
             try:
                 client = await listener.accept()
-            except OSError as error:
-                await anyio.sleep(backoff.failed(error))
+            except (OSError, anyio.BrokenResourceError) as error:
+                # the trio backend wraps accept's OSError in BrokenResourceError
+                cause = error if isinstance(error, OSError) else error.__cause__
+                if not isinstance(cause, OSError):
+                    raise
+                await anyio.sleep(backoff.failed(cause))
                 continue
             backoff.succeeded()
             tasks.start_soon(handler, client)
