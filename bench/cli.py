@@ -6,6 +6,7 @@
     regress      the CI gate: this tree's servers against a base revision's, side by side
     baseline     save or compare this machine's trend baseline (never fails a build)
     cost         instructions and system calls per request, per model and case (deterministic)
+    resources    how each model behaves out of descriptors (docs/protocol.md, Out of resources)
     calibrate    how long one regression sample must be on this machine
     swarm-check  is the Python swarm fast enough to measure the servers? (make bench-swarm)
 
@@ -41,6 +42,7 @@ VERBS: dict[str, Verb] = {
     "regress": Verb("bench.regress.check", "performance-regression gate against a revision"),
     "baseline": Verb("bench.regress.baseline", "save or compare this machine's trend baseline"),
     "cost": Verb("bench.cost.command", "instructions and system calls per request, per model"),
+    "resources": Verb("bench.resources", "how each model behaves out of descriptors"),
     "calibrate": Verb("bench.regress.calibrate", "how long a regression sample must be here"),
     "swarm-check": Verb("bench.selfcheck.swarm_speed",
                         "is the swarm fast enough? (the native C client as the yardstick)"),
