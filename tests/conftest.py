@@ -21,6 +21,39 @@ from _helpers_server import ModelSpec, ServerProcess, SharedServer, model_specs,
 
 from bench import procs
 
+# tests whose figures are timing or CPU and want the machine to themselves: marked ``serial``,
+# so that ``make test`` runs them alone after the parallel part (pytest -n); a test may also
+# carry the mark itself (test_out_of_descriptors_keeps_serving)
+SERIAL_MODULES = frozenset({  # every test of these
+    "test_swarm_timing.py",  # the swarm's send lag against its schedule
+    "test_swarm_speed.py",  # the swarm's rate against the native client's
+    "test_swarm_oracle.py",  # stalls seen by the open-loop recorder
+    "test_littles_law.py",  # throughput x latency / in flight = 1, on a real swarm
+    "test_calibration.py",  # loop rates per CPU
+    "test_workloads.py",  # churn, slowloris and head-of-line effects, timed
+    "test_validate.py",  # the freezer's share of a CPU
+    "test_cost.py",  # valgrind runs; a rerun must confirm a flag, under the same load
+    "test_zz_nothing_left.py",  # last: nothing left by the serial part either
+})
+SERIAL_TESTS = frozenset({  # single tests elsewhere
+    "test_a_a_with_real_servers_passes",  # timing of two servers must not differ
+    "test_p50_against_a_server_exactly_2ms_late",
+    "test_open_loop_shows_a_freeze_that_closed_loop_hides",
+    "test_open_loop_keeps_its_rate_and_reports_lag",
+    "test_a_trial_past_its_deadline_fails_and_the_next_gets_a_new_service",
+    "test_a_tbf_link_caps_a_large_payload_case_at_the_link_rate",
+    "test_tbf_cap_limits_the_replies_to_one_load_host",
+    "test_requests_waiting_for_a_busy_connection_are_not_the_clients_lateness",
+    "test_a_swarm_that_hangs_or_fails_is_a_failed_trial",  # its kill and reap deadlines
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        if item.path.name in SERIAL_MODULES or name in SERIAL_TESTS:
+            item.add_marker(pytest.mark.serial)
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "server_spec" not in metafunc.fixturenames:
