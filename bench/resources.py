@@ -1,7 +1,8 @@
 """``python -m bench resources``: how each model behaves out of descriptors.
 
 The probe of docs/protocol.md's "Out of resources" rule, shared by the conformance test
-(tests/test_resources.py) and the report's "Resources" section (bench/report/resources.py).
+(test_out_of_descriptors_keeps_serving in tests/test_conformance.py) and the report's
+"Resources" section (bench/report/resources.py).
 For one model it starts the server, limits the descriptors of its processes alone to
 ``FD_LIMIT`` (soft and hard, so the launcher cannot raise them), then:
 
