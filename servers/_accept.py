@@ -3,12 +3,15 @@
 CPython's ``BaseSelectorEventLoop._accept_connection`` meets the rule of docs/protocol.md
 ("Out of resources") by itself: on EMFILE, ENFILE, ENOBUFS or ENOMEM it reports the error,
 stops watching the listening socket and watches it again ``ACCEPT_RETRY_DELAY`` (1 s) later.
-Before the fix (CPython gh-151615, merged for 3.15 in June 2026) it did not return after
+Before the fix (CPython gh-151615, merged into the main branch in June 2026, after 3.15
+had branched) it did not return after
 that: it went on calling ``accept`` up to ``backlog`` times, reporting and scheduling a retry
 each time, so one wake-up with the server's backlog of 8,192 logged 8,192 tracebacks and
 scheduled 8,192 retries, each of which watched the listener again: a spin that never ends.
 ``new_event_loop`` gives those interpreters a loop whose only change is that ``return``;
-where the fix exists it is the standard loop. This is the one place that knows which.
+where the fix exists it is the standard loop. This is the one place that knows which: the
+first feature release with the fix; a bugfix release of an older line that took a backport
+keeps the workaround, which is then the same code as its own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from servers._base import ACCEPT_RESOURCE_ERRORS
 
-ACCEPT_LOOP_FIXED = (3, 15)  # the first CPython whose accept loop returns after backing off
+ACCEPT_LOOP_FIXED = (3, 16)  # the first CPython whose accept loop returns after backing off
 
 
 class _AcceptReturnsOnResourceError(asyncio.SelectorEventLoop):
