@@ -4,10 +4,10 @@ CPython's ``BaseSelectorEventLoop._accept_connection`` meets the rule of docs/pr
 ("Out of resources") by itself: on EMFILE, ENFILE, ENOBUFS or ENOMEM it reports the error,
 stops watching the listening socket and watches it again ``ACCEPT_RETRY_DELAY`` (1 s) later.
 Before the fix (CPython gh-151615, merged into the main branch in June 2026, after 3.15
-had branched) it did not return after
-that: it went on calling ``accept`` up to ``backlog`` times, reporting and scheduling a retry
-each time, so one wake-up with the server's backlog of 8,192 logged 8,192 tracebacks and
-scheduled 8,192 retries, each of which watched the listener again: a spin that never ends.
+had branched) it did not return after that: it went on calling ``accept`` up to ``backlog``
+times, reporting and scheduling a retry each time, so one wake-up with the server's backlog
+of 8,192 logged 8,192 tracebacks and scheduled 8,192 retries, each of which watched the
+listener again: a spin that never ends.
 ``new_event_loop`` gives those interpreters a loop whose only change is that ``return``;
 where the fix exists it is the standard loop. This is the one place that knows which: the
 first feature release with the fix; a bugfix release of an older line that took a backport
