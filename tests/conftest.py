@@ -28,6 +28,7 @@ SERIAL_MODULES = frozenset({  # every test of these
     "test_swarm_timing.py",  # the swarm's send lag against its schedule
     "test_swarm_speed.py",  # the swarm's rate against the native client's
     "test_swarm_oracle.py",  # stalls seen by the open-loop recorder
+    "test_swarm_service.py",  # trial deadlines; the server sampled at the window's two ends
     "test_littles_law.py",  # throughput x latency / in flight = 1, on a real swarm
     "test_calibration.py",  # loop rates per CPU
     "test_workloads.py",  # churn, slowloris and head-of-line effects, timed
@@ -40,7 +41,6 @@ SERIAL_TESTS = frozenset({  # single tests elsewhere
     "test_p50_against_a_server_exactly_2ms_late",
     "test_open_loop_shows_a_freeze_that_closed_loop_hides",
     "test_open_loop_keeps_its_rate_and_reports_lag",
-    "test_a_trial_past_its_deadline_fails_and_the_next_gets_a_new_service",
     "test_a_tbf_link_caps_a_large_payload_case_at_the_link_rate",
     "test_tbf_cap_limits_the_replies_to_one_load_host",
     "test_requests_waiting_for_a_busy_connection_are_not_the_clients_lateness",
