@@ -20,7 +20,7 @@ venv: $(STAMP)
 TEST_JOBS ?= 4
 test: $(STAMP) netns-tools
 	$(PY) -m ruff check bench servers clients tests
-	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not serial" $(TEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup -m "not serial" $(TEST_ARGS)
 	$(PY) -m pytest -q -m serial $(TEST_ARGS)
 
 lint: $(STAMP)

@@ -48,8 +48,25 @@ SERIAL_TESTS = frozenset({  # single tests elsewhere
 })
 
 
+# module-scoped fixtures that make test's workers need not share: one per model and worker
+PER_WORKER_FIXTURES = frozenset({"_shared_server", "server_spec"})
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    """True if the test uses a module-scoped fixture (a small run, a report) that pytest-xdist
+    would build again in every worker that gets one of the module's tests."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(definition.scope == "module"
+               for name, definitions in info.name2fixturedefs.items()
+               if name not in PER_WORKER_FIXTURES for definition in definitions)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if _shares_a_module_fixture(item):  # with --dist loadgroup: one worker builds it once
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
         name = getattr(item, "originalname", item.name)
         if item.path.name in SERIAL_MODULES or name in SERIAL_TESTS:
             item.add_marker(pytest.mark.serial)
