@@ -50,6 +50,9 @@ SERIAL_TESTS = frozenset({  # single tests elsewhere
 
 # module-scoped fixtures that make test's workers need not share: one per model and worker
 PER_WORKER_FIXTURES = frozenset({"_shared_server", "server_spec"})
+# modules whose tests share state outside pytest (the checkout's git worktrees: one test's
+# "nothing left behind" sees another's base worktree): their tests go to one worker, in turn
+ONE_WORKER_MODULES = frozenset({"test_regress.py"})
 
 
 def _shares_a_module_fixture(item: pytest.Item) -> bool:
@@ -65,7 +68,8 @@ def _shares_a_module_fixture(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _shares_a_module_fixture(item):  # with --dist loadgroup: one worker builds it once
+        # with --dist loadgroup, one worker builds the fixture once, or runs the module in turn
+        if _shares_a_module_fixture(item) or item.path.name in ONE_WORKER_MODULES:
             item.add_marker(pytest.mark.xdist_group(item.path.name))
         name = getattr(item, "originalname", item.name)
         if item.path.name in SERIAL_MODULES or name in SERIAL_TESTS:
