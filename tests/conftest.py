@@ -45,6 +45,9 @@ SERIAL_TESTS = frozenset({  # single tests elsewhere
     "test_tbf_cap_limits_the_replies_to_one_load_host",
     "test_requests_waiting_for_a_busy_connection_are_not_the_clients_lateness",
     "test_a_swarm_that_hangs_or_fails_is_a_failed_trial",  # its kill and reap deadlines
+    # a regress run stopped by a signal must leave no base worktree: run beside other tests
+    # under load it left one twice (its clean-up races the signal; to look into)
+    "test_interrupted_check_exits_2_and_leaves_nothing",
 })
 
 
