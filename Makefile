@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest bench-swarm validate \
-        cost cost-tools bench-hosts netns-tools redis-tools
+        cost cost-tools resources bench-hosts netns-tools redis-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# two parts: the tests that mostly wait (servers starting, sleeps, timeouts) TEST_JOBS at a
+# time, then those marked serial (timing and CPU figures, tests/conftest.py) alone
+TEST_JOBS ?= 4
 test: $(STAMP) netns-tools
 	$(PY) -m ruff check bench servers clients tests
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup -m "not serial" $(TEST_ARGS)
+	$(PY) -m pytest -q -m serial $(TEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check bench servers clients tests
@@ -51,6 +55,13 @@ regress: $(STAMP) cost-tools
 # again with the X-ray section
 cost: $(STAMP) cost-tools
 	$(PY) -m bench cost $(if $(RUN),--json $(RUN)/cost.json) $(COST_ARGS)
+	$(if $(RUN),$(PY) -m bench report $(RUN))
+
+# how each model behaves out of descriptors (bench/resources.py, docs/protocol.md rule 8), about
+# 3 s a model; RUN=results/<run>: the record goes into that run folder (resources.json) and its
+# report is rendered again with the Resources section (RESOURCES_ARGS, e.g. "--models epoll")
+resources: $(STAMP)
+	$(PY) -m bench resources $(if $(RUN),--json $(RUN)/resources.json) $(RESOURCES_ARGS)
 	$(if $(RUN),$(PY) -m bench report $(RUN))
 
 # Debian tools a target needs: installed with apt when missing and we are root, otherwise one line

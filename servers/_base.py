@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import socket
 import sys
@@ -82,3 +83,39 @@ def refuse(sock: socket.socket) -> None:
         pass
     finally:
         sock.close()
+
+
+# accept's errors that mean "no resources for another connection now" (docs/protocol.md,
+# "Out of resources"): the connection stays in the backlog, and the listener stays readable
+ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_PAUSE_FIRST = 0.005  # seconds: as Go's net/http, 5 ms doubling to 1 s
+ACCEPT_PAUSE_MAX = 1.0  # so accepting resumes within about a second of descriptors coming back
+
+
+class AcceptBackoff:
+    """How long to stop accepting after accept fails for want of resources.
+
+    Linux keeps reporting the listening socket readable while the connection it cannot take
+    waits in the backlog, so retrying at once spins. Each model stops accepting for
+    ``failed()``'s delay in its own way (an event loop stops watching the listener, a thread
+    sleeps) and keeps serving the connections it holds; the delay doubles from 5 ms to 1 s
+    while accepts keep failing and starts again at the first success.
+    """
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+
+    def failed(self, error: OSError) -> float:
+        """The pause after ``error``: 0 for an error of that one connection (ECONNABORTED,
+        EPROTO, EPERM: accept the next at once), else the next step of the backoff."""
+        if error.errno not in ACCEPT_RESOURCE_ERRORS:
+            return 0.0
+        if self.delay == 0.0:  # one line per episode, not one per retry
+            log(f"accept: {error.strerror or error}; serving the connections held, "
+                "accepting again when resources come back")
+        self.delay = min(ACCEPT_PAUSE_MAX, max(ACCEPT_PAUSE_FIRST, 2 * self.delay))
+        return self.delay
+
+    def succeeded(self) -> None:
+        """An accept worked: the next failure starts a new episode at the shortest pause."""
+        self.delay = 0.0

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from protocol import ServerSession
-from servers._base import BACKLOG, RECV_SIZE, refuse, tune
+from servers._base import BACKLOG, RECV_SIZE, AcceptBackoff, refuse, tune
 
 ACCEPTS_PER_WAKE = 64  # bound on accepts per readiness event, so a connect storm cannot starve I/O
 
@@ -167,6 +167,8 @@ class EventLoop:
         self.timers: list[tuple[float, int, Connection]] = []
         self._sequence = itertools.count()
         self._buffer = memoryview(bytearray(RECV_SIZE))
+        self.accept_backoff = AcceptBackoff()
+        self.listening_again_at: float | None = None  # listener unwatched until then (no fds)
 
     def run(self) -> None:
         listener = self.listener
@@ -187,13 +189,18 @@ class EventLoop:
                         callback()
                 if self.timers:
                     self._fire_timers()
+                if (self.listening_again_at is not None
+                        and time.monotonic() >= self.listening_again_at):
+                    self.listening_again_at = None
+                    self.poller.register(listen_fd, True, False)
         finally:
             self.close_all()
 
     def _timeout(self) -> float | None:
-        if not self.timers:
-            return None
-        return max(0.0, self.timers[0][0] - time.monotonic())
+        due = self.timers[0][0] if self.timers else None
+        if self.listening_again_at is not None:
+            due = self.listening_again_at if due is None else min(due, self.listening_again_at)
+        return None if due is None else max(0.0, due - time.monotonic())
 
     def _accept(self) -> None:
         max_fd = self.poller.max_fd
@@ -203,8 +210,16 @@ class EventLoop:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # e.g. EMFILE: leave it in the backlog, try again on the next wake
+            except OSError as error:
+                # e.g. EMFILE: the connection waits in the backlog, and the listener stays
+                # readable; stop watching it for a while rather than spin on it
+                pause = self.accept_backoff.failed(error)
+                if not pause:
+                    continue
+                self.poller.unregister(self.listener.fileno())
+                self.listening_again_at = time.monotonic() + pause
                 return
+            self.accept_backoff.succeeded()
             if max_fd is not None and sock.fileno() >= max_fd:
                 refuse(sock)
                 continue

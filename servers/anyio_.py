@@ -23,12 +23,13 @@ import argparse
 import asyncio
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
 
 from protocol import ServerSession
 from servers import trio_
-from servers._base import RECV_SIZE, Shutdown
+from servers._base import RECV_SIZE, AcceptBackoff, Shutdown
 
 DESCRIPTION = "anyio: one task per connection on its TCP listener (--backend asyncio|trio)"
 
@@ -64,6 +65,7 @@ async def handle(client: anyio.abc.SocketStream) -> None:
     finished, and ``async with`` closes the stream.
     """
     session = ServerSession()
+    reads_only_when_asked(client)
     async with client:
         try:
             while session.wants_input:
@@ -90,6 +92,47 @@ async def handle(client: anyio.abc.SocketStream) -> None:
             pass  # reset: close quietly (rule 5); an escaping error would end the server
 
 
+def reads_only_when_asked(client: anyio.abc.SocketStream) -> None:
+    """On asyncio: stop the transport reading until the handler's first ``receive``.
+
+    anyio's asyncio stream reads only inside ``receive``: it resumes the transport's reading
+    there, and pauses it once data came. But the transport of an accepted socket starts out
+    reading, and ``receive`` resumes and pauses only when nothing is queued yet: a client
+    whose data is there before the first ``receive`` (one that pipelines from its connect)
+    keeps the transport reading for good, and anyio queues whatever it sends, unbounded,
+    while ``send`` waits for a client that does not read. Pausing here closes that race.
+    The transport is anyio's private attribute; without it (trio, which reads only when
+    asked) there is nothing to pause.
+    """
+    transport = getattr(client, "_transport", None)
+    if transport is not None:
+        transport.pause_reading()
+
+
+async def accept_forever(listener: anyio.abc.SocketListener,
+                         handler: Callable[[anyio.abc.SocketStream], Awaitable[None]]) -> None:
+    """``listener.serve(handler)`` that outlives a want of descriptors.
+
+    anyio's ``serve`` lets accept's error out of its task group, which ends the server; here
+    an accept that fails for want of resources sleeps ``AcceptBackoff``'s pause (the
+    connections' tasks go on) and tries again.
+    """
+    backoff = AcceptBackoff()
+    async with anyio.create_task_group() as tasks:
+        while True:
+            try:
+                client = await listener.accept()
+            except (OSError, anyio.BrokenResourceError) as error:
+                # the trio backend wraps accept's OSError in BrokenResourceError
+                cause = error if isinstance(error, OSError) else error.__cause__
+                if not isinstance(cause, OSError):
+                    raise
+                await anyio.sleep(backoff.failed(cause))
+                continue
+            backoff.succeeded()
+            tasks.start_soon(handler, client)
+
+
 def quiet_stop_on_signals(loop: asyncio.AbstractEventLoop) -> None:
     """On asyncio: SIGTERM and SIGINT raise ``Shutdown`` and silence the loop's reports of it
     (the runner cancels every task after it escapes, and reports the main task's group)."""
@@ -109,7 +152,7 @@ async def serve_socket(listener: socket.socket, backend: str) -> None:
     else:
         quiet_stop_on_signals(asyncio.get_running_loop())
     async with await anyio.abc.SocketListener.from_socket(listener) as wrapped:
-        await wrapped.serve(handle)
+        await accept_forever(wrapped, handle)
 
 
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:

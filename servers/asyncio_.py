@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import cast
 
 from protocol import OUTPUT_LIMIT, ServerSession
+from servers._accept import new_event_loop
 from servers._base import BACKLOG, RECV_SIZE, Shutdown
 
 DESCRIPTION = "asyncio event loop (--api protocol|streams)"
@@ -159,7 +160,7 @@ async def start(listener: socket.socket, api: str) -> asyncio.AbstractServer:
 
 
 def run(listener: socket.socket, api: str,
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> None:
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = new_event_loop) -> None:
     """Serve until SIGTERM or SIGINT, then raise ``Shutdown`` (the launcher exits 0).
 
     The signal handler raises ``Shutdown`` wherever the main thread is, even inside a long

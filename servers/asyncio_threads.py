@@ -68,7 +68,7 @@ class LoopThread(threading.Thread):
         super().__init__(name=f"asyncio-loop-{slot}", daemon=True)
         self.sock = sock
         self.ended = ended  # set when this loop stops, for whatever reason
-        self.loop = asyncio.new_event_loop()
+        self.loop = asyncio_.new_event_loop()
 
     def run(self) -> None:
         loop = self.loop

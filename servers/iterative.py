@@ -28,6 +28,8 @@ CONFORMANCE_XFAIL: dict[str, str] = {
     "test_200_concurrent_clients": f"{_SERIAL}; 199 clients wait for one that stays",
     "test_no_fd_or_thread_left_behind":
         f"{_SERIAL}; the test holds 50 connections open at once",
+    "test_out_of_descriptors_keeps_serving":
+        f"{_SERIAL}; of the ten connections the test holds, only the first is answered",
 }
 
 

@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-from servers._base import refuse, tune
+from servers._base import AcceptBackoff, refuse, tune
 from servers.prefork import die_with_parent
 from servers.threaded import THREAD_STACK, ClientSockets, handle
 
@@ -70,6 +70,18 @@ class _AdoptsListener(socketserver.TCPServer):
         self.socket.close()  # the unbound one TCPServer made: the launcher's replaces it
         self.socket = listener
         self.live = ClientSockets()  # so the stop can unblock every handler
+        self.accept_backoff = AcceptBackoff()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """``accept``, pausing first when it fails for want of resources: the listener stays
+        readable, and ``serve_forever`` would otherwise try again at once, forever."""
+        try:
+            request = super().get_request()
+        except OSError as error:
+            time.sleep(self.accept_backoff.failed(error))
+            raise  # _handle_request_noblock drops it; the connection waits in the backlog
+        self.accept_backoff.succeeded()
+        return request
 
 
 class ThreadingServer(socketserver.ThreadingMixIn, _AdoptsListener):

@@ -14,7 +14,7 @@ import threading
 import time
 
 from protocol import ServerSession
-from servers._base import RECV_SIZE, refuse, tune
+from servers._base import RECV_SIZE, AcceptBackoff, refuse, tune
 
 DESCRIPTION = "one thread per client, blocking sockets"
 THREAD_STACK = 256 * 1024  # plenty for this handler; keeps 10,000 threads' address space sane
@@ -80,14 +80,18 @@ def handle(sock: socket.socket, live: ClientSockets) -> None:
 
 
 def accept_client(listener: socket.socket) -> socket.socket:
-    """Block until a client connects; on a full descriptor table, back off rather than spin."""
+    """Block until a client connects; out of descriptors, sleep a growing pause (the threads
+    serving the held connections go on) rather than spin."""
+    backoff = AcceptBackoff()  # one episode: the failures of this wait for a client
     while True:
         try:
-            return listener.accept()[0]
+            sock = listener.accept()[0]
         except OSError as error:  # e.g. EMFILE; the connection stays queued in the backlog
             if error.errno is None:
                 raise
-            time.sleep(0.01)
+            time.sleep(backoff.failed(error))
+            continue
+        return sock
 
 
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:

@@ -30,7 +30,7 @@ import asyncio
 import socket
 
 from protocol import ServerSession
-from servers._base import RECV_SIZE
+from servers._base import RECV_SIZE, AcceptBackoff
 
 DESCRIPTION = "Tornado: TCPServer.handle_stream coroutine per IOStream (gen.sleep for SLEEP)"
 FIRST_RECV = 16 * 1024  # a connection's first receive buffer; a read that fills it grows it
@@ -42,6 +42,7 @@ CONFORMANCE_XFAIL: dict[str, str] = {
 
 try:  # optional: without it the model is listed as unavailable
     from tornado import gen
+    from tornado.ioloop import IOLoop
     from tornado.iostream import IOStream, StreamClosedError
     from tornado.tcpserver import TCPServer
 except ImportError as _missing:
@@ -108,6 +109,48 @@ if _WHY_MISSING is None:
             await handle(stream)
 
 
+class PausingListener:
+    """The listening socket as Tornado's accept handler sees it, pausing when out of resources.
+
+    Tornado's handler (``tornado.netutil.add_accept_handler``) lets an EMFILE out of
+    ``accept`` to the loop, which reports it, and watches the still readable listener on:
+    a spin that logs a traceback per wake-up. Here such an ``accept`` stops Tornado watching
+    the listener for ``AcceptBackoff``'s pause, then hands it to the server again; to
+    Tornado's handler it looks like an empty backlog (``BlockingIOError``). Anything else is
+    the socket's own.
+    """
+
+    def __init__(self, sock: socket.socket, server: TCPServer) -> None:
+        self.sock = sock
+        self.server = server
+        self.backoff = AcceptBackoff()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def accept(self) -> tuple[socket.socket, object]:
+        try:
+            pair = self.sock.accept()
+        except BlockingIOError:
+            raise
+        except OSError as error:
+            pause = self.backoff.failed(error)
+            if not pause:
+                raise ConnectionAbortedError(str(error)) from error  # Tornado tries the next
+            IOLoop.current().remove_handler(self.fileno())
+            IOLoop.current().call_later(pause, self.watch)
+            raise BlockingIOError(str(error)) from error
+        self.backoff.succeeded()
+        return pair
+
+    def watch(self) -> None:
+        """Have the server accept from this listener (again)."""
+        self.server.add_sockets([self])  # type: ignore[list-item]
+
+
 async def run(listener: socket.socket) -> None:
     """Serve ``listener`` until the stop signal's ``Shutdown`` ends the loop."""
     loop = asyncio.get_running_loop()
@@ -115,7 +158,7 @@ async def run(listener: socket.socket) -> None:
     # as tornado.netutil.bind_sockets would leave it: non-blocking, since Tornado accepts
     # until EAGAIN on each readiness; already listening, and add_sockets does not listen again
     listener.setblocking(False)
-    server.add_sockets([listener])
+    PausingListener(listener, server).watch()
     try:
         await asyncio.Event().wait()
     finally:

@@ -20,6 +20,7 @@ from _helpers import WORK_VECTORS, Client, close_all, connect_many, exchange, wa
 from _helpers_server import ModelSpec, ServerProcess, model_specs, running_server
 
 import servers
+from bench import resources
 from protocol import (
     HEADER,
     MAX_PAYLOAD,
@@ -420,6 +421,55 @@ def test_slow_reader_does_not_stall_others_or_grow_memory(fresh_server: ServerPr
         whole = sent // len(request)
         frames = hog.recv_frames(whole, timeout=30)  # nothing lost while paused
         assert all(f == ok(bytes(frame_payload)) for f in frames)
+
+
+SMALL_RCVBUF = 4096  # bytes: the client's receive window stays tiny, the kernel holds little
+NEVER_READS_TRIES = 3
+
+
+def test_reader_that_never_reads_from_its_connect(fresh_server: ServerProcess) -> None:
+    """Rule 7 when the requests are there before the server first reads: clients with a
+    4 KiB receive buffer that pipeline 64 KiB echoes from their connect, never reading, one
+    after another. A server whose reading starts unpaused and is paused only after a wait
+    (anyio's asyncio stream did) buffers all of it on some tries and not others."""
+    server = fresh_server
+    request = encode_request(Op.ECHO, 0, bytes(64 * 1024))
+    with Client(*server.address, QUICK) as warm:
+        assert warm.echo(b"warm") == ok(b"warm")
+    rss_before = server.usage()[2]
+    for attempt in range(NEVER_READS_TRIES):
+        hog = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+        hog.connect(server.address)
+        hog.settimeout(0.2)
+        sent, stop_at = 0, time.monotonic() + 5
+        with hog:
+            while sent < PUSHED and time.monotonic() < stop_at:
+                try:
+                    sent += hog.send(request)
+                except TimeoutError:
+                    break  # backpressure reached the client
+            growth = peak_rss(server) - rss_before
+            print(f"try {attempt + 1}: sent {sent / MIB:.1f} MiB unread; "
+                  f"RSS grew {growth / MIB:.1f} MiB")
+            assert growth < RSS_GROWTH_LIMIT, f"try {attempt + 1}: RSS grew {growth / MIB:.1f} MiB"
+    with Client(*server.address, QUICK) as other:
+        assert other.echo(b"after") == ok(b"after")
+
+
+@pytest.mark.serial  # its CPU figure is the server's own: run alone (see conftest.py)
+def test_out_of_descriptors_keeps_serving(server_spec: ModelSpec) -> None:
+    """Rule 8: out of descriptors (64, for the server's processes alone), a server keeps
+    answering the connections it holds, does not spin (CPU from its own processes, bound
+    20 % of a core against ~100 % per spinning process), accepts again within about a
+    second of the others leaving, and never exits. The probe is ``bench.resources``."""
+    outcome = resources.probe(server_spec.model, server_spec.args, name=server_spec.id)
+    print(resources.describe(outcome))
+    if not outcome.limit_reached and outcome.processes > resources.HELD:
+        pytest.skip(f"{server_spec.id} holds each connection in a process of its own "
+                    f"({outcome.processes} processes): the limit never binds")
+    assert outcome.limit_reached, "the server never ran out of descriptors: nothing tested"
+    assert outcome.failures() == []
 
 
 def test_200_concurrent_clients(server: ServerProcess) -> None:

@@ -55,6 +55,7 @@ from bench.report.blocks import (  # noqa: F401  (re-exported: the report's form
 from bench.report.front import answer_sections
 from bench.report.render import to_html as html_document
 from bench.report.render import to_markdown as markdown_document
+from bench.report.resources import resources_section
 from bench.report.spectra import spectra_section
 from bench.report.terminal import print_answer
 from bench.report.xray import xray_section
@@ -115,6 +116,7 @@ def build_report(
         *([spectra] if spectra is not None else []),
         *scaling,
         *[s for s in [xray_section(run.run_dir)] if s is not None],
+        *[s for s in [resources_section(run.run_dir)] if s is not None],
         _environment_section(run),
         *details.hosts_sections(run),
         *details.interpreter_sections(run, margin),
