@@ -388,13 +388,22 @@ def run_timing(records: Any, trials_s: float, service_starts: int) -> dict[str, 
     """Where the run's trial time went: measured (warm-up, window, connection ramp) against
     everything else, per trial (run.json's ``timing``)."""
     records = [r for r in records if r.get("wall_s")]
-    measured = sum(float(r.get("warmup_s") or 0) + float(r.get("duration_s") or 0)
-                   + _ramp_s(r) for r in records)
+    measured = sum(_measured_s(r) + _ramp_s(r) for r in records)
     count = max(1, len(records))
     return {"trials_s": round(trials_s, 1), "trials": len(records),
             "measured_s": round(measured, 1),
             "overhead_per_trial_s": round((trials_s - measured) / count, 3),
             "swarm_service_starts": service_starts}
+
+
+def _measured_s(record: dict[str, Any]) -> float:
+    """A trial's warm-up and window as they ran: where the window waited for steady state
+    (clients/_steady.py), the warm-up it used and the window it got, not the case's caps."""
+    swarm = record.get("swarm") or {}
+    steady = swarm.get("steady") or {}
+    if steady.get("checked"):
+        return float(steady.get("warmup_s") or 0) + float(swarm.get("duration_s") or 0)
+    return float(record.get("warmup_s") or 0) + float(record.get("duration_s") or 0)
 
 
 def _ramp_s(record: dict[str, Any]) -> float:
