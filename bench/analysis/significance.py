@@ -41,7 +41,7 @@ def paired_log_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
 def signed_rank_p(differences: Sequence[float], alternative: str = "two-sided") -> float:
     """Exact Wilcoxon signed-rank p-value of paired differences (zeros dropped; 1.0 with none
     left); ``alternative`` "greater": the differences tend to be positive. With n pairs the
-    smallest one-sided p is 1 / 2**n: eight rounds can reach 0.0039, which is what a Holm
+    smallest two-sided p is 2 / 2**n: nine rounds can reach 0.0039, which is what a Holm
     family of eight verdicts at alpha 0.05 needs for its first step (0.05 / 8 = 0.00625)."""
     nonzero = [d for d in differences if d != 0]
     if not nonzero:

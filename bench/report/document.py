@@ -303,7 +303,7 @@ def _verdict_section(
         "rate whose p99 stayed within the SLO for sweeps; only valid figures count. native is "
         "the reference ceiling and never competes.",
         "Ties: rounds are interleaved, so the best and another model met the same machine in "
-        "each round; the best is ahead of it when the exact one-sided Wilcoxon signed-rank "
+        "each round; the best is ahead of it when the exact two-sided Wilcoxon signed-rank "
         "test of their round-paired ratios rejects at the verdict's Holm level (alpha 0.05 "
         "over every verdict of the run: the chance of any false 'clear' in the run is at most "
         f"5 %) and the median ratio reaches the {margin:.0%} minimum effect; otherwise they "

@@ -121,7 +121,7 @@ def scorecard_table(items: list[Workload]) -> Table:
         "↑ higher is better (throughput, rate within the SLO), ↓ lower is better (latency, "
         "CPU, memory). Each cell: the model's median over the column's leader (×), with the "
         "range of that ratio over the rounds in brackets (not a confidence interval); green: "
-        "the leader and the models it cannot be told apart from (a one-sided signed-rank test "
+        "the leader and the models it cannot be told apart from (a two-sided signed-rank test "
         "on the round-paired ratios, Holm-corrected over the run's verdicts, and an effect of "
         "at least the minimum); yellow to red: how many times worse; blue ≥: a lower bound "
         "(the client saturated first); grey —: no valid figure (hover for why). native is "
