@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 # two parts: the tests that mostly wait (servers starting, sleeps, timeouts) TEST_JOBS at a
 # time, then those marked serial (timing and CPU figures, tests/conftest.py) alone
-TEST_JOBS ?= 6
+TEST_JOBS ?= 4
 test: $(STAMP) netns-tools
 	$(PY) -m ruff check bench servers clients tests
 	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup -m "not serial" $(TEST_ARGS)
