@@ -15,15 +15,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# two parts: those marked serial (timing and CPU figures, tests/conftest.py) alone, then the
-# tests that mostly wait (servers starting, sleeps, timeouts) TEST_JOBS at a time. The serial
-# part goes first: on a fresh clone, after the parallel part, two of its signal tests failed
-# (a regress check and swarm-check that did not stop on SIGINT); alone, or first, they pass
+# two parts: the tests that mostly wait (servers starting, sleeps, timeouts) TEST_JOBS at a
+# time, then those marked serial (timing and CPU figures, tests/conftest.py) alone
 TEST_JOBS ?= 4
 test: $(STAMP) netns-tools
 	$(PY) -m ruff check bench servers clients tests
-	$(PY) -m pytest -q -m serial $(TEST_ARGS)
 	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup -m "not serial" $(TEST_ARGS)
+	$(PY) -m pytest -q -m serial $(TEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check bench servers clients tests
