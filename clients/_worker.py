@@ -1,12 +1,11 @@
 """One swarm worker process: its share of the connections, driven straight from ``select.epoll``.
 
-The hot loops are written for speed (the client must outrun the fastest server):
-non-blocking sockets
-with TCP_NODELAY, prebuilt request frames, one clock read per wake-up (open loop: and one per
-batch of sends), no garbage-collector passes, latencies appended to ``array('L')`` series that
-``clients._measure`` folds into HdrHistograms after the window, so that no interval boundary
-stalls a send. Open loop sends on ``clients._schedule``'s times, waking up early
-by what a wake-up costs and spinning through the rest.
+The hot loops are written for speed (the client must outrun the fastest server): non-blocking
+sockets with TCP_NODELAY, prebuilt request frames, one clock read per wake-up (open loop: and
+one per batch of sends), no garbage-collector passes, latencies appended to ``array('L')``
+series that ``clients._measure`` folds into HdrHistograms after the window, so that no interval
+boundary stalls a send. Open loop sends on ``clients._schedule``'s times, waking up early by
+what a wake-up costs and spinning through the rest.
 The fast path reads with ``os.read`` (a fast-call builtin: cheaper than ``recv_into``'s keyword
 parsing) and checks a reply with one ``bytes ==`` against the exact expected reply; it sends with
 ``os.write``. Anything unusual (a partial or pipelined read, an error reply, a blocked write, a
@@ -80,7 +79,8 @@ IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 CLOSED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR  # the peer is gone or going
 # steady-state warm-up (``Control``): a worker reports its replies and answered connections
-# every slice and looks for the parent's decision to open the window at every chore
+# every slice, and looks for the parent's decision to open the window at every chore (5 ms:
+# the parent announces the window WINDOW_LEAD_S ahead, clients/_steady.py)
 WARM_SLICE_NS = 50_000_000
 
 
@@ -912,7 +912,6 @@ class Worker:
         self.warm_index += 1
         self.warm_replies = total
         self.next_warm += WARM_SLICE_NS
-        self._take_window()
 
     def _take_window(self) -> None:
         """The parent's window, once decided: the timeline, the intervals and the open-loop

@@ -27,12 +27,6 @@ figures it corrupts:
   a record that does not is not judged by it). It cannot see a client that is merely slow
   inside the window: the swarm stamps a send at the instant it read the reply before it, so a
   slow client lengthens latency and lowers throughput together (the saturation check's job).
-- the client's own lag is the latency tail (open loop): the swarm measures from the schedule,
-  so when its own send lateness reaches the tail (``swarm.client.lag_is_tail``: two workers
-  sharing a core, one spinning while the other waits for it) the percentiles are the client's
-  pauses, not the server's; the latency is left out, the throughput (the offered rate, met)
-  and the server's figures stand.
-
 - the load never got steady (``swarm.steady.reached`` false, clients/_steady.py): the window
   opened at the warm-up cap before every connection was answered or throughput settled; its
   client-side, per-request and per-connection figures describe a transient (or a partial set
@@ -81,8 +75,8 @@ MARK_NOTES = {
     MARK_LITTLE: "Little's law broken (throughput × mean latency ≠ requests in flight): time "
                  "lost in the client or a wrong clock, so its throughput and latency are left "
                  "out",
-    MARK_LAG: "open loop: the client's own send lag is the latency tail, so its latency is "
-              "left out; its throughput and server-side figures stand",
+    MARK_LAG: "open loop: the client's own send lag p99 passed a quarter of the SLO, so its "
+              "latency is left out; its throughput and server-side figures stand",
     MARK_FAILED: "the trial failed (no figures)",
     MARK_UNSTEADY: "the load never got steady (connections not all answered, or throughput "
                    "not settled, by the warm-up cap): its client-side, per-request and "
@@ -141,7 +135,7 @@ class Validity:
     unmeasured: frozenset[str] = frozenset()  # figures the record has no number for
     littles_law_ratio: float | None = None  # closed loop: throughput × mean ÷ in flight
     littles_law_broken: bool = False  # the ratio is outside 1 ± LITTLE_TOLERANCE
-    client_lagged: bool = False  # open loop: the client's own send lag is the latency tail
+    client_lagged: bool = False  # open loop: the client's own lag p99 passed its share of the SLO
     unsteady: bool = False  # the load never got steady before the window
     starved: int = 0  # busy connections with no reply in the window
     rate_off: bool = False  # open loop: achieved rate more than RATE_TOLERANCE off
