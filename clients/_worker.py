@@ -121,6 +121,10 @@ class WorkerPlan:
     slow_first: int = 0  # ...this many bytes of it at once...
     slow_interval_ns: int = 0  # ...then one more byte every this long, never the last one
     slow_frame: bytes = b""
+    # an idle connection's one request when it opens, and the reply it must get: the server
+    # has accepted and registered it (not left it in the listen queue); then it stays silent
+    idle_frame: bytes = b""
+    idle_reply: bytes = b""
     protocol: str = DEFAULT_PROTOCOL  # the wire (``clients.wire``): framing of the slow path
     steady: bool = False  # the parent opens the window once the load is steady (``Control``)
 
@@ -130,7 +134,7 @@ class Conn:
 
     __slots__ = ("sock", "fd", "number", "recv_into", "times", "scheds", "kinds", "partial",
                  "out", "count", "base", "final", "connected", "started_ns", "dead",
-                 "sequence", "position", "idle", "slow", "left", "cycles", "drip")
+                 "sequence", "position", "idle", "slow", "left", "cycles", "drip", "hello")
 
     def __init__(self, sock: socket.socket, number: int, sequence: list[int], now: int,
                  idle: bool = False) -> None:
@@ -156,6 +160,7 @@ class Conn:
         self.left: int | None = None  # churn: requests this connection has still to send
         self.cycles = 0  # connections made in this place (churn: one after another)
         self.drip = 0  # slowloris: bytes of the frame sent so far
+        self.hello = False  # idle: its one request is waiting for its reply
 
     def attach(self, sock: socket.socket, now: int) -> None:
         """Churn: the next connection in this one's place (its counts carry on)."""
@@ -235,6 +240,7 @@ class Worker:
         # busy ones, then the idle
         self.to_open = plan.slow + plan.connections + plan.idle
         self.idle_established = 0
+        self.idle_answered = 0  # idle connections whose one request was answered
         self.idle_alive: int | None = None  # idle connections still open when the window ended
         self.slow_established = 0
         self.slow_alive: int | None = None  # slow connections still open when the window ended
@@ -639,7 +645,9 @@ class Worker:
             self._flush(c)
             if c.dead:
                 return
-        if mask & (IN | select.EPOLLHUP | select.EPOLLERR):
+        if c.hello and mask & IN:
+            self._hello_reply(c, now)
+        elif mask & (IN | select.EPOLLHUP | select.EPOLLERR):
             self._read_slow(c, now, bool(mask & CLOSED))
 
     def _read_slow(self, c: Conn, now: int, closed: bool = False) -> None:
@@ -736,6 +744,7 @@ class Worker:
                 self._start_drip(c, now)
             else:
                 self.idle_established += 1
+                self._say_hello(c)
             return
         if not c.cycles:
             self.established += 1
@@ -750,6 +759,46 @@ class Worker:
             self._churn_next(c, self.plan.pipeline, now)
         elif self.sending:
             self._send_requests(c, self.plan.pipeline, now)
+
+    def _say_hello(self, c: Conn) -> None:
+        """An idle connection's one request (a few bytes: the socket takes it whole)."""
+        frame = self.plan.idle_frame
+        if not frame:
+            return
+        try:
+            sent = os.write(c.fd, frame)
+        except OSError as error:
+            self._lose(c, _socket_error(error))
+            return
+        if sent < len(frame):
+            self._lose(c, "short_write")
+            return
+        c.hello = True
+
+    def _hello_reply(self, c: Conn, now: int) -> None:
+        """Read an idle connection's one reply; anything else goes to the slow path, which
+        names it (an ERROR 4 turning the connection away, say) and ends the connection."""
+        try:
+            data = c.sock.recv(len(self.plan.idle_reply) - len(c.partial))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._lose(c, _socket_error(error))
+            return
+        if not data:
+            self._lose(c, "eof")
+            return
+        c.partial += data
+        reply = self.plan.idle_reply
+        if not reply.startswith(bytes(c.partial)):
+            c.hello = False
+            data = bytes(c.partial)
+            c.partial.clear()
+            self._unusual_read(c, data, now)
+        elif len(c.partial) == len(reply):
+            c.partial.clear()
+            c.hello = False
+            self.idle_answered += 1
 
     def _start_drip(self, c: Conn, now: int) -> None:
         """Slowloris: the first part of the frame now, then a byte at a time (the first ones
@@ -907,7 +956,7 @@ class Worker:
                 answered += 1
         assert self.control is not None
         self.control.report(self.warm_index, total - self.warm_replies,
-                            min(answered, self.plan.connections),
+                            min(answered, self.plan.connections) + self.idle_answered,
                             self.established + self.idle_established + self.slow_established)
         self.warm_index += 1
         self.warm_replies = total
@@ -982,6 +1031,7 @@ class Worker:
             "window_end_ns": m.window_end,
             "stopped": self.stopped,
             "idle": {"connections": self.plan.idle, "established": self.idle_established,
+                     "answered": self.idle_answered,
                      "alive_at_end": self.idle_alive, "errors": errors.idle},
             "slowloris": {"connections": self.plan.slow, "established": self.slow_established,
                           "alive_at_end": self.slow_alive, "errors": errors.slow,

@@ -56,6 +56,10 @@ PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9, "p99_99": 9
 # slowloris: a slow connection sends its wire's ``slow_frame`` (an ECHO declaring 4,096 payload
 # bytes, never finished), this much of it at once (concbench: the header's length and op)
 SLOWLORIS_FIRST_BYTES = 5
+# an idle connection asks this once when it opens, and holds still once it is answered: the
+# answer shows the server accepted it and watches it (an unaccepted one waits in the listen
+# queue and costs the server nothing), as in the dead-connection tests of select and epoll
+IDLE_HELLO = "echo:1"
 
 # exit statuses of ``python -m clients swarm`` (and ``exit_status``)
 EXIT_OK = 0  # ran to the end, no errors
@@ -241,6 +245,7 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
     plans = []
     first = 0
     slow_frame = wire.slow_frame
+    hello = wire.build_kind(wire.parse_mix(IDLE_HELLO)[0])
     for index in range(config.workers):
         count = _share(config.connections, config.workers, index)
         idle = _share(config.idle_connections, config.workers, index)
@@ -257,6 +262,7 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
             requests_per_connection=config.requests_per_connection, slow=slow,
             slow_first=SLOWLORIS_FIRST_BYTES,
             slow_interval_ns=int(config.slowloris_interval * 1e9), slow_frame=slow_frame,
+            idle_frame=hello.frame, idle_reply=bytes(hello.check)[:hello.reply_length],
             protocol=config.protocol, steady=config.steady))
         first += count + idle + slow
     return plans
@@ -308,7 +314,9 @@ class _Run:
         self.interrupted = False
         self.timeline: Timeline | None = None
         self.live: dict[int, list[int]] = {}  # interval index -> [replies, errors, workers]
-        self.gate = steady.SteadyGate(len(self.plans), config.connections, config.sockets,
+        self.gate = steady.SteadyGate(len(self.plans),
+                                      config.connections + config.idle_connections,
+                                      config.sockets,
                                       config.rate if config.mode == "open" else None
                                       ) if config.steady else None
         self.steady: dict[str, Any] | None = None  # the gate's decision, for the record
@@ -798,6 +806,7 @@ def _held(parts: list[dict[str, Any]]) -> dict[str, Any]:
         for kind, count in (part.get("errors") or {}).items():
             errors[kind] = errors.get(kind, 0) + count
     return {"established": sum(part.get("established", 0) for part in parts),
+            "answered": sum(part.get("answered", 0) for part in parts),
             "alive_at_end": sum(alive) if alive and None not in alive else None,
             "errors": errors}
 
