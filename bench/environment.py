@@ -101,6 +101,7 @@ def this_interpreter() -> dict[str, Any]:
         "compiler": platform.python_compiler(),
         "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         "gil_enabled": gil() if gil else True,
+        "switch_interval_s": sys.getswitchinterval(),  # how long a thread may keep the GIL
     }
 
 

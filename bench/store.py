@@ -103,6 +103,16 @@ class Case:
     steady: bool = False
     min_requests: int = 0
     max_duration_s: float = 0.0
+    # the server's CPUs: the first this many usable ones (0: the placement's); 2 on a 2-core
+    # machine gives the server both, beside a light load (the classics' cores and convoy)
+    server_cpu_count: int = 0
+    # coordinated omission: the server is stopped (SIGSTOP to its process group) this many
+    # seconds into the measured window, for pause_s seconds, then continued
+    pause_at_s: float = 0.0
+    pause_s: float = 0.0
+    # rounds of this case (0: the scenario's repeat): a case whose statistic needs more
+    # rounds, or whose trials are long, says so here; its rounds are the run's first ones
+    rounds: int = field(default=0, metadata={RECORD_KEY: "case_rounds"})
 
 
 @dataclass(frozen=True)

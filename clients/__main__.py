@@ -113,6 +113,11 @@ def add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
                              "each sending part of a frame and then one byte every "
                              "--slowloris-interval seconds, never finishing it; their fate is "
                              "counted on its own, not in the errors (default 0)")
+    parser.add_argument("--dedicated", type=int, default=0, metavar="N",
+                        help="the first N connections send only the mix's first kind, and the "
+                             "others never send it (a convoy: one long WORK beside small "
+                             "ECHOs, --mix work:300000,echo:64 --dedicated 1); default 0: "
+                             "every connection draws from the whole mix")
     parser.add_argument("--slowloris-interval", type=float, default=2.0, metavar="S",
                         help="seconds between a slow connection's bytes (default 2)")
     parser.add_argument("--timeout", type=float, default=5.0,
@@ -155,7 +160,8 @@ def swarm_main(options: argparse.Namespace) -> int:
         idle_connections=options.idle_connections,
         requests_per_connection=options.requests_per_connection,
         slowloris=options.slowloris, slowloris_interval=options.slowloris_interval,
-        protocol=options.protocol, steady=options.steady, min_requests=options.min_requests,
+        dedicated=options.dedicated, protocol=options.protocol, steady=options.steady,
+        min_requests=options.min_requests,
         max_duration=options.max_duration)
     signal.signal(signal.SIGTERM, _interrupt)  # the bench runner stops us with SIGTERM
     show = status_console.is_terminal and not options.quiet

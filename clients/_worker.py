@@ -115,6 +115,7 @@ class WorkerPlan:
     interval_ns: int
     seed: int
     idle: int = 0  # connections opened after the busy ones and held without sending
+    dedicated: int = 0  # the first busy connections send kind 0 only; the others never do
     # churn: requests per connection before it is closed and a fresh one opened (0: never)
     requests_per_connection: int = 0
     slow: int = 0  # slowloris: connections opened first, sending part of ``slow_frame``...
@@ -708,12 +709,23 @@ class Worker:
         if opened is None:
             return
         sock, code = opened
-        sequence = kind_sequence(list(plan.weights), plan.seed * 1_000_003 + number)
+        sequence = self._sequence(number, held)
         c = Conn(sock, number, sequence, now, held is not None)
         c.slow = held == "slow"
         if held is None and plan.requests_per_connection:
             c.left = plan.requests_per_connection
         self._watch(c, code, now)
+
+    def _sequence(self, number: int, held: str | None) -> list[int]:
+        """The kinds connection ``number`` cycles through: the mix by weight, or with
+        dedicated connections, kind 0 alone for them and the other kinds for the rest."""
+        plan = self.plan
+        weights = list(plan.weights)
+        if plan.dedicated and held is None:
+            if number - plan.first_connection - plan.slow < plan.dedicated:
+                return [0]
+            weights[0] = 0.0
+        return kind_sequence(weights, plan.seed * 1_000_003 + number)
 
     def _watch(self, c: Conn, code: int, now: int) -> None:
         """Register a connection whose connect has started (``code``: connect_ex's)."""

@@ -134,6 +134,7 @@ class SwarmConfig:
     requests_per_connection: int = 0  # churn: close and reconnect after this many (0: never)
     slowloris: int = 0  # extra connections, opened first, sending a frame a byte at a time
     slowloris_interval: float = 2.0  # seconds between a slow connection's bytes
+    dedicated: int = 0  # the first busy connections send only the mix's first kind
     protocol: str = DEFAULT_PROTOCOL  # what the swarm speaks: ``clients.wire.WIRES``
     # steady state (clients/_steady.py): the window opens once every connection is answered
     # and throughput has settled, ``warmup`` being then the most the warm-up may take; it
@@ -169,6 +170,8 @@ class SwarmConfig:
              "--requests-per-connection (churn) runs in closed loop only"),
             (self.slowloris < 0, "--slowloris cannot be negative"),
             (not self.slowloris_interval > 0, "--slowloris-interval must be positive"),
+            (not 0 <= self.dedicated < self.connections,
+             "--dedicated must leave at least one connection for the rest of the mix"),
             (self.protocol not in WIRES,
              f"--protocol {self.protocol!r}: known protocols are {', '.join(WIRES)}"),
         ]
@@ -176,9 +179,12 @@ class SwarmConfig:
             if failed:
                 raise SwarmError(message)
         try:
-            self.wire.parse_mix(self.mix)
+            entries = self.wire.parse_mix(self.mix)
         except ValueError as error:
             raise SwarmError(f"--mix: {error}") from None
+        if self.dedicated and len(entries) < 2:
+            raise SwarmError("--dedicated needs a mix of two kinds or more (the dedicated "
+                             "connections send the first; the others, the rest)")
         check_fd_limit(self)
 
     @property
@@ -250,6 +256,7 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
         count = _share(config.connections, config.workers, index)
         idle = _share(config.idle_connections, config.workers, index)
         slow = _share(config.slowloris, config.workers, index)
+        dedicated = _share(config.dedicated, config.workers, index)
         share = count / config.connections
         plans.append(WorkerPlan(
             index=index, family=family, address=address, connections=count,
@@ -258,7 +265,7 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
             arrivals=config.arrivals, kinds=kinds, weights=weights,
             connect_rate=config.connect_rate * (count + idle + slow) / config.sockets,
             timeout_ns=_timeout_ns(config), interval_ns=int(config.interval * 1e9),
-            seed=seed + index, idle=idle,
+            seed=seed + index, idle=idle, dedicated=dedicated,
             requests_per_connection=config.requests_per_connection, slow=slow,
             slow_first=SLOWLORIS_FIRST_BYTES,
             slow_interval_ns=int(config.slowloris_interval * 1e9), slow_frame=slow_frame,

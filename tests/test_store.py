@@ -56,7 +56,8 @@ def a_spec() -> TrialSpec:
 # and the hosts of a run across hosts (None on one machine)
 RECORD_KEYS_ADDED = {"equal_load_share", "requests_per_connection", "slowloris_connections",
                      "slowloris_interval_s", "reference_case", "hosts", "steady",
-                     "min_requests", "max_duration_s"}
+                     "min_requests", "max_duration_s", "server_cpu_count", "pause_at_s",
+                     "pause_s", "case_rounds"}
 
 
 def test_the_record_keys_are_unchanged_but_for_the_format() -> None:

@@ -38,6 +38,7 @@ PROBE = (
     " 'implementation': platform.python_implementation(),\n"
     " 'executable': sys.executable,\n"
     " 'gil_enabled': gil() if gil else True,\n"
+    " 'switch_interval_s': sys.getswitchinterval(),\n"
     " 'free_threaded_build': bool(sysconfig.get_config_var('Py_GIL_DISABLED'))}))\n"
 )
 
@@ -53,6 +54,7 @@ class Interpreter:
     implementation: str  # e.g. "CPython"
     gil_enabled: bool  # at start-up, in this environment (PYTHON_GIL can change it)
     free_threaded_build: bool  # built with --disable-gil
+    switch_interval_s: float = 0.005  # how long a thread may hold the GIL when others wait
 
     @property
     def label(self) -> str:
@@ -72,6 +74,7 @@ class Interpreter:
             "implementation": self.implementation,
             "gil_enabled": self.gil_enabled,
             "free_threaded_build": self.free_threaded_build,
+            "switch_interval_s": self.switch_interval_s,
             "label": self.label,
         }
 
@@ -116,7 +119,8 @@ def lookup(spec: str, timeout: float = PROBE_TIMEOUT,
             spec=spec, path=path, executable=str(facts["executable"]),
             version=str(facts["version"]), implementation=str(facts["implementation"]),
             gil_enabled=bool(facts["gil_enabled"]),
-            free_threaded_build=bool(facts["free_threaded_build"]))
+            free_threaded_build=bool(facts["free_threaded_build"]),
+            switch_interval_s=float(facts.get("switch_interval_s", 0.005)))
     except (KeyError, TypeError, ValueError) as error:
         return f"{path}: the probe's answer lacks {error}: {str(facts)[:200]}"
     if version_info < MIN_VERSION:

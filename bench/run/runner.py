@@ -38,7 +38,7 @@ from rich.progress import (
 from bench import REPO_ROOT, procs
 from bench.analysis.frames import is_native
 from bench.analysis.validity import client_lag_over_slo, littles_law_ratio
-from bench.environment import Placement, load_average
+from bench.environment import Placement, load_average, usable_cpus
 from bench.launch import (
     LaunchedServer,
     LaunchFailed,
@@ -92,7 +92,8 @@ class LocalLauncher:
     def launch(self, spec: TrialSpec, context: TrialContext, out_path: Path,
                err_path: Path) -> LaunchedServer:
         return LaunchedServer(server_command(spec), out_path, err_path,
-                              cpus=context.placement.server_cpus, cwd=context.server_root,
+                              cpus=server_cpus(spec, context.placement),
+                              cwd=context.server_root,
                               env=child_env(context.server_root,
                                             dict(spec.server.interpreter_env)))
 
@@ -273,7 +274,7 @@ def _swarm_budget_s(spec: TrialSpec, context: TrialContext) -> float:
     window = max(case.duration_s, case.max_duration_s)
     fallback = STEADY_FALLBACK_S if case.steady else 0.0
     return (context.swarm_allowance_s + spec.ramp_s() + case.warmup_s + fallback + window
-            + 2 * case.timeout_s + spec.sockets * 0.002)
+            + 2 * case.timeout_s + case.pause_s + spec.sockets * 0.002)
 
 
 def _run_swarm(spec: TrialSpec, context: TrialContext, logs: _Logs, address: tuple[str, int],
@@ -357,12 +358,21 @@ def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
         "free_threaded_build": interpreter.get("free_threaded_build"),
         "placement": context.placement.name,
         "hosts": context.hosts.describe() if context.hosts is not None else None,
-        "server_cpus": _cpus(context.placement.server_cpus),
+        "server_cpus": _cpus(server_cpus(spec, context.placement)),
         "swarm_cpus": _cpus(context.placement.swarm_cpus),
         "status": "failed", "failure": None, "stderr_tail": None, "swarm_stderr_tail": None,
         "notes": [], "started_at": utc_now(), "wall_s": None,
         "swarm": None, "swarm_exit": None, "server": None, "server_exit": None, "derived": None,
     }
+
+
+def server_cpus(spec: TrialSpec, placement: Placement) -> tuple[int, ...] | None:
+    """The CPUs a trial's server runs on: the placement's, or the first ``server_cpu_count``
+    usable ones where the case asks for a count (the swarm stays where the placement put it)."""
+    count = spec.case.server_cpu_count
+    if not count:
+        return placement.server_cpus
+    return tuple(usable_cpus()[:count])
 
 
 def _cpus(cpus: tuple[int, ...] | None) -> list[int] | None:
@@ -445,6 +455,8 @@ class Trial:
         self.sampler.sample_now()
         self.sampler.start()
         if self.context.swarm_service is None:
+            if self.spec.case.pause_s:
+                raise TrialFailed("pausing the server needs the swarm service (a local run)")
             self.run = _run_swarm(self.spec, self.context, self.logs, address, self.t0)
         else:
             self.run = self._serve_load(address)
@@ -455,6 +467,8 @@ class Trial:
         service, spec, t0 = self.context.swarm_service, self.spec, self.t0
         assert service is not None and self.sampler is not None
         workers = swarm_workers(spec, self.context.placement.swarm_workers())
+        if spec.case.pause_s and not isinstance(self.server, LaunchedServer):
+            raise TrialFailed("pausing the server needs it on this machine")
         start = time.monotonic()
         deadline = start + _swarm_budget_s(spec, self.context)
         try:
@@ -462,6 +476,8 @@ class Trial:
             window = service.wait("started", deadline, self.context.stop).get("window_s")
             if window:  # a sample at each end of the window: CPU over exactly the window
                 self.sampler.mark(window[0] - t0, window[1] - t0)
+            if spec.case.pause_s:
+                self._pause_server(window)
             service.wait("drained", deadline, self.context.stop)
         except ServiceInterrupted:
             service.abandon()
@@ -472,6 +488,27 @@ class Trial:
         except ServiceError as error:
             raise TrialFailed(f"swarm service: {error}") from None
         return _SwarmRun(None, start - t0, time.monotonic() - t0, False)
+
+    def _pause_server(self, window: Sequence[float] | None) -> None:
+        """Stop the server's process group ``pause_at_s`` into the window for ``pause_s``,
+        then continue it, whatever happens meanwhile (a Ctrl-C included)."""
+        case, server = self.spec.case, self.server
+        assert isinstance(server, LaunchedServer)
+        if not window:  # the swarm ended before its window: nothing to pause
+            return
+        if _wait_until(window[0] + case.pause_at_s, self.context.stop):
+            raise ServiceInterrupted
+        group = os.getpgid(server.pid)
+        stopped_at = time.monotonic()
+        os.killpg(group, signal.SIGSTOP)
+        try:
+            interrupted = _wait_until(stopped_at + case.pause_s, self.context.stop)
+        finally:
+            os.killpg(group, signal.SIGCONT)
+            self.extra["pause"] = {"at_s": round(stopped_at - window[0], 4),
+                                   "s": round(time.monotonic() - stopped_at, 4)}
+        if interrupted:
+            raise ServiceInterrupted
 
     def _collect_service(self) -> None:
         """The service's record of this trial (written by ``done``), its log, its status."""
@@ -523,6 +560,11 @@ class Trial:
             self.sampler.stop()
         if self.server is not None:
             self.server.stop(self.spec.stop_timeout_s)
+
+
+def _wait_until(when: float, stop: threading.Event) -> bool:
+    """Sleep until monotonic ``when`` (bounded by it); True if ``stop`` was set first."""
+    return stop.wait(max(0.0, when - time.monotonic()))
 
 
 def run_trial(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:

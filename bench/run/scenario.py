@@ -71,10 +71,11 @@ TOP_DEFAULTS: dict[str, Any] = {
 }
 # the workloads that tell models apart (bench/run/workloads.py): churn, slowloris, and the case
 # a trial is set beside
-WORKLOAD_KEYS = ("requests_per_connection", "slowloris", "slowloris_interval_s", "reference")
+WORKLOAD_KEYS = ("requests_per_connection", "slowloris", "slowloris_interval_s", "reference",
+                 "pause_at_s", "pause_s")
 GROUP_KEYS = {"name", "label", "mix", "payload_bytes", "connections", "mode", "pipeline",
               "rates", "fractions", "equal_load", "base", "servers", "idle_connections",
-              "skip_servers", *WORKLOAD_KEYS, *TRIAL_SETTINGS}
+              "skip_servers", "server_cpu_count", "rounds", *WORKLOAD_KEYS, *TRIAL_SETTINGS}
 
 
 class ScenarioError(ValueError):
@@ -219,21 +220,25 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
                                                f"{where}: payload_bytes")) or [None]
     connections = _as_list(group.get("connections", 16), int, f"{where}: connections")
     pipelines = _as_list(group.get("pipeline", 1), int, f"{where}: pipeline")
+    cpu_counts = _as_list(group.get("server_cpu_count", 0), int, f"{where}: server_cpu_count")
     mode = _choice(group.get("mode", "closed"), MODES, f"{where}: mode")
     servers = tuple(_str_list(group.get("servers", []), f"{where}: servers"))
     points = _open_points(group, mode, where)
     label = group.get("label")
     workload = _workload(group, mode, where)
     cases = []
-    for mix_t, payload, conns, idle, pipeline in itertools.product(mixes, payloads,
-                                                                   connections, idles, pipelines):
+    for mix_t, payload, conns, idle, pipeline, cpu_count in itertools.product(
+            mixes, payloads, connections, idles, pipelines, cpu_counts):
         mix = _substitute_payload(mix_t, payload, where)
         _positive_int(conns, f"{where}: connections")
         _non_negative(idle, f"{where}: idle_connections")
         _positive_int(pipeline, f"{where}: pipeline")
+        _non_negative(cpu_count, f"{where}: server_cpu_count")
         stem = _name(label, f"{where}: label") if label else mix_label(mix)
         stem = (f"{stem}-c{conns}" + (f"-idle{idle}" if idle else "")
-                + (f"-p{pipeline}" if pipeline > 1 else "") + _workload_suffix(workload))
+                + (f"-p{pipeline}" if pipeline > 1 else "") + (f"-cpu{cpu_count}" if cpu_count
+                                                              else "")
+                + _workload_suffix(workload))
         common = dict(group=gname, mix=mix, payload_bytes=payload or echo_payload(mix),
                       connections=conns, pipeline=pipeline, duration_s=float(duration),
                       warmup_s=float(warmup), timeout_s=float(timeout), workers=int(workers),
@@ -241,7 +246,10 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
                       idle_connections=int(idle), connect_rate=float(connect_rate),
                       skip_servers=skip, steady=bool(settings["steady"]),
                       min_requests=int(min_requests),
-                      max_duration_s=float(max(max_duration, duration)), **workload)
+                      max_duration_s=float(max(max_duration, duration)),
+                      server_cpu_count=int(cpu_count),
+                      rounds=int(_non_negative(group.get("rounds", 0), f"{where}: rounds")),
+                      **workload)
         if mode == "closed":
             cases.append(Case(name=f"{stem}-closed", mode="closed", rate=None, fraction=None,
                               base=None, **common))
@@ -274,7 +282,11 @@ def _workload(group: Mapping[str, Any], mode: str, where: str) -> dict[str, Any]
         raise ScenarioError(f"{where}: requests_per_connection (churn) needs mode = \"closed\"")
     _check_type(group.get("slowloris", 0), int, f"{where}: slowloris")
     reference = group.get("reference")
-    return {"requests_per_connection": per_connection,
+    pause = float(_non_negative(group.get("pause_s", 0.0), f"{where}: pause_s"))
+    pause_at = float(_non_negative(group.get("pause_at_s", 0.0), f"{where}: pause_at_s"))
+    if pause_at and not pause:
+        raise ScenarioError(f"{where}: pause_at_s needs pause_s (how long the server stops)")
+    return {"requests_per_connection": per_connection, "pause_s": pause, "pause_at_s": pause_at,
             "slowloris": int(_non_negative(group.get("slowloris", 0), f"{where}: slowloris")),
             "slowloris_interval_s": _positive(group.get("slowloris_interval_s", 2.0),
                                               f"{where}: slowloris_interval_s"),
@@ -287,7 +299,8 @@ def _workload_suffix(workload: Mapping[str, Any]) -> str:
     per_connection, slow = workload["requests_per_connection"], workload["slowloris"]
     suffix = "-churn" if per_connection == 1 else (f"-rpc{per_connection}" if per_connection
                                                     else "")
-    return suffix + (f"-slow{slow}" if slow else "")
+    pause = workload["pause_s"]
+    return suffix + (f"-slow{slow}" if slow else "") + (f"-pause{pause:g}s" if pause else "")
 
 
 def _open_points(group: Mapping[str, Any], mode: str, where: str) -> tuple[str, list[float]]:
@@ -441,12 +454,16 @@ def known_labels(scenario: Scenario, registry: Sequence[str]) -> list[str]:
 
 def plan(scenario: Scenario, models: Sequence[ModelSpec]) -> list[TrialSpec]:
     """Every trial, in run order: repetition-major, then case, then model (rotated each
-    repetition so that no model always runs first)."""
+    repetition so that no model always runs first); a case with ``rounds`` of its own takes
+    part in that many repetitions."""
     trials = []
-    for repeat in range(1, scenario.repeat + 1):
+    rounds = max([scenario.repeat, *(case.rounds for case in scenario.cases)])
+    for repeat in range(1, rounds + 1):
         shift = (repeat - 1) % len(models) if models else 0
         rotated = [*models[shift:], *models[:shift]]
         for case in scenario.cases:
+            if repeat > (case.rounds or scenario.repeat):
+                continue
             for spec in rotated:
                 if case.servers and spec.label not in case.servers \
                         and spec.model not in case.servers:
