@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: venv test lint bench bench-quick report clean freethreaded regress bench-pytest bench-swarm validate \
-        cost cost-tools resources bench-hosts netns-tools redis-tools
+        cost cost-tools resources bench-hosts netns-tools redis-tools classics
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m bench run --scenario quick $(RUN_ARGS)
+
+# the field's known results reproduced beside their sources (bench/classics/): the classics
+# scenario into results/<UTC>-classics/, its classics.json and a report section per experiment
+classics: $(STAMP)
+	$(PY) -m bench classics $(CLASSICS_ARGS)
 
 # re-render a run folder's report: make report RUN=results/<run>
 report: $(STAMP)

@@ -49,7 +49,8 @@ ALLOWED = {"rate", "lag", "unsteady"}  # what overload itself does to a trial, n
 
 def _usable(rows: pd.DataFrame) -> pd.DataFrame:
     """Trials whose only broken rules are the ones overload causes by design."""
-    keep = [set(str(kinds).split()) <= ALLOWED for kinds in rows["reason_kinds"]]
+    keep = [set(kinds.split() if isinstance(kinds, str) else ()) <= ALLOWED
+            for kinds in rows["reason_kinds"]]
     return rows[keep]
 
 

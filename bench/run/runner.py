@@ -38,7 +38,7 @@ from rich.progress import (
 from bench import REPO_ROOT, procs
 from bench.analysis.frames import is_native
 from bench.analysis.validity import client_lag_over_slo, littles_law_ratio
-from bench.environment import Placement, load_average, usable_cpus
+from bench.environment import Placement, load_average
 from bench.launch import (
     LaunchedServer,
     LaunchFailed,
@@ -368,11 +368,12 @@ def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
 
 def server_cpus(spec: TrialSpec, placement: Placement) -> tuple[int, ...] | None:
     """The CPUs a trial's server runs on: the placement's, or the first ``server_cpu_count``
-    usable ones where the case asks for a count (the swarm stays where the placement put it)."""
+    of the run's CPUs where the case asks for a count (the swarm stays where the placement put
+    it). Not this process's affinity: the runner keeps itself off the server's CPUs."""
     count = spec.case.server_cpu_count
     if not count:
         return placement.server_cpus
-    return tuple(usable_cpus()[:count])
+    return tuple(placement.cpus_used()[:count])
 
 
 def _cpus(cpus: tuple[int, ...] | None) -> list[int] | None:
