@@ -209,6 +209,10 @@ def _number(value: Any) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 def idle_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
                ) -> charts.Chart | None:
     """Server CPU per request (every trial, and the fitted line whose slope is in the legend)
@@ -341,8 +345,8 @@ def scaling_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pat
     ax = fig.subplots()
     x = list(range(len(bars)))
     medians = [float(v["median"]) for v in bars.values()]
-    lows = [_number(v.get("low")) or m for v, m in zip(bars.values(), medians, strict=True)]
-    highs = [_number(v.get("high")) or m for v, m in zip(bars.values(), medians, strict=True)]
+    lows = [_or(_number(v.get("low")), m) for v, m in zip(bars.values(), medians, strict=True)]
+    highs = [_or(_number(v.get("high")), m) for v, m in zip(bars.values(), medians, strict=True)]
     ax.bar(x, medians, width=0.6, color=[palette(m)["color"] for m in bars], zorder=3)
     ax.errorbar(x, medians, yerr=[np.subtract(medians, lows), np.subtract(highs, medians)],
                 fmt="none", ecolor="black", capsize=5, linewidth=1.2, zorder=4)
@@ -365,6 +369,20 @@ def scaling_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pat
                         "throughput on one, paired within a round: the bar is the median of "
                         "the rounds, the error bar their range (n: rounds paired). Processes "
                         "are expected towards 2×, GIL threads and one event loop at 1×.")
+
+
+def _range_bars(ax: Axes, x: np.ndarray, medians: list[float | None],
+                ranges: list[dict[str, Any]]) -> list[float | None]:
+    """Error bars from each median to its rounds' low and high, where all three are known;
+    the highs, for the axis."""
+    spans = [(at, median, _number(r.get("low")), _number(r.get("high")))
+             for at, median, r in zip(x, medians, ranges, strict=True)]
+    spans = [s for s in spans if None not in s[1:]]
+    if spans:
+        ax.errorbar([s[0] for s in spans], [s[1] for s in spans],
+                    yerr=[[s[1] - s[2] for s in spans], [s[3] - s[1] for s in spans]],
+                    fmt="none", ecolor="black", capsize=3, linewidth=1.0, zorder=4)
+    return [s[3] for s in spans]
 
 
 def _published_for(experiment: dict[str, Any], value: float) -> str:
@@ -398,14 +416,15 @@ def echo_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
     rounds, their range as the error bar) beside MagicStack's published ratio, hatched."""
     chart = experiment["chart"]
     measured, published = chart.get("measured") or {}, chart.get("published") or {}
-    sizes = [s for s in chart.get("sizes") or list(measured) if measured.get(s)]
+    sizes = [s for s in chart.get("sizes") or list(measured)
+             if any(_number(v) is not None for v in (measured.get(s) or {}).values())]
     if not sizes:
         return None
     table = (experiment.get("measured") or {}).get("table") or {}
     models = list(dict.fromkeys(m for s in sizes for m in measured[s]))
     fig = Figure(figsize=(12.5, 4.6), layout="constrained")
     axes = fig.subplots(1, len(sizes), sharey=True, squeeze=False)[0].tolist()
-    top = 0.0
+    top, claimed = 0.0, False
     for ax, size in zip(axes, sizes, strict=True):
         x = np.arange(len(models), dtype=float)
         ours = [_number(measured[size].get(m)) for m in models]
@@ -414,21 +433,13 @@ def echo_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
         ax.bar(x - 0.2, [v or 0 for v in ours], width=0.4, color=colours, zorder=3)
         ranges = [((table.get(size) or {}).get(m) or {}).get("over_tornado") or {}
                   for m in models]
-        lows = [_number(r.get("low")) for r in ranges]
-        highs = [_number(r.get("high")) for r in ranges]
-        spans = [(i, v, lo, hi) for i, (v, lo, hi) in enumerate(zip(ours, lows, highs,
-                                                                      strict=True))
-                 if v is not None and lo is not None and hi is not None]
-        if spans:
-            ax.errorbar([x[i] - 0.2 for i, *_ in spans], [v for _, v, _, _ in spans],
-                        yerr=[[v - lo for _, v, lo, _ in spans],
-                              [hi - v for _, v, _, hi in spans]],
-                        fmt="none", ecolor="black", capsize=3, linewidth=1.0, zorder=4)
+        highs = _range_bars(ax, x - 0.2, ours, ranges)
         shown = [i for i, v in enumerate(theirs) if v is not None]
         ax.bar([x[i] + 0.2 for i in shown], [theirs[i] for i in shown], width=0.4,
                facecolor="white", edgecolor=[colours[i] for i in shown],
                hatch=PUBLISHED_HATCH, linewidth=1.2, zorder=3)
         claim = _uvloop_claim(ax, experiment, models, ours, x)
+        claimed = claimed or claim is not None
         top = max([top, *[v for v in [*ours, *theirs, *highs, claim] if v is not None]])
         ax.axhline(1.0, color="#555555", linewidth=1.0, linestyle="--", zorder=2)
         ax.set_xticks(x, [palette.label(m) for m in models], rotation=30, ha="right")
@@ -437,12 +448,13 @@ def echo_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
     axes[0].set_ylim(0, top * 1.15)
     axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}×"))
     axes[0].set_ylabel(chart.get("y") or "throughput ÷ tornado's")
-    fig.legend([Patch(facecolor="#888888"),
-                Patch(facecolor="white", edgecolor="#888888", hatch=PUBLISHED_HATCH),
-                Line2D([], [], color="black", linestyle="--", linewidth=1.6)],
-               ["ours: median of rounds [range]", "MagicStack 2016 (published)",
-                "published: uvloop at least\n2× asyncio (ours)"],
-               loc="outside right upper", fontsize="small")
+    keys = {"ours: median of rounds [range]": Patch(facecolor="#888888"),
+            "MagicStack 2016 (published)": Patch(facecolor="white", edgecolor="#888888",
+                                                 hatch=PUBLISHED_HATCH)}
+    if claimed:
+        keys["published: uvloop at least\n2× asyncio (ours)"] = Line2D(
+            [], [], color="black", linestyle="--", linewidth=1.6)
+    fig.legend(list(keys.values()), list(keys), loc="outside right upper", fontsize="small")
     fig.suptitle("Echo throughput relative to tornado, by message size")
     return charts.Chart(charts._save(fig, path), "MagicStack's echo table, ours beside theirs",
                         "Each model's throughput over tornado's at the same size, 10 "
@@ -510,45 +522,8 @@ def overload_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pa
         return None
     fig = Figure(figsize=(12.5, 4.6), layout="constrained")
     goodput, tail = fig.subplots(1, 2)
-    highest: dict[str, str] = {}
-    for model, data in models.items():
-        style = palette(model)
-        points = [(p[0], _number(p[1])) for p in data["goodput"] if _number(p[1]) is not None]
-        goodput.plot([p[0] for p in points], [p[1] for p in points], color=style["color"],
-                     marker=style["marker"], linestyle=style["linestyle"], linewidth=2.0,
-                     label=palette.label(model))
-        timelines = {k: v for k, v in (data.get("timelines") or {}).items() if v}
-        if timelines:
-            load = max(timelines, key=float)
-            highest[model] = load
-            line = [(t, _number(p99)) for t, _rate, p99 in timelines[load]]
-            line = [(t, p99 * 1000) for t, p99 in line if p99 is not None and p99 > 0]
-            tail.plot([t for t, _ in line], [v for _, v in line], color=style["color"],
-                      marker=style["marker"], linestyle=style["linestyle"], markersize=4)
-    offered = sorted({p[0] for v in models.values() for p in v["goodput"]})
-    ends = [0.0, max(offered)]
-    goodput.plot([0, 1, ends[1]], [0, 1, 1], color="#555555", linestyle="--", linewidth=1.0,
-                 label="ideal: every request up to capacity")
-    goodput.set_xlim(0, ends[1] * 1.05)
-    goodput.set_ylim(0, max(1.2, *[_number(p[1]) or 0 for v in models.values()
-                                   for p in v["goodput"]]) * 1.08)
-    goodput.xaxis.set_major_locator(FixedLocator(offered))
-    goodput.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}×"))
-    goodput.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}×"))
-    goodput.set_xlabel("offered load (× the model's capacity)")
-    goodput.set_ylabel("goodput (× capacity)")
-    goodput.set_title("Goodput against offered load", fontsize="medium")
-    goodput.grid(True, alpha=0.3)
-    loads = set(highest.values())
-    at = f"{float(next(iter(loads))):g}× capacity" if len(loads) == 1 else \
-        "each model's highest load (" + ", ".join(f"{m} {float(v):g}×"
-                                                   for m, v in highest.items()) + ")"
-    if tail.lines:
-        charts._log_y(tail, charts.fmt_latency_tick)
-    tail.set_xlabel("time into the window (s)")
-    tail.set_ylabel("p99 (corrected, log)")
-    tail.set_title(textwrap.fill(f"p99 over time at {at}", 60), fontsize="medium")
-    tail.grid(True, alpha=0.3)
+    _goodput_panel(goodput, models, palette)
+    _tail_panel(tail, models, palette)
     charts._legend(fig, [goodput])
     return charts.Chart(charts._save(fig, path), "Overload: goodput and the tail",
                         "Open loop at multiples of each model's own closed-loop capacity. "
@@ -557,6 +532,53 @@ def overload_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pa
                         "Right: p99 per half-second interval at the highest load, latency "
                         "measured from when each request was due, so a queue that grows "
                         "shows as a rising line.")
+
+
+def _goodput_panel(ax: Axes, models: dict[str, Any], palette: charts.Palette) -> None:
+    shares = [(float(p[0]), _number(p[1])) for v in models.values() for p in v["goodput"]]
+    for model, data in models.items():
+        style = palette(model)
+        points = [(p[0], _number(p[1])) for p in data["goodput"] if _number(p[1]) is not None]
+        ax.plot([p[0] for p in points], [p[1] for p in points], color=style["color"],
+                marker=style["marker"], linestyle=style["linestyle"], linewidth=2.0,
+                label=palette.label(model))
+    offered = sorted({load for load, _ in shares})
+    ax.plot([0, 1, offered[-1]], [0, 1, 1], color="#555555", linestyle="--", linewidth=1.0,
+            label="ideal: every request up to capacity")
+    ax.set_xlim(0, offered[-1] * 1.05)
+    ax.set_ylim(0, max([1.2, *[share or 0 for _, share in shares]]) * 1.08)
+    ax.xaxis.set_major_locator(FixedLocator(offered))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}×"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}×"))
+    ax.set_xlabel("offered load (× the model's capacity)")
+    ax.set_ylabel("goodput (× capacity)")
+    ax.set_title("Goodput against offered load", fontsize="medium")
+    ax.grid(True, alpha=0.3)
+
+
+def _tail_panel(ax: Axes, models: dict[str, Any], palette: charts.Palette) -> None:
+    """Each model's p99 per interval at its highest offered load, titled with that load."""
+    highest: dict[str, float] = {}
+    for model, data in models.items():
+        timelines = {k: v for k, v in (data.get("timelines") or {}).items() if v}
+        if not timelines:
+            continue
+        load = max(timelines, key=float)
+        highest[model] = float(load)
+        line = [(t, _number(p99)) for t, _rate, p99 in timelines[load]]
+        line = [(t, p99 * 1000) for t, p99 in line if p99 is not None and p99 > 0]
+        style = palette(model)
+        ax.plot([t for t, _ in line], [v for _, v in line], color=style["color"],
+                marker=style["marker"], linestyle=style["linestyle"], markersize=4)
+    loads = set(highest.values())
+    at = f"{loads.pop():g}× capacity" if len(loads) == 1 else \
+        "each model's highest load (" + ", ".join(f"{m} {v:g}×" for m, v in highest.items()) + ")"
+    if ax.lines:
+        charts._log_y(ax, charts.fmt_latency_tick)
+    ax.set_xlabel("time into the window (s)")
+    ax.set_ylabel("p99 (corrected, log)")
+    ax.set_title(textwrap.fill(f"p99 over time at {at}", 60), fontsize="medium")
+    ax.grid(True, alpha=0.3)
 
 
 def paired_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
