@@ -52,6 +52,7 @@ from bench.report.blocks import (  # noqa: F401  (re-exported: the report's form
     fmt_us,
     missing,
 )
+from bench.report.classics import classics_sections
 from bench.report.front import answer_sections
 from bench.report.render import to_html as html_document
 from bench.report.render import to_markdown as markdown_document
@@ -117,6 +118,7 @@ def build_report(
         *scaling,
         *[s for s in [xray_section(run.run_dir)] if s is not None],
         *[s for s in [resources_section(run.run_dir)] if s is not None],
+        *classics_sections(run.run_dir, palette),
         _environment_section(run),
         *details.hosts_sections(run),
         *details.interpreter_sections(run, margin),
