@@ -85,7 +85,8 @@ def analyse(run: Run) -> Finding:
         return missing(NAME, PUBLISHED, GROUP)
     trials = [run.trials[str(t)] for t, status in zip(rows["trial_id"], rows["status"],
                                                        strict=True) if status == "ok"]
-    figures = [f for f in map(trial_figures, trials) if f is not None]
+    measured_trials = [(t, f) for t in trials if (f := trial_figures(t)) is not None]
+    figures = [f for _t, f in measured_trials]
     if not figures:
         return Finding(NAME, PUBLISHED, NOT_MEASURABLE,
                        "no trial with a recorded pause and a corrected histogram",
@@ -96,11 +97,12 @@ def analyse(run: Run) -> Finding:
                                                   "jump_percentile_measured")}}
     verdict, reason = _verdict(figures)
     return Finding(NAME, PUBLISHED, verdict, reason, measured=measured,
-                   chart=_chart(trials[0]), left_out=left_out(rows))
+                   chart=_chart(measured_trials[0][0]), left_out=left_out(rows))
 
 
 def _chart(record: dict[str, Any]) -> dict[str, Any]:
-    """The first trial's spectra, corrected and uncorrected (percentile, ms)."""
+    """The spectra of the first trial with figures, corrected and uncorrected (percentile,
+    ms)."""
     lines = {}
     for key, label in (("histogram", "corrected"), ("histogram_uncorrected", "uncorrected")):
         decoded = decode_histogram(record.get("swarm"), key)

@@ -130,12 +130,12 @@ def _verdict(models: dict[str, Any]) -> tuple[str, str]:
         return REPRODUCED, text
     why = []
     if not collapsed:
-        threads = ", ".join(f"{m} {known[m]['server_threads_at_most']}" for m in THREADS
-                            if m in known)
-        why.append(f"the thread per connection kept its goodput: its server ran at most "
-                   f"{threads} threads at 2x, one per connection, and the excess load waited in "
+        threads = ", ".join(f"{m} ran at most {known[m]['server_threads_at_most']} threads"
+                            for m in THREADS if m in known)
+        why.append(f"The thread per connection kept its goodput: at 2x {threads}, one per "
+                   "connection (and the main one), and the excess load waited in "
                    "the client's schedule, not in the server (SEDA's collapse came from a "
                    "thread per task, their number growing with the load)")
     if len(graceful) < len([m for m in LOOPS if m in known]):
-        why.append("an event loop lost goodput past capacity")
+        why.append("An event loop lost goodput past capacity")
     return NOT_REPRODUCED, f"{text}. " + "; ".join(why)

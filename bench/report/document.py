@@ -110,7 +110,11 @@ def build_report(
     fits = run_fits(run)
     scaling = usl_section(fits, charts.usl_chart(fits, palette, run.run_dir / "charts"))
     title = f"concbench report: {run.meta.get('scenario', '?')} ({run.meta.get('run_id', '?')})"
+    # a run of the classics scenario is read for them: their part comes first
+    classics = classics_sections(run.run_dir, palette)
+    first, later = (classics, []) if run.meta.get("scenario") == "classics" else ([], classics)
     sections = [
+        *first,
         *answer_sections(run, items, sure, _overview(run), heatmap),
         _verdict_section(verdicts, frame, margin, sweeps),
         Section("Charts", [c for c in chart_list if c is not heatmap]),
@@ -118,7 +122,7 @@ def build_report(
         *scaling,
         *[s for s in [xray_section(run.run_dir)] if s is not None],
         *[s for s in [resources_section(run.run_dir)] if s is not None],
-        *classics_sections(run.run_dir, palette),
+        *later,
         _environment_section(run),
         *details.hosts_sections(run),
         *details.interpreter_sections(run, margin),
