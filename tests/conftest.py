@@ -69,6 +69,27 @@ def _shares_a_module_fixture(item: pytest.Item) -> bool:
                if name not in PER_WORKER_FIXTURES for definition in definitions)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """Under --dist loadgroup a grouped test's id carries its group (``test@group``), the only
+    thing the scheduler reads. pytest-xdist 3.8 writes it to ``Node._nodeid``, which pytest
+    9.2's structured ids ignore; and marks added after its hook group nothing. Either way the
+    groups silently vanish (every worker builds the module fixtures again, test_regress's
+    tests run side by side): stop rather than run so."""
+    if getattr(node, "config", None) is None or node.config.getvalue("dist") != "loadgroup":
+        return
+    lost = [test_id for test_id in ids
+            if test_id.split("::")[0].rsplit("/", 1)[-1] in ONE_WORKER_MODULES
+            and "@" not in test_id]
+    if lost:
+        pytest.exit(f"--dist loadgroup: pytest-xdist did not group {lost[0]} (nor"
+                    f" {len(lost) - 1} more): are the marks added first, and is pytest below 9.2"
+                    " (pyproject.toml)?", 3)
+
+
+# first: pytest-xdist's worker hook of the same name reads the xdist_group marks, and would
+# otherwise run before this one and see none
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         # with --dist loadgroup, one worker builds the fixture once, or runs the module in turn
