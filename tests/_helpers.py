@@ -1,5 +1,5 @@
-"""Test helpers: a small blocking protocol client with a timeout on everything, polling, and
-a threaded loopback listener for toy servers.
+"""Test helpers: a small blocking protocol client with a timeout on everything, polling, a
+threaded loopback listener for toy servers, and the start of a child a test interrupts.
 
 Built on ``protocol`` (``FrameDecoder``, ``encode_request``): the tests never restate the
 wire format.
@@ -8,6 +8,7 @@ wire format.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import struct
 import threading
@@ -21,6 +22,15 @@ DEFAULT_TIMEOUT = 5.0  # seconds any single client operation may take before the
 RECV_CHUNK = 256 * 1024
 
 T = TypeVar("T")
+
+
+def sigint_at_default() -> None:
+    """``preexec_fn`` for a child the test sends SIGINT, as a terminal's Ctrl-C would: SIGINT at
+    its default in the child. A shell starts a background job (``nohup make test &`` from a
+    script) with SIGINT ignored, the children inherit that across exec, and Python installs no
+    KeyboardInterrupt handler for a SIGINT ignored at start, so the child would not stop; the
+    tools keep that convention (a background job outlives the terminal's Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class ConnectionClosed(Exception):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from _helpers import sigint_at_default
 
 from bench.regress import check as regress
 from bench.regress import stats as rs
@@ -401,7 +402,8 @@ def test_interrupted_check_exits_2_and_leaves_nothing(signum: int) -> None:
                              "--models", "epoll", "--profile", "quick", "--samples", "4",
                              "--duration", "0.2", "--warmup", "0.05", "--stages", "timing",
                              "--json", os.devnull],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_at_default)
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()  # the first sample is done: a base server has run

@@ -3,9 +3,13 @@ uncorrected lines where the case is open loop, and the merged histograms as .hgr
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_report import PNG_MAGIC, _histogram, _latencies, make_trial, write_run
 
 from bench.analysis.frames import load_run
@@ -57,6 +61,25 @@ def test_an_hgrm_file_is_the_merged_histogram_in_milliseconds(tmp_path: Path) ->
     largest_ms = max(max(_latencies(200.0, np.random.default_rng(s))) for s in (10, 20)) / 1e3
     assert abs(float(rows[-1][0]) - largest_ms) <= 0.01 * largest_ms
     assert text.endswith("\n")
+
+
+@settings(max_examples=30, deadline=None)  # hdrh's writer, the reference, takes its time
+@given(digits=st.integers(1, 3), unit=st.sampled_from([1e-3, 1.0, 1e3]), decoded=st.booleans(),
+       values=st.lists(st.tuples(st.integers(1, 5_000_000), st.integers(1, 1000)),
+                       min_size=1, max_size=200))
+def test_an_hgrm_file_is_what_hdrh_writes(digits: int, unit: float, decoded: bool,
+                                          values: list[tuple[int, int]]) -> None:
+    """Byte for byte hdrh's ``output_percentile_distribution`` (the writer plotFiles and
+    hdrplot expect), whose footer figures hgrm sums more quickly: the same buckets, the same
+    order of the same float operations."""
+    histogram = HdrHistogram(1, 60_000_000, digits)
+    for value, count in values:
+        histogram.record_value(value, count)
+    if decoded:  # as the report reads them: decoded from the swarm's record
+        histogram = HdrHistogram.decode(histogram.encode())
+    written = io.BytesIO()
+    histogram.output_percentile_distribution(written, 1000.0 / unit)
+    assert hgrm(histogram, unit) == written.getvalue().decode("ascii")
 
 
 def test_the_report_has_the_section(tmp_path: Path) -> None:

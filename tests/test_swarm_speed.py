@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _helpers import sigint_at_default
 
 from bench import cli, procs
 from bench.selfcheck import swarm_speed
@@ -108,7 +109,8 @@ def test_short_run_writes_a_record_and_leaves_no_child(tmp_path: Path) -> None:
 def test_ctrl_c_stops_and_reaps_every_child(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "bench", "swarm-check", "--rounds", "3",
                              "--duration", "5", "--json", str(tmp_path / "r.json")],
-                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=sigint_at_default)
     descendants: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 30
