@@ -35,9 +35,10 @@ from hdrh.histogram import HdrHistogram
 
 from clients import _steady as steady
 from clients._measure import mean_value, new_histogram
-from clients._worker import Timeline, WorkerPlan, worker_main
 from clients.mix import DEFAULT_MIX
+from clients.plan import Timeline, WorkerPlan
 from clients.wire import DEFAULT_PROTOCOL, WIRES, Wire, wire_for
+from clients.worker.process import worker_main
 from protocol.launch import raise_fd_limit
 
 RECORD_VERSION = 1

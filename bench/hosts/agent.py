@@ -278,7 +278,7 @@ class HostRun(threading.Thread):
             self.run_._signal_workers(signal.SIGINT)
 
     def run(self) -> None:
-        from clients._worker import Timeline
+        from clients.plan import Timeline
         from clients.service import _PooledRun
         from clients.swarm import SwarmConfig, SwarmError
 

@@ -39,7 +39,7 @@ from bench.hosts.session import (
     start_agent,
 )
 from bench.load import ServiceError, ServiceInterrupted, ServiceTimeout
-from clients._worker import Timeline
+from clients.plan import Timeline
 from clients.service import config_from
 from clients.swarm import (
     EXIT_CANNOT_RUN,

@@ -1,0 +1,632 @@
+"""The swarm worker's core: connections, the slow path, time and phases, measurement, the result.
+
+A worker process drives its share of the connections straight from ``select.epoll``. What
+varies with the load's shape is a subclass in a module of its own (closed_loop.py,
+open_loop.py, churn.py: ``_loop``, ``_start``, ``_refill``) or, for connections held beside
+the load, a ``conn.Held`` it is handed (idle.py, slowloris.py); ``clients.worker.make_worker``
+picks them. Everything else is here, once.
+
+The hot loops (closed_loop.py, open_loop.py) are written for speed (the client must outrun
+the fastest server): non-blocking sockets with TCP_NODELAY, prebuilt request frames, one clock
+read per wake-up (open loop: and one per batch of sends), no garbage-collector passes,
+latencies appended to ``array('L')`` series that ``clients._measure`` folds into
+HdrHistograms after the window, so that no interval boundary stalls a send.
+The fast path reads with ``os.read`` (a fast-call builtin: cheaper than ``recv_into``'s keyword
+parsing) and checks a reply with one ``bytes ==`` against the exact expected reply; it sends with
+``os.write``. Anything unusual (a partial or pipelined read, an error reply, a blocked write, a
+hang-up, a mixed workload, large replies) leaves the fast path for ``Worker._received`` (which
+splits replies with the protocol's own framing, ``clients.wire``'s ``reply_end`` and
+``classify``, straight from one preallocated ``recv_into`` buffer) and ``Worker._event``, which
+handle every case. The protocol (``WorkerPlan.protocol``: concbench's frames or RESP) lives in
+its wire object: the hot loops only ever see prebuilt frames and expected reply bytes. Churn,
+slowloris and a mix of several kinds live off the fast path, so the closed and open loops keep
+their speed.
+
+Busy connections the fast path can serve are watched edge-triggered (``EPOLLET``): a
+level-triggered descriptor is polled twice per reply (when epoll reports it, and again at the
+next wait to find it no longer readable), an edge-triggered one once. That needs every read to
+empty the socket, which holds whenever the fast path's read size covers every reply that can be
+in flight (``Worker.edge``): then neither the fast read nor ``_event``'s larger one leaves a
+reply behind, and a reply that arrives later is a new edge. They are watched for EPOLLRDHUP
+too: a close that came with the last bytes is in the mask then, and ``_read_slow`` reads on to
+the end of the stream, which no later edge would report.
+
+Time is ``time.monotonic_ns`` (CLOCK_MONOTONIC, the same clock in every process), so the parent
+can hand all workers one timeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import gc
+import os
+import select
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from clients._measure import Measurements, Progress
+from clients._schedule import NEVER
+from clients.mix import kind_sequence
+from clients.plan import Timeline, WorkerPlan
+from clients.wire import wire_for
+from clients.worker.conn import Conn, Held, connect_error, socket_error
+
+RECV_SIZE = 256 * 1024
+FAST_READ_MAX = 64 * 1024  # above this, os.read's per-call allocation costs more than it saves
+SLOW_READS = 64  # edge-triggered: full RECV_SIZE reads in a row before waiting for the next edge
+CHORE_NS = 5_000_000  # timeouts, stop requests, the end of the drain: a look every 5 ms...
+CHORE_BATCH = 256  # ...at this many connections' timeouts (the rest at the next looks)
+CONNECT_BATCH = 16  # connects started per housekeeping pass (the rest at the next ones)
+IN = select.EPOLLIN
+OUT = select.EPOLLOUT
+CLOSED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR  # the peer is gone or going
+# steady-state warm-up (``Control``): a worker reports its replies and answered connections
+# every slice, and looks for the parent's decision to open the window at every chore (5 ms:
+# the parent announces the window WINDOW_LEAD_S ahead, clients/_steady.py)
+WARM_SLICE_NS = 50_000_000
+
+
+class Stop:
+    """Set by SIGINT/SIGTERM (process.py): finish now with what has been measured."""
+
+    requested = False
+
+
+class Control(Protocol):
+    """The parent's hand on a worker's warm-up: without one the timeline is fixed.
+
+    ``report`` sends one warm-up slice (its index, the replies in it, the busy connections
+    answered at least once so far and those established); ``window`` returns the parent's
+    decision, (window, end, drain) in ``time.monotonic_ns``, once it has been made."""
+
+    def report(self, index: int, replies: int, answered: int, established: int) -> None: ...
+
+    def window(self) -> tuple[int, int, int] | None: ...
+
+
+class Worker:
+    """Connect, drive the load, measure; ``run`` returns the worker's partial record.
+
+    A load shape is a subclass: ``_loop`` drives the load until ``finished``, ``_start`` puts
+    a freshly established busy connection to work and ``_refill`` follows ``done`` answered
+    requests on one. ``held`` makes the kinds of connections held beside the load (each a
+    ``Held`` of this worker); ``drained`` is called once the load is over, before the
+    figures are folded."""
+
+    open = False  # latency from each request's scheduled send (open_loop.py), not its send
+    reads_fast = True  # the fast path may serve this shape's connections (not churn.py's)
+
+    def __init__(self, plan: WorkerPlan, timeline: Timeline,
+                 progress: Progress | None = None, control: Control | None = None,
+                 held: Sequence[Callable[[Worker], Held]] = (),
+                 drained: Callable[[], None] | None = None) -> None:
+        self.plan = plan
+        self.timeline = timeline
+        self.control = control
+        self.drained = drained
+        self.next_warm = timeline.load_ns + WARM_SLICE_NS if control is not None else NEVER
+        self.warm_index = 0
+        self.warm_replies = 0  # replies counted at the last slice's end
+        self.ep = select.epoll()
+        self.conns: dict[int, Conn] = {}
+        # by file descriptor: the connections the fast path may serve (uniform workload,
+        # connected, nothing partial, nothing unsent), None for every other descriptor
+        self.fast: list[Conn | None] = []
+        self.all_conns: list[Conn] = []
+        self.buf = bytearray(RECV_SIZE)
+        self.view = memoryview(self.buf)
+        self.m = Measurements(self.open, timeline.window_ns, plan.interval_ns, progress,
+                              kinds=len(plan.kinds))
+        self.uniform = len(plan.kinds) == 1
+        self.wire = wire_for(plan.protocol)
+        # the fast path reads at most this (0: no fast path): all the replies that can be in
+        # flight, when there is one kind, its whole reply is known and the read stays small
+        kind = plan.kinds[0]
+        self.fast_chunk = min(kind.reply_length * plan.pipeline, FAST_READ_MAX) if (
+            self.uniform and kind.full_check and kind.reply_length <= FAST_READ_MAX
+            and self.reads_fast) else 0
+        # busy connections are watched edge-triggered when one read always takes every reply
+        # in flight (module docstring)
+        self.edge = bool(self.fast_chunk) and self.fast_chunk == kind.reply_length * plan.pipeline
+        self.busy_events = IN | select.EPOLLRDHUP | select.EPOLLET if self.edge else IN
+        self.sending = True
+        self.finished = False
+        self.stopped: str | None = None
+        self.established = 0
+        self.live = 0
+        self.held = [make(self) for make in held]
+        # who the connections are, in the order they open: the held ones marked ``first``
+        # (slowloris: the attack is already there when the clients come), the busy ones
+        # (None), then the other held ones (idle)
+        order = [*(h for h in self.held if h.first), None,
+                 *(h for h in self.held if not h.first)]
+        self.openers: list[tuple[int, Held | None]] = []  # (end of the range, who)
+        for who in order:
+            end = (self.openers[-1][0] if self.openers else 0) + (
+                plan.connections if who is None else who.count)
+            self.openers.append((end, who))
+        self.to_open = self.openers[-1][0]
+        self.next_connect = timeline.start_ns
+        self.connect_spacing = int(1e9 / plan.connect_rate) if plan.connect_rate > 0 else 0
+        self.next_chore = timeline.start_ns
+        self.watch: list[Conn] = []  # the connections the timeout looks go through...
+        self.watch_at = 0  # ...and the next one to look at
+        self.phase = "warmup"  # then "window", "drain"
+        self.parent = os.getppid()
+
+    # ----------------------------------------------------------------- what a shape is
+
+    def _loop(self) -> None:
+        """Drive the load until ``finished`` (calling ``_housekeeping`` when it is due)."""
+        raise NotImplementedError
+
+    def _start(self, c: Conn, now: int) -> None:
+        """A busy connection is established: put it to work."""
+        raise NotImplementedError
+
+    def _refill(self, c: Conn, done: int, now: int) -> None:
+        """``done`` requests on ``c`` (still open) were answered."""
+        raise NotImplementedError
+
+    def run(self) -> dict[str, Any]:
+        """Drive the load until the timeline ends, every connection is gone or a stop."""
+        gc.collect()
+        gc.freeze()  # the hot loop makes no reference cycles: no collector passes during it
+        gc.disable()
+        try:
+            self._loop()
+        finally:
+            gc.enable()
+            gc.unfreeze()
+            self._close_all()
+        if self.drained is not None:
+            self.drained()
+        return self._result()
+
+    # ----------------------------------------------------------------- the slow paths
+
+    def _unusual_read(self, c: Conn, data: bytes, now: int) -> None:
+        """The fast path read something other than exactly one correct reply."""
+        n = len(data)
+        self.buf[:n] = data
+        self._received(c, n, now)
+        if self.edge and n == self.fast_chunk and c.partial and not c.dead:
+            # the read took all it may and still ended inside a reply (a longer one than
+            # expected, an error say): the rest may already be here, and no edge would say so
+            self._read_slow(c, now)
+
+    def _received(self, c: Conn, n: int, now: int) -> None:
+        """Every read the fast path does not take: EOF, partial, pipelined, error or mixed."""
+        if n == 0:
+            self._lose(c, "eof")
+            return
+        if c.partial:
+            c.partial += self.view[:n]
+            data = c.partial
+        else:
+            data = self.buf
+        avail = len(data) if data is c.partial else n
+        kinds = self.plan.kinds
+        wire = self.wire
+        shortest = wire.min_reply
+        pos = 0
+        done = 0
+        while avail - pos >= shortest:
+            if c.times:
+                kind = kinds[0] if self.uniform else kinds[c.kinds[0]]
+                if avail - pos >= kind.reply_length and data.startswith(kind.check, pos):
+                    pos += kind.reply_length
+                    self._complete(c, now)
+                    done += 1
+                    continue
+            else:
+                kind = None
+            try:
+                end = wire.reply_end(data, pos, avail)
+            except ValueError:  # the stream cannot be framed any more
+                self._lose(c, "protocol")
+                return
+            if end is None:
+                break
+            outcome, error_reply, closes = wire.classify(data, pos, end)
+            pos = end
+            if kind is None:  # a reply nobody asked for: ERROR 4 at accept, or a broken server
+                self._lose(c, outcome if error_reply else "unexpected")
+                return
+            self._complete_error(c, outcome)
+            done += 1
+            if closes:
+                self._lose(c, None)  # the server closes this connection after these
+                return
+        if data is c.partial:
+            del data[:pos]
+        elif pos < avail:
+            c.partial = bytearray(self.view[pos:avail])
+        self._update_fast(c)
+        if done and not c.dead:
+            self._refill(c, done, now)
+
+    def _complete(self, c: Conn, now: int) -> None:
+        """A correct reply to the oldest request in flight (a mix's: its kind's latency too)."""
+        samples = self.m.samples
+        latency = now - c.times.popleft()
+        samples.lat.append(latency)
+        if not self.uniform:
+            samples.by_kind[c.kinds.popleft()].append(latency)
+        c.count += 1
+
+    def _complete_error(self, c: Conn, outcome: str) -> None:
+        """A wrong or ERROR reply to the oldest request in flight."""
+        c.times.popleft()
+        if not self.uniform:
+            c.kinds.popleft()
+        self.m.errors.responses += 1
+        self._count_error(outcome)
+
+    def _send_requests(self, c: Conn, count: int, now: int) -> None:
+        """Put ``count`` more requests in flight on ``c`` now (closed loop and churn)."""
+        kinds = self.plan.kinds
+        if self.uniform:
+            data = kinds[0].frame * count
+        else:
+            chosen = []
+            for _ in range(count):
+                chosen.append(c.sequence[c.position])
+                c.position = (c.position + 1) % len(c.sequence)
+            c.kinds.extend(chosen)
+            data = b"".join(kinds[index].frame for index in chosen)
+        c.times.extend([now] * count)
+        self._write(c, data)
+
+    def _write(self, c: Conn, data: bytes) -> None:
+        """Send ``data`` after anything already waiting; keep what the socket does not take."""
+        if c.out:
+            c.out += data
+            return
+        try:
+            sent = os.write(c.fd, data)
+        except OSError as error:
+            self._send_failed(c, data, error)
+            return
+        if sent != len(data):
+            self._hold(c, data, sent)
+
+    def _send_failed(self, c: Conn, data: bytes, error: OSError) -> None:
+        if isinstance(error, (BlockingIOError, InterruptedError)):
+            self._hold(c, data, 0)
+        else:
+            self._lose(c, socket_error(error))
+
+    def _hold(self, c: Conn, data: bytes, sent: int) -> None:
+        """The socket took only ``sent`` bytes: keep the rest and wait for writability."""
+        c.out += memoryview(data)[sent:]
+        self.fast[c.fd] = None
+        self.ep.modify(c.fd, IN | OUT)
+
+    def _update_fast(self, c: Conn) -> None:
+        """Let the fast path serve ``c`` only while nothing about it is unusual."""
+        ok = (self.fast_chunk and c.connected and not c.dead and not c.partial and not c.out
+              and c.held is None)
+        self.fast[c.fd] = c if ok else None
+
+    def _flush(self, c: Conn) -> None:
+        try:
+            sent = os.write(c.fd, c.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._lose(c, socket_error(error))
+            return
+        del c.out[:sent]
+        if not c.out:
+            self.ep.modify(c.fd, self.busy_events)
+            self._update_fast(c)
+
+    def _event(self, fd: int, mask: int, now: int) -> None:
+        """Anything but plain readability on a fast-path connection."""
+        c = self.conns.get(fd)
+        if c is None:
+            return
+        if not c.connected:
+            if mask & (OUT | select.EPOLLERR | select.EPOLLHUP):
+                self._connect_event(c, now)
+            return
+        if mask & OUT and c.out:
+            self._flush(c)
+            if c.dead:
+                return
+        if c.hello and c.held is not None and mask & IN:
+            c.held.reply(c, now)
+        elif mask & (IN | select.EPOLLHUP | select.EPOLLERR):
+            self._read_slow(c, now, bool(mask & CLOSED))
+
+    def _read_slow(self, c: Conn, now: int, closed: bool = False) -> None:
+        """Read into the preallocated buffer and take every reply in it. Edge-triggered, no new
+        edge reports what one read left behind: a full buffer's rest, or the end of a
+        connection the peer has closed (``closed``); read on until they are taken (bounded)."""
+        buf = self.buf
+        for _ in range(SLOW_READS):
+            try:
+                n = c.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self._lose(c, socket_error(error))
+                return
+            self._received(c, n, now)
+            if c.dead or not self.edge or (n < len(buf) and not closed):
+                return
+
+    # ----------------------------------------------------------------- connections
+
+    def _open_due(self, now: int) -> None:
+        """Start the connections whose turn has come (all at once without a connect rate)."""
+        total = self.openers[-1][0]
+        batch = CONNECT_BATCH
+        while self.to_open and self.next_connect <= now and batch:
+            batch -= 1
+            index = total - self.to_open
+            self.to_open -= 1
+            self.next_connect += self.connect_spacing
+            who = next(who for end, who in self.openers if index < end)
+            self._connect(self.plan.first_connection + index, now, who)
+
+    def _open_socket(self, held: Held | None) -> tuple[socket.socket, int] | None:
+        """A non-blocking connect started: the socket and connect_ex's code; None (the error
+        counted for ``held``'s kind of connection) if it failed at once."""
+        plan = self.plan
+        label = held.label if held is not None else None
+        try:
+            sock = socket.socket(plan.family, socket.SOCK_STREAM)
+        except OSError as error:
+            self._count_error(connect_error(error.errno), label)
+            return None
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex(plan.address)
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._count_error(connect_error(code), label)
+            return None
+        return sock, code
+
+    def _connect(self, number: int, now: int, held: Held | None = None) -> None:
+        """Open connection ``number``: busy (``held`` None) or held beside the load."""
+        plan = self.plan
+        opened = self._open_socket(held)
+        if opened is None:
+            return
+        sock, code = opened
+        sequence = kind_sequence(list(plan.weights), plan.seed * 1_000_003 + number)
+        self._watch(Conn(sock, number, sequence, now, held), code, now)
+
+    def _watch(self, c: Conn, code: int, now: int) -> None:
+        """Register a connection whose connect has started (``code``: connect_ex's)."""
+        self.conns[c.fd] = c
+        if c.fd >= len(self.fast):
+            self.fast.extend([None] * (c.fd + 1 - len(self.fast)))
+        self.live += 1
+        self.ep.register(c.fd, OUT)
+        if code == 0:
+            self._established(c, now)
+
+    def _connect_event(self, c: Conn, now: int) -> None:
+        code = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._lose(c, connect_error(code))
+        else:
+            self._established(c, now)
+
+    def _established(self, c: Conn, now: int) -> None:
+        c.connected = True
+        self._update_fast(c)
+        if not c.cycles:  # churn's later connections are timed in the window (churn.py)
+            self.m.connect_ns.append(now - c.started_ns)
+        if c.held is not None:  # read (an ERROR 4 or a close ends it), written by its kind
+            self.ep.modify(c.fd, IN)
+            c.held.opened(c, now)
+            return
+        if not c.cycles:
+            self.established += 1
+            self.all_conns.append(c)
+        c.cycles += 1
+        self.ep.modify(c.fd, self.busy_events)
+        self._start(c, now)
+
+    def _lose(self, c: Conn, reason: str | None) -> None:
+        """Close ``c`` (counting ``reason`` as an error, if given); its requests are lost."""
+        if c.dead:
+            return
+        if reason is not None:
+            self._count_error(reason, c.held.label if c.held is not None else None)
+        self.m.errors.lost += len(c.times)
+        self._drop(c)
+        self._retire(c)
+
+    def _drop(self, c: Conn) -> None:
+        """Close ``c``'s socket and forget its descriptor."""
+        del self.conns[c.fd]
+        self.fast[c.fd] = None
+        self.live -= 1
+        with contextlib.suppress(OSError):
+            self.ep.unregister(c.fd)
+        c.sock.close()
+
+    def _retire(self, c: Conn) -> None:
+        """``c`` is gone for good: its count stops here."""
+        c.dead = True
+        if self.phase != "warmup" and c.final is None:
+            c.final = c.count
+
+    def _close_all(self) -> None:
+        for c in list(self.conns.values()):
+            self.m.errors.lost += len(c.times)
+            c.dead = True
+            c.sock.close()
+        self.conns.clear()
+        self.live = 0
+        self.ep.close()
+
+    def _count_error(self, kind: str, held: str | None = None) -> None:
+        self.m.errors.add(kind, held)
+
+    # ----------------------------------------------------------------- time and phases
+
+    def _housekeeping(self, now: int) -> int:
+        """Phase changes, interval boundaries, measuring upkeep, connects, held connections'
+        chores, timeouts, stops: each bounded in time, so that no pass holds up the load.
+        The next time to come."""
+        timeline = self.timeline
+        m = self.m
+        if self.phase == "warmup" and now >= self.next_warm:
+            self._report_warm(now)
+            timeline = self.timeline
+        if self.phase == "warmup" and now >= timeline.window_ns:
+            self._start_window(now)
+        while self.phase == "window" and now >= min(m.next_interval, timeline.end_ns):
+            until = min(m.next_interval, timeline.end_ns)
+            m.end_interval(until)
+            if until >= timeline.end_ns:
+                self._end_window(until)
+        tend = m.tend(now) if self.phase == "window" else NEVER
+        if self.to_open and now >= self.next_connect:
+            self._open_due(now)
+        for held in self.held:
+            if now >= held.due_ns():
+                held.tick(now)
+        if now >= self.next_chore:
+            self._chores(now)
+        if self.finished:
+            return now
+        upcoming = [self.next_chore, tend, *(held.due_ns() for held in self.held)]
+        if self.phase == "warmup":
+            upcoming += (timeline.window_ns, self.next_warm)
+        elif self.phase == "window":
+            upcoming.append(min(m.next_interval, timeline.end_ns))
+        if self.to_open:
+            upcoming.append(self.next_connect)
+        return min(upcoming)
+
+    def _chores(self, now: int) -> None:
+        self.next_chore = now + CHORE_NS
+        if self.phase == "warmup" and self.control is not None:
+            self._take_window()
+        self._look_for_timeouts(now)
+        if Stop.requested or os.getppid() != self.parent:
+            self._finish(now, "interrupted" if Stop.requested else "parent exited")
+        elif not self.live and not self.to_open:
+            lost = "no connection left" if self.established else "no connection established"
+            self._finish(now, None if self.phase == "drain" else lost)
+        elif self.phase == "drain" and (now >= self.timeline.drain_ns or not any(
+                c.times for c in self.conns.values())):
+            self._finish(now, None)
+
+    def _look_for_timeouts(self, now: int) -> None:
+        """Give up connections whose connect or oldest request took too long: at most
+        CHORE_BATCH of them per look, so that ten thousand connections cost no pause."""
+        if self.watch_at >= len(self.watch):
+            self.watch = list(self.conns.values())
+            self.watch_at = 0
+        limit = now - self.plan.timeout_ns
+        end = min(self.watch_at + CHORE_BATCH, len(self.watch))
+        for c in self.watch[self.watch_at:end]:
+            if c.dead:
+                continue
+            if not c.connected:
+                if c.started_ns < limit:
+                    self._lose(c, "connect_timeout")
+            elif c.times and c.times[0] < limit:
+                self._lose(c, "timeout")
+        self.watch_at = end
+
+    def _report_warm(self, now: int) -> None:
+        """One warm-up slice to the parent: its replies, the busy connections answered at
+        least once and those established (O(connections), every slice of the warm-up only)."""
+        total = answered = 0
+        for c in self.all_conns:  # the busy connections only
+            total += c.count
+            if c.count:
+                answered += 1
+        assert self.control is not None
+        self.control.report(self.warm_index, total - self.warm_replies,
+                            min(answered, self.plan.connections)
+                            + sum(held.answered for held in self.held),
+                            self.established + sum(held.established for held in self.held))
+        self.warm_index += 1
+        self.warm_replies = total
+        self.next_warm += WARM_SLICE_NS
+
+    def _take_window(self) -> bool:
+        """The parent's window, once decided: the timeline and the intervals follow it.
+        Whether it was."""
+        assert self.control is not None
+        decided = self.control.window() if self.next_warm != NEVER else None
+        if decided is None:
+            return False
+        window_ns, end_ns, drain_ns = decided
+        self.timeline = dataclasses.replace(self.timeline, window_ns=window_ns, end_ns=end_ns,
+                                            drain_ns=drain_ns)
+        self.m.window_ns = self.m.next_interval = window_ns
+        self.next_warm = NEVER
+        return True
+
+    def _start_window(self, now: int) -> None:
+        """Warm-up is over: forget its latencies, note counts and CPU."""
+        self.phase = "window"
+        for c in self.all_conns:  # O(connections), once: ~0.5 ms for ten thousand
+            c.base = c.count
+        self.m.start_window(now)
+
+    def _end_window(self, now: int) -> None:
+        """The measured window is over: no new requests; wait for the ones in flight."""
+        self.phase = "drain"
+        self.sending = False
+        for c in self.all_conns:
+            if c.final is None:
+                c.final = c.count
+        for held in self.held:
+            held.alive = 0
+        for c in self.conns.values():
+            if c.held is not None and c.connected:
+                c.held.alive = (c.held.alive or 0) + 1
+        self.m.end_window(now)
+
+    def _finish(self, now: int, reason: str | None) -> None:
+        """End the run now; if the window was still open, it ends here (partial figures)."""
+        if self.phase == "window":
+            self.m.end_interval(now)
+            self._end_window(now)
+        self.finished = True
+        self.stopped = reason
+
+    # ----------------------------------------------------------------- the result
+
+    def _result(self) -> dict[str, Any]:
+        """The worker's partial record, for the parent to merge (``clients.record``)."""
+        m = self.m
+        errors = m.errors
+        window_start = self.timeline.window_ns if m.window_end is not None else None
+        per_connection = [(c.final if c.final is not None else c.count) - c.base
+                          for c in self.all_conns] if window_start is not None else []
+        ok_total = sum(c.count for c in self.all_conns)
+        return {
+            "index": self.plan.index,
+            "connections": self.plan.connections,
+            "established": self.established,
+            "ok_total": ok_total,
+            "error_responses": errors.responses,
+            "lost": errors.lost,
+            "sent_total": ok_total + errors.responses + errors.lost,
+            "requests": sum(per_connection),
+            "per_connection": per_connection,
+            **m.figures(),
+            "errors": errors.by_kind,
+            "cpu": m.cpu.figures,
+            "window_start_ns": window_start,
+            "window_end_ns": m.window_end,
+            "stopped": self.stopped,
+            **{held.key: held.figures(errors.held(held.label)) for held in self.held},
+        }
