@@ -3,7 +3,7 @@
 ``python -m clients.service --connect PATH`` connects to the Unix socket PATH (the bench runner
 listens there), says hello with the token in ``CONCBENCH_SWARM_TOKEN``, then serves one run at a
 time. A run is what ``python -m clients swarm ARGS`` does, with the same argument parser, worker
-code (``clients.worker``) and record (``clients.swarm.build_record``); only the worker
+code (``clients.worker``) and record (``clients.record.build_record``); only the worker
 processes differ: they are started once and handed each run's plan and timeline, so a run pays
 no interpreter start, no imports and no worker spawn (measured: 0.9 s of every trial on two busy
 cores, before the service).
@@ -45,18 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from clients._schedule import TIMER_SLACK_NS, set_timer_slack
+from clients.config import SwarmConfig, SwarmError
 from clients.plan import Timeline, WorkerPlan
+from clients.record import EXIT_CANNOT_RUN, build_record, exit_status
 from clients.swarm import (
-    EXIT_CANNOT_RUN,
     FINISH_MARGIN_S,
     START_DELAY_S,
-    SwarmConfig,
-    SwarmError,
     _Run,
     _timeline,
     await_workers,
-    build_record,
-    exit_status,
     reap_workers,
     stop_process,
 )
