@@ -26,7 +26,7 @@ from rich.console import Console
 
 from bench import REPO_ROOT, environment, procs
 from bench.cli import at_least_one
-from bench.environment import Placement
+from bench.environment import Placement, cpu_text
 from bench.launch import child_env
 from bench.run import calibration, interpreters, scenario
 from bench.run.listing import LIST_TIMEOUT_S, models_under, terminal
@@ -301,8 +301,8 @@ def _execute(options: argparse.Namespace, console: Console, store: RunStore, loa
     models = list(dict.fromkeys(t.model for t in trials))
     console.print(f"[bold]{loaded.name}[/bold]: {len(trials)} trials, "
                   f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
-                  f"(server CPUs {_cpus(placement.server_cpus)}, swarm CPUs "
-                  f"{_cpus(placement.swarm_cpus)}), about "
+                  f"(server CPUs {cpu_text(placement.server_cpus)}, swarm CPUs "
+                  f"{cpu_text(placement.swarm_cpus)}), about "
                   f"{scenario.estimate_s(trials) / 60:.1f} min; run folder "
                   f"{store.run_dir}", soft_wrap=True)
     described = (store.read_run().get("environment") or {}).get("interpreters") or []
@@ -411,7 +411,3 @@ def _ramp_s(record: dict[str, Any]) -> float:
     rate = float(record.get("connect_rate") or 0)
     sockets = int(record.get("connections") or 0) + int(record.get("idle_connections") or 0)
     return sockets / rate if rate > 0 else 0.0
-
-
-def _cpus(cpus: tuple[int, ...] | None) -> str:
-    return "any" if cpus is None else ",".join(map(str, cpus))
