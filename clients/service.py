@@ -58,7 +58,7 @@ from clients.swarm import (
     stop_process,
 )
 from clients.worker import make_worker
-from clients.worker.core import Stop
+from clients.worker.phases import Stop
 from clients.worker.process import PipeControl, request_stop
 from protocol.launch import atomic_write_json, raise_fd_limit
 

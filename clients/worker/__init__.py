@@ -19,9 +19,10 @@ from clients._measure import Progress
 from clients.plan import Timeline, WorkerPlan
 from clients.worker.churn import Churn
 from clients.worker.closed_loop import ClosedLoop
-from clients.worker.core import Control, Worker
+from clients.worker.core import Worker
 from clients.worker.idle import Idle
 from clients.worker.open_loop import OpenLoop
+from clients.worker.phases import Control
 from clients.worker.slowloris import Slowloris
 
 

@@ -29,7 +29,8 @@ from clients._schedule import (
 )
 from clients.plan import Timeline, WorkerPlan
 from clients.worker.conn import Conn, Held, socket_error
-from clients.worker.core import IN, Control, Worker
+from clients.worker.core import IN, Worker
+from clients.worker.phases import Control
 
 
 class OpenLoop(Worker):

@@ -12,7 +12,7 @@ from typing import Any
 from clients._schedule import TIMER_SLACK_NS, set_timer_slack
 from clients.plan import WorkerPlan
 from clients.worker import make_worker
-from clients.worker.core import Stop
+from clients.worker.phases import Stop
 from protocol.launch import raise_fd_limit
 
 
