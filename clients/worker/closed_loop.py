@@ -52,6 +52,8 @@ class ClosedLoop(Worker):
             timeout = (next_check - now) / 1e9
             events = poll(timeout if timeout > 0 else 0)
             now = clock()
+            # the fast path's read, written out again in open_loop.py on purpose: a function
+            # shared by the two loops would cost a call per reply
             for fd, mask in events:
                 c = fast[fd]
                 if c is None or mask != readable:  # anything but EPOLLIN alone

@@ -214,9 +214,12 @@ class Worker(Phases):
             self._refill(c, done, now)
 
     def _complete(self, c: Conn, now: int) -> None:
-        """A correct reply to the oldest request in flight (a mix's: its kind's latency too)."""
+        """A correct reply to the oldest request in flight."""
+        self._answered(c, now - c.times.popleft())
+
+    def _answered(self, c: Conn, latency: int) -> None:
+        """Count a correct reply and its latency (a mix's: its kind's latency too)."""
         samples = self.m.samples
-        latency = now - c.times.popleft()
         samples.lat.append(latency)
         if not self.uniform:
             samples.by_kind[c.kinds.popleft()].append(latency)

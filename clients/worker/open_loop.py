@@ -55,13 +55,8 @@ class OpenLoop(Worker):
         self.free.extend([c] * done)
 
     def _complete(self, c: Conn, now: int) -> None:
-        samples = self.m.samples
-        latency = now - c.scheds.popleft()
-        samples.lat_u.append(now - c.times.popleft())
-        samples.lat.append(latency)
-        if not self.uniform:
-            samples.by_kind[c.kinds.popleft()].append(latency)
-        c.count += 1
+        self.m.samples.lat_u.append(now - c.times.popleft())
+        self._answered(c, now - c.scheds.popleft())
 
     def _complete_error(self, c: Conn, outcome: str) -> None:
         c.scheds.popleft()
@@ -141,6 +136,8 @@ class OpenLoop(Worker):
                 now = clock()
             if not free and schedule.next_ns <= now:  # fell due while every connection was busy:
                 schedule.waiting_until = now  # their wait is the server's, not the client's
+            # the fast path's read, as in closed_loop.py (inline in each loop on purpose: a
+            # function shared by the two would cost a call per reply)
             for fd, mask in events:
                 c = fast[fd]
                 if c is None or mask != readable:
