@@ -206,12 +206,7 @@ def build_record(config: SwarmConfig, run: Outcome, started_at: str) -> dict[str
     duration = (max(ends) - min(starts)) / 1e9 if starts and ends else 0.0
     per_connection = [count for r in results for count in r["per_connection"]]
     requests = sum(r["requests"] for r in results)
-    errors: dict[str, int] = {}
-    for r in results:
-        for kind, count in r["errors"].items():
-            errors[kind] = errors.get(kind, 0) + count
-    if run.failures:
-        errors["worker_failed"] = len(run.failures)
+    errors = _errors(results, run.failures)
     errors_total = sum(errors.values())
     open_loop = config.mode == "open"
     histogram = _merge([r["histogram"] for r in results])
@@ -219,22 +214,8 @@ def build_record(config: SwarmConfig, run: Outcome, started_at: str) -> dict[str
     lag = _merge([r["histogram_lag"] for r in results]) if open_loop else None
     own_lag = _merge([r.get("histogram_own_lag") for r in results]) if open_loop else None
     intervals = _intervals(results)
-    cpu = [round(r["cpu"].get("percent", 0.0), 1) if r["cpu"] else None for r in results]
-    waits = [_round(r["cpu"].get("wait_percent")) if r["cpu"] else None for r in results]
-    spins = [_round(r["cpu"].get("spin_percent")) if r["cpu"] else None for r in results]
-    reasons = _cpu_reasons(cpu, waits)
-    lag_summary, lag_reason = _client_lag(intervals)
-    if lag_reason:
-        reasons.append(lag_reason)
     latency = latency_summary(histogram)
-    tail = lag_tail(latency, latency_summary(own_lag), min(
-        requests, own_lag.get_total_count())) if own_lag is not None else None
-    cpu_seconds = sum(r["cpu"]["user_s"] + r["cpu"]["system_s"] - r["cpu"].get("spin_s", 0.0)
-                      for r in results if r["cpu"])  # spinning until a send is due is no work
-    stopped = "interrupted" if run.interrupted else next(
-        (r["stopped"] for r in results if r["stopped"]), None)
-    if run.failures and stopped is None:
-        stopped = "worker failed"
+    stopped = _stopped(run, results)
     established = sum(r["established"] for r in results)
     idle = _idle(config, results)
     slowloris = _slowloris(config, results)
@@ -278,14 +259,7 @@ def build_record(config: SwarmConfig, run: Outcome, started_at: str) -> dict[str
         "intervals": intervals,
         "fairness": _fairness(per_connection, duration),
         "per_connection": per_connection,
-        "client": {"cpu_percent": cpu, "cpu_wait_percent": waits, "cpu_spin_percent": spins,
-                   "saturated": bool(reasons), "reasons": reasons,
-                   "cpu_threshold_percent": CPU_SATURATED,
-                   "cpu_us_per_reply": round(cpu_seconds / requests * 1e6, 2)
-                   if requests else None,
-                   "lag_us": {**lag_summary, **latency_summary(own_lag)} if own_lag else None,
-                   "lag_is_tail": bool(tail and tail["flagged"]), "lag_tail": tail,
-                   "worker_failures": {str(i): why for i, why in sorted(run.failures.items())}},
+        "client": _client(results, intervals, latency, own_lag, requests, run.failures),
         "totals": {
             "sent": sum(r["sent_total"] for r in results),
             "answered_ok": sum(r["ok_total"] for r in results),
@@ -303,6 +277,51 @@ def build_record(config: SwarmConfig, run: Outcome, started_at: str) -> dict[str
         "latency_by_kind": _by_kind(config, results),
         "steady": run.steady or {"checked": False},
     }
+
+
+def _errors(results: list[dict[str, Any]], failures: dict[int, str]) -> dict[str, int]:
+    """Errors by kind over the workers; a worker that gave no record is one more."""
+    errors: dict[str, int] = {}
+    for r in results:
+        for kind, count in r["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+    if failures:
+        errors["worker_failed"] = len(failures)
+    return errors
+
+
+def _stopped(run: Outcome, results: list[dict[str, Any]]) -> str | None:
+    """Why the run ended before its timeline did (None: it did not)."""
+    stopped = "interrupted" if run.interrupted else next(
+        (r["stopped"] for r in results if r["stopped"]), None)
+    if run.failures and stopped is None:
+        stopped = "worker failed"
+    return stopped
+
+
+def _client(results: list[dict[str, Any]], intervals: list[dict[str, Any]],
+            latency: dict[str, float | None], own_lag: HdrHistogram | None, requests: int,
+            failures: dict[int, str]) -> dict[str, Any]:
+    """The client's own figures: each worker's CPU, whether the client was the bottleneck and
+    why, its CPU per reply, and in open loop its own lateness (and whether that is the tail)."""
+    cpu = [round(r["cpu"].get("percent", 0.0), 1) if r["cpu"] else None for r in results]
+    waits = [_round(r["cpu"].get("wait_percent")) if r["cpu"] else None for r in results]
+    spins = [_round(r["cpu"].get("spin_percent")) if r["cpu"] else None for r in results]
+    reasons = _cpu_reasons(cpu, waits)
+    lag_summary, lag_reason = _client_lag(intervals)
+    if lag_reason:
+        reasons.append(lag_reason)
+    tail = lag_tail(latency, latency_summary(own_lag), min(
+        requests, own_lag.get_total_count())) if own_lag is not None else None
+    cpu_seconds = sum(r["cpu"]["user_s"] + r["cpu"]["system_s"] - r["cpu"].get("spin_s", 0.0)
+                      for r in results if r["cpu"])  # spinning until a send is due is no work
+    return {"cpu_percent": cpu, "cpu_wait_percent": waits, "cpu_spin_percent": spins,
+            "saturated": bool(reasons), "reasons": reasons,
+            "cpu_threshold_percent": CPU_SATURATED,
+            "cpu_us_per_reply": round(cpu_seconds / requests * 1e6, 2) if requests else None,
+            "lag_us": {**lag_summary, **latency_summary(own_lag)} if own_lag else None,
+            "lag_is_tail": bool(tail and tail["flagged"]), "lag_tail": tail,
+            "worker_failures": {str(i): why for i, why in sorted(failures.items())}}
 
 
 def _churn(config: SwarmConfig, results: list[dict[str, Any]], duration: float
