@@ -45,10 +45,13 @@ class WorkerPlan:
     idle: int = 0  # connections opened after the busy ones and held without sending
     # churn: requests per connection before it is closed and a fresh one opened (0: never)
     requests_per_connection: int = 0
-    slow: int = 0  # slowloris: connections opened first, sending part of ``slow_frame``...
-    slow_first: int = 0  # ...this many bytes of it at once...
-    slow_interval_ns: int = 0  # ...then one more byte every this long, never the last one
-    slow_frame: bytes = b""
+    # slowloris (clients/worker/slowloris.py): connections opened first, sending part of
+    # ``slowloris_frame``, ``slowloris_first`` bytes of it at once, then one more byte every
+    # ``slowloris_interval_ns``, never the last one
+    slowloris: int = 0
+    slowloris_first: int = 0
+    slowloris_interval_ns: int = 0
+    slowloris_frame: bytes = b""
     # an idle connection's one request when it opens, and the reply it must get: the server
     # has accepted and registered it (not left it in the listen queue); then it stays silent
     idle_frame: bytes = b""

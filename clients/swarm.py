@@ -100,9 +100,10 @@ def _plans(config: SwarmConfig) -> list[WorkerPlan]:
             connect_rate=config.connect_rate * (count + idle + slow) / config.sockets,
             timeout_ns=_timeout_ns(config), interval_ns=int(config.interval * 1e9),
             seed=seed + index, idle=idle,
-            requests_per_connection=config.requests_per_connection, slow=slow,
-            slow_first=SLOWLORIS_FIRST_BYTES,
-            slow_interval_ns=int(config.slowloris_interval * 1e9), slow_frame=slow_frame,
+            requests_per_connection=config.requests_per_connection, slowloris=slow,
+            slowloris_first=SLOWLORIS_FIRST_BYTES,
+            slowloris_interval_ns=int(config.slowloris_interval * 1e9),
+            slowloris_frame=slow_frame,
             idle_frame=hello.frame, idle_reply=bytes(hello.check)[:hello.reply_length],
             protocol=config.protocol, steady=config.steady))
         first += count + idle + slow

@@ -1,6 +1,7 @@
-"""Slowloris (``slow``): extra connections, opened before the busy ones (the attack is already
-there when the clients come), that send the first ``slow_first`` bytes of a frame
-(``WorkerPlan.slow_frame``) and then one more byte every ``slow_interval_ns``, never the last.
+"""Slowloris (``WorkerPlan.slowloris``): extra connections, opened before the busy ones (the
+attack is already there when the clients come), that send the first ``slowloris_first`` bytes
+of a frame (``slowloris_frame``) and then one more byte every ``slowloris_interval_ns``, never
+the last.
 
 The bytes go out from the worker's housekeeping pass (``tick``), at most DRIP_BATCH per pass,
 the first ones spread over one interval so that a thousand connections do not send at once.
@@ -30,17 +31,17 @@ class Slowloris(Held):
     first = True
 
     def __init__(self, worker: Worker) -> None:
-        super().__init__(worker.plan.slow)
+        super().__init__(worker.plan.slowloris)
         self.worker = worker
-        self.frame = worker.plan.slow_frame
-        self.interval = worker.plan.slow_interval_ns
+        self.frame = worker.plan.slowloris_frame
+        self.interval = worker.plan.slowloris_interval_ns
         self.bytes_sent = 0
         self.drips: list[tuple[int, int, Conn]] = []  # heap: (next byte due, number, conn)
 
     def opened(self, c: Conn, now: int) -> None:
         """The first part of the frame now, then a byte at a time."""
         self.established += 1
-        self._send(c, self.worker.plan.slow_first)
+        self._send(c, self.worker.plan.slowloris_first)
         step = (c.number * 7919) % DRIP_SPREAD + 1
         heapq.heappush(self.drips, (now + self.interval * step // DRIP_SPREAD, c.number, c))
 
