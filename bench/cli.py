@@ -33,10 +33,10 @@ class Verb:
 
 
 VERBS: dict[str, Verb] = {
-    "run": Verb("bench.run.command", "run a scenario into a run folder, then report it"),
+    "run": Verb("bench.run.run", "run a scenario into a run folder, then report it"),
     "compare": Verb("bench.compare", "run B against run A: ratios, intervals, significance"),
     "list": Verb("bench.run.listing", "models and scenarios, with time estimates"),
-    "report": Verb("bench.report.document", "render a run folder's report (again)"),
+    "report": Verb("bench.report.report", "render a run folder's report (again)"),
     "regress": Verb("bench.regress.check", "performance-regression gate against a revision"),
     "baseline": Verb("bench.regress.baseline", "save or compare this machine's trend baseline"),
     "cost": Verb("bench.cost.command", "instructions and system calls per request, per model"),
@@ -44,7 +44,7 @@ VERBS: dict[str, Verb] = {
                      "the field's known results, reproduced here beside their sources"),
     "resources": Verb("bench.resources", "how each model behaves out of descriptors"),
     "calibrate": Verb("bench.regress.calibrate", "how long a regression sample must be here"),
-    "swarm-check": Verb("bench.selfcheck.swarm_speed",
+    "swarm-check": Verb("bench.selfcheck.swarm_check",
                         "is the swarm fast enough? (the native C client as the yardstick)"),
     "validate": Verb("bench.selfcheck.validate",
                      "the instrument against trusted tools: a table of checks, exit 1 on a fail"),

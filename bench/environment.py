@@ -59,12 +59,26 @@ class Placement:
         return sorted({*self.server_cpus, *self.swarm_cpus})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "server_cpus": _list(self.server_cpus),
-                "swarm_cpus": _list(self.swarm_cpus), "note": self.note}
+        return {"name": self.name, "server_cpus": cpu_list(self.server_cpus),
+                "swarm_cpus": cpu_list(self.swarm_cpus), "note": self.note}
 
 
-def _list(cpus: tuple[int, ...] | None) -> list[int] | None:
+def cpu_list(cpus: tuple[int, ...] | None) -> list[int] | None:
+    """A set of CPUs as a record holds it: a list, None for no pinning."""
     return None if cpus is None else list(cpus)
+
+
+def cpu_text(cpus: tuple[int, ...] | None) -> str:
+    """A set of CPUs for a person to read: "0,1", "any" for no pinning."""
+    return "any" if cpus is None else ",".join(map(str, cpus))
+
+
+def one_cpu_each() -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """A server on the first usable CPU and one client on the second (the self-checks pin a
+    single-worker client, unlike ``resolve_placement``'s swarm on every other CPU); no pinning
+    on one CPU."""
+    usable = usable_cpus()
+    return ((usable[0],), (usable[1],)) if len(usable) >= 2 else (None, None)
 
 
 def usable_cpus() -> list[int]:

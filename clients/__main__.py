@@ -13,15 +13,11 @@ from typing import Any
 from rich.console import Console
 
 from clients import chat
+from clients.config import SwarmConfig, SwarmError
 from clients.mix import DEFAULT_MIX
+from clients.record import EXIT_CANNOT_RUN, exit_status
 from clients.summary import print_summary
-from clients.swarm import (
-    EXIT_CANNOT_RUN,
-    SwarmConfig,
-    SwarmError,
-    exit_status,
-    run_swarm,
-)
+from clients.swarm import run_swarm
 from clients.wire import DEFAULT_PROTOCOL, WIRES
 from protocol.launch import atomic_write_json
 

@@ -331,6 +331,10 @@ class Errors:
         if held == "idle":
             self.idle[kind] = self.idle.get(kind, 0) + 1
 
+    def held(self, label: str) -> dict[str, int]:
+        """The errors of the idle (``"idle"``) or slow (``"slow"``) connections, by kind."""
+        return self.slow if label == "slow" else self.idle
+
 
 class CpuMeter:
     """The worker's CPU over the measured window, its time waiting for a CPU, and its spin.

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TextIO
 
-from clients.swarm import SwarmError, parse_target
+from clients.config import SwarmError, parse_target
 from protocol import (
     MAX_SLEEP_US,
     MAX_WORK_ITERATIONS,

@@ -3,7 +3,7 @@
 ``python -m clients.service --connect PATH`` connects to the Unix socket PATH (the bench runner
 listens there), says hello with the token in ``CONCBENCH_SWARM_TOKEN``, then serves one run at a
 time. A run is what ``python -m clients swarm ARGS`` does, with the same argument parser, worker
-code (``clients._worker.Worker``) and record (``clients.swarm.build_record``); only the worker
+code (``clients.worker``) and record (``clients.record.build_record``); only the worker
 processes differ: they are started once and handed each run's plan and timeline, so a run pays
 no interpreter start, no imports and no worker spawn (measured: 0.9 s of every trial on two busy
 cores, before the service).
@@ -45,21 +45,21 @@ from pathlib import Path
 from typing import Any
 
 from clients._schedule import TIMER_SLACK_NS, set_timer_slack
-from clients._worker import PipeControl, Stop, Timeline, Worker, WorkerPlan, _request_stop
+from clients.config import SwarmConfig, SwarmError
+from clients.plan import Timeline, WorkerPlan
+from clients.record import EXIT_CANNOT_RUN, build_record, exit_status
 from clients.swarm import (
-    EXIT_CANNOT_RUN,
     FINISH_MARGIN_S,
     START_DELAY_S,
-    SwarmConfig,
-    SwarmError,
     _Run,
     _timeline,
     await_workers,
-    build_record,
-    exit_status,
     reap_workers,
     stop_process,
 )
+from clients.worker import make_worker
+from clients.worker.phases import Stop
+from clients.worker.process import PipeControl, request_stop
 from protocol.launch import atomic_write_json, raise_fd_limit
 
 TOKEN_ENV = "CONCBENCH_SWARM_TOKEN"
@@ -75,19 +75,6 @@ Notify = Callable[[dict[str, Any]], None]
 # ------------------------------------------------------------------------ the worker side
 
 
-class _PooledWorker(Worker):
-    """A swarm worker that says when its drain is over, before it folds its figures."""
-
-    def __init__(self, plan: WorkerPlan, timeline: Timeline, drained: Callable[[], None],
-                 control: PipeControl | None = None) -> None:
-        super().__init__(plan, timeline, None, control)
-        self._drained = drained
-
-    def _result(self) -> dict[str, Any]:
-        self._drained()  # the load is over: the runner may stop the server now
-        return super()._result()
-
-
 def _die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent (the service) dies."""
     with contextlib.suppress(OSError, AttributeError):
@@ -98,8 +85,8 @@ def pooled_worker_main(pipe: Any) -> None:
     """Process entry of a pooled worker: say idle, then run each plan it is handed until told
     to quit, its pipe closes, its parent goes or it idles ``IDLE_LIMIT_S``."""
     parent = os.getppid()
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     _die_with_parent()
     raise_fd_limit()
     set_timer_slack(TIMER_SLACK_NS)
@@ -127,8 +114,11 @@ def _run_one(pipe: Any, plan: WorkerPlan, timeline: Timeline) -> None:
     """One run's share: the worker's partial record, or the error, back to the service."""
     Stop.requested = False  # a stop asked for during an earlier run is over
     try:
-        worker = _PooledWorker(plan, timeline, lambda: pipe.send(("drained", plan.index)),
-                               PipeControl(pipe, plan.index) if plan.steady else None)
+        # the worker says when its drain is over, before it folds its figures: the runner may
+        # stop the server then
+        worker = make_worker(plan, timeline, None,
+                             PipeControl(pipe, plan.index) if plan.steady else None,
+                             drained=lambda: pipe.send(("drained", plan.index)))
         pipe.send(("result", plan.index, worker.run()))
     except Exception as error:  # reported, and the worker stays up for the next run
         pipe.send(("error", plan.index, f"{error!r}\n{traceback.format_exc()}"))

@@ -124,7 +124,9 @@ async def handle_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     writer.transport.set_write_buffer_limits(high=OUTPUT_LIMIT)
     try:
         # each turn answers, sends and sleeps everything through, so wants_input is may_read
-        # here; once it ends (end of stream, BYE, a fatal error) the session is finished
+        # here; once it ends (end of stream, BYE, a fatal error) the session is finished.
+        # servers/trio_.py's handle has the same turns in trio's calls: the turns are the
+        # session's contract (protocol/session.py), the calls are what differs by model
         while session.wants_input:
             data = await reader.read(RECV_SIZE)
             if not data:

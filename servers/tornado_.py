@@ -40,6 +40,8 @@ CONFORMANCE_XFAIL: dict[str, str] = {
         "so the answers still owed to a half-closed connection (a pending SLEEP) are lost",
 }
 
+# an optional library, imported as in servers/twisted_.py (and anyio_.py, trio_.py): the try must
+# stand in each model's own module, where the names it binds are used
 try:  # optional: without it the model is listed as unavailable
     from tornado import gen
     from tornado.ioloop import IOLoop

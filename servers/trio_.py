@@ -53,7 +53,9 @@ async def handle(stream: trio.SocketStream) -> None:
 
     Each turn answers, sends and sleeps everything through, so ``wants_input`` is
     ``may_read`` here; once it ends (end of stream, BYE, a fatal error) the session is
-    finished, and ``serve_listeners`` closes the stream.
+    finished, and ``serve_listeners`` closes the stream. servers/asyncio_.py's handle_stream has
+    the same turns in asyncio's calls: the turns are the session's contract
+    (protocol/session.py), the calls are what differs by model.
     """
     session = ServerSession()
     try:

@@ -38,6 +38,8 @@ from servers._base import Shutdown
 
 DESCRIPTION = "Twisted: a Protocol per connection on the epoll reactor (callLater for SLEEP)"
 
+# an optional library, imported as in servers/tornado_.py (and anyio_.py, trio_.py): the try must
+# stand in each model's own module, where the names it binds are used
 try:  # optional: without it the model is listed as unavailable
     from twisted.internet import interfaces, protocol
     from zope.interface import implementer

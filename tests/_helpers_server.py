@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import psutil
+import pytest
+from _helpers import close_all, connect_many
 
 import servers
 from bench.launch import LaunchedServer, LaunchFailed, child_env, server_argv
+from protocol import MAX_WORK_ITERATIONS, Op
 
 READY_TIMEOUT = 15.0  # seconds a model may take to print READY (native compiles on first use)
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a test is done with a server
@@ -159,3 +164,23 @@ class SharedServer:
         """Stop and reap the server, if any."""
         self._process = None
         self._stack.close()
+
+
+def sigterm_during_work(server: ServerProcess) -> tuple[int, float]:
+    """Three connections each running a MAX_WORK_ITERATIONS WORK (about 0.7 s each, or more),
+    then SIGTERM: the server's exit status and the seconds it took to exit (the test fails
+    if it still runs 2 s after)."""
+    clients = connect_many(*server.address, 3)
+    try:
+        for client in clients:
+            client.send_request(Op.WORK, MAX_WORK_ITERATIONS)
+        time.sleep(0.3)
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            status = server.proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            pytest.fail("still running 2 s after SIGTERM")
+        return status, time.monotonic() - started
+    finally:
+        close_all(clients)

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 from test_report import make_trial, write_run
 
-from bench.analysis import frames, scorecard, validity
+from bench.analysis import assurance, frames, scorecard, validity
 from bench.report import document as report
 from bench.run.runner import derive
 
@@ -107,7 +107,7 @@ def test_valid_cells_are_counted_per_case(tmp_path: Path) -> None:
     records = [make_trial("e-c16-closed", "echo", "epoll", 0, 16, 5000, saturated=True),
                make_trial("e-c16-closed", "echo", "threaded", 0, 16, 5000),
                make_trial("e-c16-closed", "echo", "select", 0, 16, 0, failure="boom")]
-    sure = scorecard.assurance(frames.load_run(write_run(tmp_path / "run", records,
+    sure = assurance.assurance(frames.load_run(write_run(tmp_path / "run", records,
                                                          {"name": "t"})))
     per_model = len(validity.CELL_METRICS)
     # epoll loses throughput, p50, p99, p99.9; threaded keeps all but p99.9 (12,000 requests:
@@ -493,14 +493,15 @@ def test_terminal_summary_fits_100_columns(tmp_path: Path) -> None:
 def test_a_sweep_loser_that_met_the_slo_everywhere_reads_as_a_sentence() -> None:
     import pandas as pd
 
-    from bench.analysis import scorecard
+    from bench.analysis import sentences
+    from bench.analysis import workload as columns
 
-    cell = scorecard.Cell(100.0, 0.5, None, 2.0, "worse")
-    workload = scorecard.Workload("load within the SLO", "sweep", "rate_within_slo", "higher",
-                                  "sweep", verdict=None, cells={"gevent": cell},  # type: ignore
-                                  notes={"gevent": "met the SLO at every offered rate"})
-    why = scorecard._why(workload, "gevent", "epoll", pd.DataFrame())  # noqa: SLF001
+    cell = columns.Cell(100.0, 0.5, None, 2.0, "worse")
+    workload = columns.Workload("load within the SLO", "sweep", "rate_within_slo", "higher",
+                                "sweep", verdict=None, cells={"gevent": cell},  # type: ignore
+                                notes={"gevent": "met the SLO at every offered rate"})
+    why = sentences._why(workload, "gevent", "epoll", pd.DataFrame())  # noqa: SLF001
     assert why == "gevent met the SLO at every offered rate, but its highest was lower"
     workload.notes["gevent"] = "at 90% (9,000 req/s): p99 12 ms over 10 ms"
-    assert scorecard._why(workload, "gevent", "epoll", pd.DataFrame()).startswith(  # noqa: SLF001
+    assert sentences._why(workload, "gevent", "epoll", pd.DataFrame()).startswith(  # noqa: SLF001
         "gevent stops at 90%")

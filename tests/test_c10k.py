@@ -22,7 +22,8 @@ from bench.analysis import validity
 from bench.report import document as report
 from bench.run import runner, scenario
 from bench.run.scenario import ModelSpec, ScenarioError
-from clients.swarm import SwarmConfig, SwarmError, run_swarm
+from clients.config import SwarmConfig, SwarmError
+from clients.swarm import run_swarm
 from protocol import launch
 from servers import available_models
 

@@ -27,6 +27,7 @@ from bench.regress import check as regress
 from bench.regress import cost_stage
 from bench.regress.model import Profile
 from bench.regress.reach import files_run_by, reached_models
+from bench.regress.verdict import EXIT_PASS, EXIT_REGRESSION
 
 MISSING = missing_packages()
 needs_tools = pytest.mark.skipif(bool(MISSING), reason=install_hint(MISSING))
@@ -272,7 +273,7 @@ def test_the_gate_measures_only_reached_models_and_names_the_regression(
     measure = FakeMeasure(1.02)
     verdict, written = gate(toy, tmp_path, measure)
     assert measure.calls == [["b"], ["b"]]  # a is not reached; b is rerun to confirm
-    assert verdict.exit_status == regress.EXIT_REGRESSION
+    assert verdict.exit_status == EXIT_REGRESSION
     assert verdict.reached == {"b": "servers/b.py"}
     result = written["cost"]["results"][0]
     assert [r["case"] for r in written["cost"]["results"]] == list(cost_stage.GATE_CASES)
@@ -286,10 +287,10 @@ def test_the_gate_measures_only_reached_models_and_names_the_regression(
 def test_the_gate_passes_small_changes_and_accepts_intended_ones(toy: Path,
                                                                  tmp_path: Path) -> None:
     verdict, _ = gate(toy, tmp_path, FakeMeasure(1.005))
-    assert verdict.exit_status == regress.EXIT_PASS
+    assert verdict.exit_status == EXIT_PASS
     assert {r.status for r in verdict.cost_results} == {"pass"}
     verdict, _ = gate(toy, tmp_path, FakeMeasure(1.05), accepted={"b"})
-    assert verdict.exit_status == regress.EXIT_PASS
+    assert verdict.exit_status == EXIT_PASS
     assert {r.status for r in verdict.cost_results} == {"accepted"}
 
 
@@ -298,7 +299,7 @@ def test_an_extra_system_call_at_one_connection_fails(toy: Path, tmp_path: Path)
                       cost_cases=("echo64-c1", "echo64-c16"))
     statuses = {r.case: r.status for r in verdict.cost_results}
     assert statuses == {"echo64-c1": "regression", "echo64-c16": "pass"}
-    assert verdict.exit_status == regress.EXIT_REGRESSION
+    assert verdict.exit_status == EXIT_REGRESSION
 
 
 def test_a_change_that_reaches_no_model_passes(toy: Path, tmp_path: Path) -> None:
@@ -309,7 +310,7 @@ def test_a_change_that_reaches_no_model_passes(toy: Path, tmp_path: Path) -> Non
     settings = regress.Settings(base="HEAD~1", profile=Profile("t", None, (), 3, 0.1, 0.0),
                                 repo=toy, stages=("cost",))
     verdict = regress.run_check(settings, no_sampler, lambda message: None, measure)
-    assert measure.calls == [] and verdict.exit_status == regress.EXIT_PASS
+    assert measure.calls == [] and verdict.exit_status == EXIT_PASS
     assert "reaches no model" in verdict.verdict
 
 

@@ -35,7 +35,7 @@ from bench.hosts.swarm import split_workers
 from bench.launch import LaunchFailed, child_env
 from bench.load import ServiceError
 from clients._measure import new_histogram
-from clients.swarm import _merge
+from clients.record import _merge
 
 PYTHON = sys.executable
 DEADLINE_S = 60.0

@@ -1,9 +1,11 @@
 """The package layout's import rules, read from the source with ``ast`` (nothing is imported).
 
 Every import counts, at module level or inside a function (a lazy import is still a
-dependency): servers, clients and protocol never import bench; protocol imports neither
-servers nor clients; and bench's parts (its subpackages and its top modules) import each other
-without a cycle.
+dependency, and one moved inside a function to dodge a circle is still a circle: the two
+modules cannot be read, tested or changed apart): servers, clients and protocol never import
+bench; protocol imports neither servers nor clients; bench's parts (its subpackages and its top
+modules) import each other without a cycle; and inside every package and subpackage, its
+modules (its ``__init__`` among them) import each other without a cycle.
 """
 
 from __future__ import annotations
@@ -24,18 +26,19 @@ def modules(package: str) -> list[Path]:
     return sorted((REPO / package).rglob("*.py"))
 
 
-def dotted(path: Path) -> str:
+def dotted(path: Path, root: Path = REPO) -> str:
     """bench/run/runner.py -> bench.run.runner; bench/run/__init__.py -> bench.run."""
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 @cache
-def imports(path: Path) -> tuple[str, ...]:
+def imports(path: Path, root: Path = REPO) -> tuple[str, ...]:
     """The modules a file imports, anywhere in it, as absolute dotted names (for ``from X
     import y``, both X and X.y: y may be a submodule)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = dotted(path) if path.name == "__init__.py" else dotted(path).rpartition(".")[0]
+    name = dotted(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -80,6 +83,24 @@ def bench_graph() -> dict[str, set[str]]:
     return graph
 
 
+def package_graphs(root: Path = REPO, packages: tuple[str, ...] = PACKAGES
+                   ) -> dict[str, dict[str, set[str]]]:
+    """Package (or subpackage) -> its modules, each with the modules of that same package it
+    imports (its ``__init__`` under the package's own name)."""
+    graphs: dict[str, dict[str, set[str]]] = {}
+    for package in packages:
+        for init in sorted((root / package).rglob("__init__.py")):
+            folder = init.parent
+            members = {dotted(path, root): path for path in sorted(folder.glob("*.py"))}
+            members.update({dotted(sub / "__init__.py", root): sub / "__init__.py"
+                            for sub in folder.iterdir() if (sub / "__init__.py").is_file()})
+            graphs[dotted(init, root)] = {
+                name: {other for other in imports(path, root)
+                       if other in members and other != name}
+                for name, path in members.items()}
+    return graphs
+
+
 def cycles(graph: dict[str, set[str]]) -> Iterator[list[str]]:
     """Each cycle found by a depth-first walk, as the path that closes it."""
     state: dict[str, str] = {}  # "open" while on the path, "done" once fully explored
@@ -122,9 +143,36 @@ def test_bench_parts_import_each_other_without_a_cycle() -> None:
     assert found == [], f"import cycles among bench's parts: {found}"
 
 
+def test_modules_inside_each_package_import_each_other_without_a_cycle() -> None:
+    graphs = package_graphs()
+    assert {"clients", "clients.worker", "bench.selfcheck", "bench.run"} <= set(graphs)
+    found = [" -> ".join(cycle) for graph in graphs.values() for cycle in cycles(graph)]
+    assert found == [], f"import cycles between modules of one package: {found}"
+
+
+def test_a_circle_planted_inside_a_package_is_found(tmp_path: Path) -> None:
+    """A module-level circle (a imports b, b imports a) and a lazy one (inside a function)
+    in packages of the same shape are each reported; a package without one is not."""
+    package = tmp_path / "pkg"
+    for sub in ("plain", "loop"):
+        (package / sub).mkdir(parents=True)
+        (package / sub / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "plain" / "a.py").write_text("from pkg.plain import b\n")
+    (package / "plain" / "b.py").write_text("import os\n")
+    (package / "loop" / "a.py").write_text("from pkg.loop import b\n")
+    (package / "loop" / "b.py").write_text("from .a import x\n")
+    (package / "c.py").write_text("from . import d\n")
+    (package / "d.py").write_text("def f() -> None:\n    from pkg import c\n")
+    graphs = package_graphs(tmp_path, ("pkg",))
+    assert list(cycles(graphs["pkg.plain"])) == []
+    assert list(cycles(graphs["pkg.loop"])) == [["pkg.loop.a", "pkg.loop.b", "pkg.loop.a"]]
+    assert list(cycles(graphs["pkg"])) == [["pkg.c", "pkg.d", "pkg.c"]]
+
+
 def test_the_checker_sees_function_level_imports_and_cycles() -> None:
     """The rules above can fail: a lazy import is found, and a planted cycle is reported."""
-    assert "bench.report.document" in imports(REPO / "bench" / "run" / "command.py")
+    assert "bench.report.document" in imports(REPO / "bench" / "run" / "run.py")
     graph = {"run": {"report"}, "report": {"analysis"}, "analysis": {"run", "store"}}
     assert list(cycles(graph)) == [["analysis", "run", "report", "analysis"]]
     assert list(cycles({"a": {"b"}, "b": set()})) == []

@@ -17,7 +17,7 @@ import time
 import psutil
 import pytest
 from _helpers import Client, close_all, connect_many, wait_until
-from _helpers_server import ServerProcess, running_server
+from _helpers_server import ServerProcess, running_server, sigterm_during_work
 
 import servers
 from protocol import MAX_WORK_ITERATIONS, Frame, Op, Status, encode_request, work
@@ -299,18 +299,6 @@ def test_gevent_serves_sleepers_on_greenlets_not_threads() -> None:
 def test_stop_signal_interrupts_running_work(model: str) -> None:
     need(model)
     with running_server(model) as server:
-        clients = connect_many(*server.address, 3)
-        try:
-            for client in clients:
-                client.send_request(Op.WORK, MAX_WORK_ITERATIONS)  # about 0.7 s each, or more
-            time.sleep(0.3)
-            started = time.monotonic()
-            server.proc.send_signal(signal.SIGTERM)
-            try:
-                status = server.proc.wait(2.0)
-            except subprocess.TimeoutExpired:
-                pytest.fail("still running 2 s after SIGTERM")
-        finally:
-            close_all(clients)
+        status, took = sigterm_during_work(server)
     assert status == 0
-    print(f"{model} exited {time.monotonic() - started:.3f} s after SIGTERM")
+    print(f"{model} exited {took:.3f} s after SIGTERM")

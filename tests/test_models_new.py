@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 from _helpers import Client, close_all, connect_many, wait_until
-from _helpers_server import ServerProcess, running_server
+from _helpers_server import ServerProcess, running_server, sigterm_during_work
 
 import servers
 from bench.launch import LaunchedServer, server_argv
@@ -98,16 +98,7 @@ def test_anyio_serves_on_both_backends_side_by_side() -> None:
     with (running_server("anyio") as on_asyncio,
           running_server("anyio", "--backend", "trio") as on_trio):
         for server in (on_asyncio, on_trio):
-            clients = connect_many(*server.address, 3)
-            try:
-                for i, client in enumerate(clients):
-                    client.send_request(Op.SLEEP, 100_000, b"%d" % i)
-                started = time.monotonic()
-                for i, client in enumerate(clients):
-                    assert client.recv_frame().payload == b"%d" % i
-                assert time.monotonic() - started < 0.3  # the SLEEPs overlapped
-            finally:
-                close_all(clients)
+            assert_sleeps_overlap(server, 3, 100_000, within_s=0.3)
 
 
 # --- all of them: the two-second exit, with WORK running ----------------------------------
@@ -123,22 +114,10 @@ def test_stop_signal_interrupts_running_work(argv: tuple[str, ...]) -> None:
     on a single thread): SIGTERM must not wait for them."""
     need(argv[0])
     with running_server(*argv) as server:
-        clients = connect_many(*server.address, 3)
-        try:
-            for client in clients:
-                client.send_request(Op.WORK, MAX_WORK_ITERATIONS)
-            time.sleep(0.3)
-            started = time.monotonic()
-            server.proc.terminate()
-            try:
-                status = server.proc.wait(2.0)
-            except subprocess.TimeoutExpired:
-                pytest.fail("still running 2 s after SIGTERM")
-        finally:
-            close_all(clients)
+        status, took = sigterm_during_work(server)
         assert status == 0, server.stderr_text()
         assert "Traceback" not in server.stderr_text(), server.stderr_text()
-    print(f"{' '.join(argv)} exited {time.monotonic() - started:.3f} s after SIGTERM")
+    print(f"{' '.join(argv)} exited {took:.3f} s after SIGTERM")
 
 
 def test_tornado_closes_a_client_gone_during_a_sleep_at_once() -> None:
@@ -229,6 +208,22 @@ def listening_sockets(port: int) -> int:
     return sum(1 for line in done.stdout.splitlines() if line.strip())
 
 
+def assert_sleeps_overlap(server: ServerProcess, connections: int, sleep_us: int,
+                          within_s: float) -> None:
+    """One SLEEP per connection, all sent at once: every answer, in order, within
+    ``within_s`` (the SLEEPs overlapped: none waited for another)."""
+    clients = connect_many(*server.address, connections)
+    try:
+        for i, client in enumerate(clients):
+            client.send_request(Op.SLEEP, sleep_us, b"%d" % i)
+        started = time.monotonic()
+        for i, client in enumerate(clients):
+            assert client.recv_frame().payload == b"%d" % i
+        assert time.monotonic() - started < within_s
+    finally:
+        close_all(clients)
+
+
 def threads_of(server: ServerProcess, count: int) -> int:
     """The server's thread count once it reaches ``count`` (READY comes before the threads)."""
     return wait_until(lambda: server.process().num_threads(), lambda n: n >= count, 3.0)
@@ -239,16 +234,7 @@ def test_asyncio_threads_runs_a_loop_per_thread_on_its_own_socket() -> None:
     with running_server("asyncio-threads", "--threads", "3") as server:
         assert threads_of(server, 3 + 1) == 3 + 1  # the loops and the supervisor
         assert listening_sockets(server.port) == 3
-        clients = connect_many(*server.address, 24)
-        try:
-            for i, client in enumerate(clients):
-                client.send_request(Op.SLEEP, 200_000, b"%d" % i)
-            started = time.monotonic()
-            for i, client in enumerate(clients):
-                assert client.recv_frame().payload == b"%d" % i
-            assert time.monotonic() - started < 0.6  # every loop's SLEEPs overlapped
-        finally:
-            close_all(clients)
+        assert_sleeps_overlap(server, 24, 200_000, within_s=0.6)  # on every loop
 
 
 def test_asyncio_threads_defaults_to_the_cpus_it_may_use() -> None:

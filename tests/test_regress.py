@@ -24,6 +24,7 @@ from bench.regress import check as regress
 from bench.regress import stats as rs
 from bench.regress.check import Settings
 from bench.regress.model import GateCase, Profile, Sample, ServerSource
+from bench.regress.verdict import EXIT_PASS, EXIT_REGRESSION
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_RPS = 20_000.0
@@ -218,7 +219,7 @@ def no_worktrees_left(repo: Path) -> bool:
 def test_a_a_passes_and_cleans_up(repo: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     verdict, sampler = check(repo, lambda side, model, run: 1.0, tmp_path)
-    assert verdict.exit_status == regress.EXIT_PASS, verdict.error
+    assert verdict.exit_status == EXIT_PASS, verdict.error
     assert {r.status for r in verdict.results} == {"pass"}
     assert [side for side, model, _ in sampler.calls if model == "a"] == regress.schedule(8)
     assert no_worktrees_left(repo)
@@ -234,7 +235,7 @@ def test_confirmed_regression_exits_1_and_names_the_model(repo: Path, tmp_path: 
     verdict, sampler = check(
         repo, lambda side, model, run: 1.25 if side == "head" and model == "b" else 1.0,
         tmp_path)
-    assert verdict.exit_status == regress.EXIT_REGRESSION
+    assert verdict.exit_status == EXIT_REGRESSION
     statuses = {r.model: r.status for r in verdict.results}
     assert statuses == {"a": "pass", "b": "regression", "c": "skipped"}
     assert verdict.skipped == {"c": "absent from the base revision"}
@@ -249,7 +250,7 @@ def test_accepted_slowdown_passes_and_says_so(repo: Path, tmp_path: Path) -> Non
     verdict, _ = check(
         repo, lambda side, model, run: 1.25 if side == "head" and model == "b" else 1.0,
         tmp_path)
-    assert verdict.exit_status == regress.EXIT_PASS
+    assert verdict.exit_status == EXIT_PASS
     assert {r.model: r.status for r in verdict.results} == {"a": "pass", "b": "accepted"}
     assert "Accepted slowdowns (perf-accept): b" in regress.markdown(verdict)
 
@@ -258,7 +259,7 @@ def test_unconfirmed_flag_is_inconclusive(repo: Path, tmp_path: Path) -> None:
     verdict, _ = check(
         repo, lambda side, model, run: 1.25 if side == "head" and run == 1 else 1.0, tmp_path,
         models=["a"])
-    assert verdict.exit_status == regress.EXIT_PASS
+    assert verdict.exit_status == EXIT_PASS
     assert verdict.verdict == "inconclusive"
     assert [r.status for r in verdict.results] == ["unconfirmed"]
 

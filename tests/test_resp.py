@@ -17,7 +17,9 @@ from _helpers import ToyListener
 from hypothesis import given
 from hypothesis import strategies as st
 
+from clients.config import SwarmConfig, SwarmError
 from clients.mix import CONCBENCH, MixEntry
+from clients.record import EXIT_ERRORS, exit_status
 from clients.resp import (
     RESP,
     RespError,
@@ -27,7 +29,7 @@ from clients.resp import (
     parse_resp_mix,
     reply_end,
 )
-from clients.swarm import EXIT_ERRORS, SwarmConfig, SwarmError, exit_status, run_swarm
+from clients.swarm import run_swarm
 from clients.wire import WIRES, wire_for
 
 

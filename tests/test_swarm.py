@@ -29,21 +29,19 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given
 from hypothesis import strategies as st
 
+from clients.config import SwarmConfig, SwarmError, parse_target
 from clients.mix import MixEntry, MixError, build_kind, format_mix, kind_sequence, parse_mix
-from clients.swarm import (
+from clients.record import (
     EXIT_CANNOT_RUN,
     EXIT_ERRORS,
     EXIT_OK,
     RECORD_KEYS,
-    SwarmConfig,
-    SwarmError,
     _client_lag,
     _cpu_reasons,
     exit_status,
     jain_index,
-    parse_target,
-    run_swarm,
 )
+from clients.swarm import run_swarm
 from protocol import (
     HEADER,
     ErrorValue,

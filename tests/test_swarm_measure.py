@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from clients import _measure
 from clients._measure import HIST_HIGHEST_US, Bins, Measurements, Samples, new_histogram
 from clients._schedule import NEVER, Schedule, set_timer_slack
-from clients.swarm import LAG_TAIL_SHARE, lag_tail
+from clients.record import LAG_TAIL_SHARE, lag_tail
 
 nanoseconds = st.lists(st.integers(0, (HIST_HIGHEST_US + 10) * 1000), min_size=1,
                        max_size=300)

@@ -5,16 +5,16 @@ interval, then one 100 s stall. Corrected for coordinated omission (the requests
 during the stall but could not be sent), p50 is 1 ms, p75 50 s, p90 80 s and p99 98 s; the raw
 histogram's p99.99 stays 1 ms, which is the trap.
 
-Here a real ``clients._worker.Worker`` in open loop (one connection, one request in flight,
-a constant schedule at 100 requests/s) is driven with a fake clock: the test calls the worker's
-own ``_send_due`` (which stamps each request with its scheduled and its actual send time) and
-``_complete`` (which records latency from the scheduled send, corrected, and from the actual
-send, raw) at the times a fake server answers, and reads the histograms the worker's
-``Measurements`` fold. Nothing is scaled: the clock is fake, so 200 s take milliseconds. The
-fake server answers the requests queued behind the stall at the instant the stall ends, which
-is what HdrHistogram's correction assumes (``recordValueWithExpectedInterval``), so the
-swarm's corrected histogram must hold exactly HdrHistogram's values. The socket is a real
-socketpair end the worker never writes to (``_write`` is replaced): only recording is tested.
+Here a real swarm worker in open loop (``clients.worker.open_loop.OpenLoop``: one connection, one
+request in flight, a constant schedule at 100 requests/s) is driven with a fake clock: the test
+calls the worker's own ``_send_due`` (which stamps each request with its scheduled and its actual
+send time) and ``_complete`` (which records latency from the scheduled send, corrected, and from
+the actual send, raw) at the times a fake server answers, and reads the histograms the worker's
+``Measurements`` fold. Nothing is scaled: the clock is fake, so 200 s take milliseconds. The fake
+server answers the requests queued behind the stall at the instant the stall ends, which is what
+HdrHistogram's correction assumes (``recordValueWithExpectedInterval``), so the swarm's corrected
+histogram must hold exactly HdrHistogram's values. The socket is a real socketpair end the worker
+never writes to (``_write`` is replaced): only recording is tested.
 The hot loop's inline copy of ``_complete`` (``lat_append(now - c.scheds.popleft())``) is the
 same arithmetic; tests/test_swarm.py covers it on real sockets.
 """
@@ -28,8 +28,10 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from clients._measure import new_histogram
-from clients._worker import Conn, Timeline, Worker, WorkerPlan
 from clients.mix import build_kind, parse_mix
+from clients.plan import Timeline, WorkerPlan
+from clients.worker.conn import Conn
+from clients.worker.open_loop import OpenLoop
 
 MS = 1_000_000  # ns
 S = 1_000 * MS
@@ -40,7 +42,7 @@ START = 1 * S  # the fake clock starts here (any value: only differences matter)
 
 
 @pytest.fixture
-def worker() -> Iterator[Worker]:
+def worker() -> Iterator[OpenLoop]:
     kind = build_kind(parse_mix("echo:8")[0])
     # the schedule ends when the stall does: requests 0..19,999, as HdrHistogram's test has
     end = START + RESULTS * INTERVAL + STALL
@@ -50,13 +52,13 @@ def worker() -> Iterator[Worker]:
                       timeout_ns=10**15, interval_ns=10**15, seed=1)
     timeline = Timeline(start_ns=START, load_ns=START, window_ns=START, end_ns=end,
                         drain_ns=end + S)
-    w = Worker(plan, timeline)
+    w = OpenLoop(plan, timeline)
     w._write = lambda c, data: None  # type: ignore[method-assign]  # recording only
     yield w
     w.ep.close()
 
 
-def drive(w: Worker) -> None:
+def drive(w: OpenLoop) -> None:
     """The fake clock: each request answered 1 ms after its send, the 10,001st after 100 s."""
     ours, theirs = socket.socketpair()
     try:
@@ -86,7 +88,7 @@ def drive(w: Worker) -> None:
         theirs.close()
 
 
-def histograms(w: Worker) -> tuple[HdrHistogram, HdrHistogram]:
+def histograms(w: OpenLoop) -> tuple[HdrHistogram, HdrHistogram]:
     """The worker's corrected (from the schedule) and raw (from the send) histograms, in µs."""
     figures = w.m.figures()
     corrected, raw = new_histogram(), new_histogram()
@@ -100,7 +102,7 @@ def close(value: float, expected: float) -> bool:
     return abs(value - expected) <= expected * 1e-3
 
 
-def test_stall_oracle_corrected_percentiles(worker: Worker) -> None:
+def test_stall_oracle_corrected_percentiles(worker: OpenLoop) -> None:
     drive(worker)
     corrected, _ = histograms(worker)
     assert corrected.get_total_count() == 2 * RESULTS
@@ -111,14 +113,14 @@ def test_stall_oracle_corrected_percentiles(worker: Worker) -> None:
     assert close(corrected.get_max_value(), 100_000_000)
 
 
-def test_stall_oracle_raw_tail_hides_the_stall(worker: Worker) -> None:
+def test_stall_oracle_raw_tail_hides_the_stall(worker: OpenLoop) -> None:
     drive(worker)
     _, raw = histograms(worker)
     assert close(raw.get_value_at_percentile(99.99), 1_000)
     assert close(raw.get_max_value(), 100_000_000)  # the stall itself: one sample
 
 
-def test_swarm_correction_matches_hdrhistogram_own(worker: Worker) -> None:
+def test_swarm_correction_matches_hdrhistogram_own(worker: OpenLoop) -> None:
     """HdrHistogram's own ``record_corrected_value`` over the same results agrees everywhere."""
     drive(worker)
     corrected, _ = histograms(worker)

@@ -18,7 +18,9 @@ import pytest
 
 from bench.selfcheck.redis_check import Redis, running_redis, server_calls
 from clients import service
-from clients.swarm import EXIT_OK, SwarmConfig, exit_status, run_swarm
+from clients.config import SwarmConfig
+from clients.record import EXIT_OK, exit_status
+from clients.swarm import run_swarm
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed "

@@ -169,7 +169,7 @@ def test_every_swarm_setting_reaches_the_service() -> None:
     argument name: a setting named differently would be dropped without a word."""
     import dataclasses
 
-    from clients.swarm import SwarmConfig
+    from clients.config import SwarmConfig
 
     args = ["--target", "127.0.0.1:1", "--connections", "7", "--json", "/x.json"]
     config, json_path = client_service.config_from(args)

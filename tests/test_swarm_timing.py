@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from _helpers_server import ServerProcess, running_server
 
-from clients.swarm import SwarmConfig, run_swarm
+from clients.config import SwarmConfig
+from clients.swarm import run_swarm
 from servers import native
 
 pytestmark = pytest.mark.skipif(native.unavailable() is not None,

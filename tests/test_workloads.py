@@ -29,7 +29,8 @@ from bench.run.scenario import ModelSpec, ScenarioError
 from bench.run.workloads import add_reference
 from bench.store import TrialSpec
 from clients.__main__ import build_parser
-from clients.swarm import SwarmConfig, SwarmError, run_swarm
+from clients.config import SwarmConfig, SwarmError
+from clients.swarm import run_swarm
 
 REPO = Path(__file__).resolve().parent.parent
 HOL_MIX = "echo:64=19,work:2000000=1"  # 5 % WORK of ~0.15 s: an ECHO behind one waits as long

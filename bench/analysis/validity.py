@@ -109,7 +109,7 @@ TAIL_SAMPLES = 100  # samples beyond a percentile for it to be ranked
 TAIL_SHARES = {"p99_us": 0.01, "p99_9_us": 0.001, "reference_kind_p99_us": 0.01}
 LAG_SLO_SHARE = 0.25  # open loop: the client's own lag p99 may reach this share of the SLO
 REASONS_JOIN = " | "  # between a trial's reasons (a reason may hold '; ', e.g. error kinds)
-# error kinds that mean a connection was never held by the server (clients/_worker.py)
+# error kinds that mean a connection was never held by the server (clients/worker/conn.py)
 _NOT_HELD = re.compile(r"^(over_capacity|connect_.*)$")
 
 COLUMNS = ["failed", "client_saturated", "has_errors", "queues_at", "littles_law_ratio",

@@ -44,13 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_scenario(options: argparse.Namespace) -> tuple[int, Path]:
     """``bench run --scenario classics`` without its report (drawn once, after the analysis)."""
     from bench.cli import parser
-    from bench.run import command
+    from bench.run import run as run_verb
 
     out = options.out or RunStore.default_dir(SCENARIO)
     argv = ["run", "--scenario", SCENARIO, "--out", str(out), "--no-report"]
     if options.servers:
         argv += ["--servers", options.servers]
-    return command.run(parser("run").parse_args(argv)), out
+    return run_verb.run(parser("run").parse_args(argv)), out
 
 
 def print_verdicts(content: dict[str, Any], console: Console) -> None:

@@ -278,9 +278,9 @@ class HostRun(threading.Thread):
             self.run_._signal_workers(signal.SIGINT)
 
     def run(self) -> None:
-        from clients._worker import Timeline
+        from clients.config import SwarmConfig, SwarmError
+        from clients.plan import Timeline
         from clients.service import _PooledRun
-        from clients.swarm import SwarmConfig, SwarmError
 
         class Run(_PooledRun):  # the barrier is passed: the timeline is the coordinator's
             def make_timeline(self) -> Timeline:

@@ -39,17 +39,11 @@ from bench.hosts.session import (
     start_agent,
 )
 from bench.load import ServiceError, ServiceInterrupted, ServiceTimeout
-from clients._worker import Timeline
+from clients.config import SwarmConfig, SwarmError
+from clients.plan import Timeline
+from clients.record import EXIT_CANNOT_RUN, build_record, exit_status
 from clients.service import config_from
-from clients.swarm import (
-    EXIT_CANNOT_RUN,
-    SwarmConfig,
-    SwarmError,
-    _share,
-    _timeline,
-    build_record,
-    exit_status,
-)
+from clients.swarm import _share, _timeline
 from protocol.launch import atomic_write_json
 
 POLL_S = 0.005
@@ -383,6 +377,6 @@ class HostsSwarm:
 
 def _as_run(state: _TrialState, results: dict[int, dict[str, Any]], failures: dict[int, str],
             interrupted: bool) -> Any:
-    """What ``clients.swarm.build_record`` reads of a run."""
+    """What ``clients.record.build_record`` reads of a run (``clients.record.Outcome``)."""
     return SimpleNamespace(results=results, failures=failures, interrupted=interrupted,
                            timeline=state.timeline, steady=None)  # fixed_window: no gate

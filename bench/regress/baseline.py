@@ -26,6 +26,7 @@ from typing import Any
 from bench.environment import cpu_model
 from bench.regress import check as regress
 from bench.regress import stats as rs
+from bench.regress.verdict import EXIT_PASS
 from bench.store import RESULTS_ROOT, atomic_write_json
 
 BASELINE_DIR = RESULTS_ROOT / "baseline"
@@ -189,7 +190,7 @@ def run(options: argparse.Namespace,
     if options.action == "compare" and not saved:
         emit(f"No baseline for this machine yet ({path.name}); "
              "`python -m bench baseline save` makes one. Nothing to compare.\n")
-        return regress.EXIT_PASS
+        return EXIT_PASS
     requested = [m for m in options.models.split(",") if m] if options.models else None
     from_baseline = options.action == "compare" and requested is None
     if from_baseline:
@@ -207,9 +208,9 @@ def run(options: argparse.Namespace,
     if options.action == "save":
         save_entry(path, entry)
         emit(f"Baseline saved: {path} (entry {len(load(path)['entries'])}).\n")
-        return regress.EXIT_PASS
+        return EXIT_PASS
     table, warnings = compare_table(saved[-1], entry, options.threshold)
     emit(f"### Trend against this machine's baseline (saved {saved[-1]['saved_at']}, "
          f"{saved[-1]['git']['sha'][:10]})\n\n{table}\n\n"
          f"{warnings} warning(s); trend warnings never fail a build.\n")
-    return regress.EXIT_PASS
+    return EXIT_PASS

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -46,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +56,11 @@ from bench.cost.tools import install_hint, missing_packages
 from bench.launch import child_env
 from bench.regress import cost_stage
 from bench.regress import stats as rs
-from bench.regress.cost_stage import CostMeasure, CostResult
+from bench.regress.cost_stage import CostMeasure
+from bench.regress.git import commit_messages, git, is_dirty, resolve_revision, worktree
 from bench.regress.model import (
     PROFILES,
+    CannotRun,
     GateCase,
     Profile,
     Sample,
@@ -68,19 +69,21 @@ from bench.regress.model import (
 )
 from bench.regress.reach import reached_models
 from bench.regress.sampler import TrialSampler
-from bench.store import RESULTS_ROOT, atomic_write_json
+from bench.regress.summary import markdown, write_outputs
+from bench.regress.verdict import (
+    EXIT_CANNOT_RUN,
+    STAGES,
+    TIMING_FAIL_LIMIT,
+    GateVerdict,
+    ModelResult,
+    Settings,
+    evaluate,
+    judge,
+    overall,
+)
 
 ROOT = REPO_ROOT
-EXIT_PASS, EXIT_REGRESSION, EXIT_CANNOT_RUN = 0, 1, 2
-GIT_TIMEOUT_S = 60
 PROBE_TIMEOUT_S = 30
-# a timing regression fails the check only when the limit it beat was at most this wide
-TIMING_FAIL_LIMIT = 0.25
-STAGES = ("cost", "timing")
-
-
-class CannotRun(Exception):
-    """The check cannot run, or the two revisions cannot be compared (exit status 2)."""
 
 
 def schedule(samples: int) -> list[str]:
@@ -89,55 +92,6 @@ def schedule(samples: int) -> list[str]:
     for round_index in range(samples):
         order += ["base", "head"] if round_index % 2 == 0 else ["head", "base"]
     return order
-
-
-# --------------------------------------------------------------------------- git
-
-
-def git(*args: str, cwd: Path = ROOT) -> str:
-    """Run git and return its standard output; CannotRun with git's message on failure."""
-    try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise CannotRun(f"git {' '.join(args)}: {error}") from error
-    if done.returncode != 0:
-        raise CannotRun(f"git {' '.join(args)}: {done.stderr.strip() or done.returncode}")
-    return done.stdout
-
-
-def resolve_revision(rev: str, cwd: Path = ROOT) -> str:
-    """The full commit id of ``rev``, or CannotRun when there is no such commit."""
-    try:
-        return git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=cwd).strip()
-    except CannotRun:
-        raise CannotRun(f"no such revision: {rev!r}") from None
-
-
-def commit_messages(base_sha: str, cwd: Path = ROOT) -> str:
-    """The messages of base..HEAD (empty when the base is HEAD)."""
-    return git("log", "--format=%B", f"{base_sha}..HEAD", cwd=cwd)
-
-
-def is_dirty(cwd: Path = ROOT) -> bool:
-    """Whether tracked server files differ from HEAD (the head side runs the working tree)."""
-    return bool(git("status", "--porcelain", "--untracked-files=no", "--", "servers", "bench",
-                    cwd=cwd).strip())
-
-
-@contextlib.contextmanager
-def worktree(sha: str, cwd: Path = ROOT) -> Iterator[Path]:
-    """A temporary detached worktree at ``sha``, removed again whatever happens."""
-    path = Path(tempfile.mkdtemp(prefix="concbench-base-"))
-    try:
-        git("worktree", "add", "--detach", "--force", str(path), sha, cwd=cwd)
-        yield path
-    finally:
-        with contextlib.suppress(CannotRun):
-            git("worktree", "remove", "--force", str(path), cwd=cwd)
-        shutil.rmtree(path, ignore_errors=True)
-        with contextlib.suppress(CannotRun):
-            git("worktree", "prune", cwd=cwd)
 
 
 @contextlib.contextmanager
@@ -258,113 +212,6 @@ def describe(sample: Sample) -> str:
     return f"{sample.throughput_rps or 0:,.0f} req/s{cpu_text}"
 
 
-@dataclass
-class PassResult:
-    """The statistics of one pass."""
-
-    samples: list[Sample]
-    time_per_request: rs.MetricComparison | None
-    cpu_per_request: rs.MetricComparison | None
-
-    @property
-    def flagged_metrics(self) -> set[str]:
-        return {m.metric for m in self.metrics if m.flagged}
-
-    @property
-    def faster(self) -> bool:
-        return any(m.faster for m in self.metrics) and not self.flagged_metrics
-
-    @property
-    def metrics(self) -> list[rs.MetricComparison]:
-        return [m for m in (self.time_per_request, self.cpu_per_request) if m is not None]
-
-    def as_dict(self) -> dict[str, object]:
-        return {"time_per_request": self.time_per_request and self.time_per_request.as_dict(),
-                "cpu_per_request": self.cpu_per_request and self.cpu_per_request.as_dict(),
-                "samples": [asdict(sample) for sample in self.samples]}
-
-
-def evaluate(samples: list[Sample], threshold: float, alpha: float, seed: int = 0) -> PassResult:
-    """Compare base and head samples of one pass."""
-
-    def values(side: str, attribute: str) -> list[float]:
-        return [getattr(s, attribute) for s in samples
-                if s.side == side and s.ok and getattr(s, attribute) is not None]
-
-    time_cmp = rs.compare_throughput(values("base", "throughput_rps"),
-                                     values("head", "throughput_rps"),
-                                     threshold=threshold, alpha=alpha, seed=seed)
-    cpu_cmp = rs.compare_costs("cpu_per_request", values("base", "cpu_us_per_request"),
-                               values("head", "cpu_us_per_request"),
-                               threshold=threshold, alpha=alpha, seed=seed)
-    return PassResult(samples, time_cmp, cpu_cmp)
-
-
-METRIC_LABELS = {"time_per_request": "time per request",
-                 "cpu_per_request": "server CPU per request"}
-
-# statuses, and what each means for the exit status
-STATUS_NOTES = {
-    "pass": "no slowdown beyond the threshold",
-    "faster": "faster beyond the threshold (significant)",
-    "unconfirmed": "flagged once, not confirmed by the rerun: inconclusive",
-    "regression": "slower, significant, confirmed by a rerun",
-    "accepted": "slower, significant, confirmed, and accepted by a perf-accept line",
-    "advisory": "slower, significant, confirmed, but past a limit too wide to fail a build",
-    "not gated": "measured and shown, but its counts follow the clock",
-    "inconclusive": "too few good samples to say",
-    "skipped": "not compared",
-    "error": "the check could not run for this model",
-}
-
-
-@dataclass
-class ModelResult:
-    """The verdict for one model and case."""
-
-    model: str
-    case: str
-    status: str
-    note: str = ""
-    passes: list[PassResult] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, object]:
-        return {"model": self.model, "case": self.case, "status": self.status, "note": self.note,
-                "passes": [p.as_dict() for p in self.passes]}
-
-
-def failure_note(samples: list[Sample]) -> str:
-    failures = [f"{s.side}: {s.failure}" for s in samples if not s.ok]
-    return "; ".join(dict.fromkeys(failures))[:500]
-
-
-def judge(model: str, case: GateCase, passes: list[PassResult], accepted: set[str],
-          fail_limit: float = TIMING_FAIL_LIMIT) -> ModelResult:
-    """Turn one or two passes into a status (see STATUS_NOTES). A confirmed slowdown whose
-    limit was wider than ``fail_limit`` in either pass is advisory: on a machine that noisy
-    the timing stage could not have caught anything smaller, so it does not fail a build."""
-    first = passes[0]
-    if not first.metrics:
-        bad_sides = {s.side for s in first.samples if not s.ok}
-        status = "error" if bad_sides else "inconclusive"
-        return ModelResult(model, case.name, status, failure_note(first.samples), passes)
-    if not first.flagged_metrics:
-        status = "faster" if first.faster else "pass"
-        return ModelResult(model, case.name, status, "", passes)
-    confirmed = first.flagged_metrics & (passes[1].flagged_metrics if len(passes) > 1 else set())
-    if not confirmed:
-        return ModelResult(model, case.name, "unconfirmed", STATUS_NOTES["unconfirmed"], passes)
-    what = " and ".join(METRIC_LABELS.get(m, m) for m in sorted(confirmed, reverse=True))
-    if rs.is_accepted(model, accepted):
-        return ModelResult(model, case.name, "accepted", f"accepted slowdown ({what})", passes)
-    limit = max(m.threshold for one in passes for m in one.metrics if m.metric in confirmed)
-    if limit > fail_limit:
-        return ModelResult(model, case.name, "advisory",
-                           f"slowdown in {what}, but its limit {limit:.0%} is past "
-                           f"{fail_limit:.0%}: advisory", passes)
-    return ModelResult(model, case.name, "regression", f"confirmed slowdown in {what}", passes)
-
-
 def check_model(sampler: Sampler, sources: dict[str, ServerSource], model: str, case: GateCase,
                 profile: Profile, settings: Settings, progress: Progress) -> ModelResult:
     """First pass, then a rerun when flagged, then the verdict."""
@@ -380,83 +227,6 @@ def check_model(sampler: Sampler, sources: dict[str, ServerSource], model: str, 
 
 
 # --------------------------------------------------------------------------- the check
-
-
-@dataclass
-class Settings:
-    """Everything a check needs besides the sampler."""
-
-    base: str
-    profile: Profile
-    models: list[str] | None = None
-    threshold: float = rs.DEFAULT_THRESHOLD
-    alpha: float = rs.DEFAULT_ALPHA
-    accepted: set[str] = field(default_factory=set)
-    json_path: Path | None = None
-    repo: Path = ROOT
-    stages: tuple[str, ...] = STAGES
-    reach: str = "changed"  # "changed": the models the diff reaches; "all": every model
-    cost_cases: tuple[str, ...] = cost_stage.GATE_CASES
-    cost_threshold_pct: float = cost_stage.DEFAULT_THRESHOLD_PCT
-    timing_fail_limit: float = TIMING_FAIL_LIMIT
-    jobs: int = field(default_factory=default_jobs)
-
-
-@dataclass
-class GateVerdict:
-    """The whole check's outcome."""
-
-    settings: Settings
-    exit_status: int
-    verdict: str
-    base_sha: str | None = None
-    head_sha: str | None = None
-    head_dirty: bool = False
-    skipped: dict[str, str] = field(default_factory=dict)
-    results: list[ModelResult] = field(default_factory=list)
-    cost_results: list[CostResult] = field(default_factory=list)
-    reached: dict[str, str] = field(default_factory=dict)  # model -> a changed file it runs
-    changed_files: list[str] = field(default_factory=list)
-    stage_wall_s: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    wall_s: float = 0.0
-
-    def as_dict(self) -> dict[str, object]:
-        profile = asdict(self.settings.profile)
-        return {
-            "verdict": self.verdict, "exit_status": self.exit_status, "error": self.error,
-            "base": {"rev": self.settings.base, "sha": self.base_sha},
-            "head": {"sha": self.head_sha, "dirty": self.head_dirty},
-            "profile": profile, "threshold": self.settings.threshold,
-            "alpha": self.settings.alpha, "noise_factor": rs.NOISE_FACTOR,
-            "accepted": sorted(self.settings.accepted), "skipped": self.skipped,
-            "reach": {"mode": self.settings.reach, "changed_files": self.changed_files,
-                      "models": self.reached},
-            "cost": {"cases": list(self.settings.cost_cases),
-                     "instructions_threshold_pct": self.settings.cost_threshold_pct,
-                     "syscall_tolerance_per_request": cost_stage.SYSCALL_TOLERANCE,
-                     "results": [r.as_dict() for r in self.cost_results]},
-            "timing_fail_limit": self.settings.timing_fail_limit,
-            "results": [r.as_dict() for r in self.results], "stage_wall_s": self.stage_wall_s,
-            "wall_s": self.wall_s,
-        }
-
-
-def overall(results: Sequence[ModelResult | CostResult], *, reached_none: bool = False
-            ) -> tuple[int, str]:
-    """(exit status, verdict word) from the per-model results of both stages."""
-    statuses = {r.status for r in results}
-    if "regression" in statuses:
-        return EXIT_REGRESSION, "regression"
-    if "error" in statuses:
-        return EXIT_CANNOT_RUN, "error"
-    if not statuses - {"skipped"}:
-        if reached_none:
-            return EXIT_PASS, "pass (the change reaches no model)"
-        return EXIT_CANNOT_RUN, "nothing compared"
-    if statuses & {"unconfirmed", "inconclusive", "advisory"}:
-        return EXIT_PASS, "inconclusive"
-    return EXIT_PASS, "pass"
 
 
 SamplerFactory = Callable[[], Sampler]
@@ -596,124 +366,6 @@ def measure_all(settings: Settings, verdict: GateVerdict, base_root: Path,
     verdict.results += [ModelResult(m, "-", "skipped", why) for m, why in verdict.skipped.items()]
     verdict.exit_status, verdict.verdict = overall([*verdict.cost_results, *verdict.results],
                                                    reached_none=reached == [])
-
-
-# --------------------------------------------------------------------------- output
-
-
-def _metric_cell(metric: rs.MetricComparison | None) -> str:
-    """``+25.1% [+20.3%, +31.0%] p=0.001 (limit 15%)``, bold when flagged."""
-    if metric is None:
-        return "n/a"
-    change = f"**{metric.slowdown:+.1%}**" if metric.flagged else f"{metric.slowdown:+.1%}"
-    return (f"{change} [{metric.ci_low - 1:+.1%}, {metric.ci_high - 1:+.1%}] "
-            f"p={metric.p_value:.2g} (limit {metric.threshold:.0%})")
-
-
-def markdown(verdict: GateVerdict) -> str:
-    """The verdict as a Markdown section (for stdout and $GITHUB_STEP_SUMMARY)."""
-    s = verdict.settings
-    dirty = ", with uncommitted changes" if verdict.head_dirty else ""
-    lines = [f"### Performance regression check: {verdict.verdict.upper()}", "",
-             f"base `{s.base}` ({(verdict.base_sha or '?')[:10]}) vs head "
-             f"({(verdict.head_sha or '?')[:10]}{dirty}).", ""]
-    if verdict.error:
-        lines += [f"**The check could not run:** {verdict.error}", ""]
-    lines += _reach_lines(verdict)
-    if verdict.cost_results:
-        lines += _cost_lines(verdict)
-    if verdict.results:
-        lines += [f"**Timing** (profile `{s.profile.name}`: {s.profile.samples} samples per "
-                  f"side of {s.profile.duration_s:g} s (+{s.profile.warmup_s:g} s warm-up), "
-                  f"A B B A). A regression is a slowdown past the limit ({s.threshold:.0%}, or "
-                  f"3x the same-code noise), with p < {s.alpha:g}, in two passes; it fails the "
-                  f"check only if that limit is at most {s.timing_fail_limit:.0%}.", ""]
-        lines += ["| model | case | base req/s | head req/s | time per request: change "
-                  "[95% CI] | server CPU per request: change [95% CI] | verdict |",
-                  "|---|---|---:|---:|---|---|---|"]
-        for result in verdict.results:
-            lines += _rows(result)
-        lines.append("")
-    if s.accepted:
-        lines.append(f"Accepted slowdowns (perf-accept): {', '.join(sorted(s.accepted))}.")
-    stages = ", ".join(f"{k} {v:.0f} s" for k, v in verdict.stage_wall_s.items())
-    lines.append(f"Wall time {verdict.wall_s:.0f} s ({stages or 'no stage ran'}); "
-                 f"exit status {verdict.exit_status}.")
-    return "\n".join(lines) + "\n"
-
-
-def _reach_lines(verdict: GateVerdict) -> list[str]:
-    if verdict.settings.models or verdict.settings.reach == "all":
-        return []
-    if not verdict.reached:
-        return [f"The change ({len(verdict.changed_files)} files) reaches no model's code.", ""]
-    reached = ", ".join(f"{m} (`{f}`)" for m, f in verdict.reached.items())
-    return [f"The change reaches: {reached}.", ""]
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "?" if value is None else f"{value:,.{digits}f}"
-
-
-def _cost_cells(pair: dict[str, float | None], digits: int) -> str:
-    change = pair.get("change_pct")
-    text = f"{_number(pair.get('base'), digits)} → {_number(pair.get('head'), digits)}"
-    return text + (f" ({change:+.2f}%)" if change is not None else "")
-
-
-def _cost_lines(verdict: GateVerdict) -> list[str]:
-    s = verdict.settings
-    lines = [f"**Cost** (deterministic: callgrind and strace, one request in flight; cases "
-             f"{', '.join(s.cost_cases)}). A regression is instructions per request up by more "
-             f"than {s.cost_threshold_pct:g} %, or (at one connection) any system call up by "
-             f"more than {cost_stage.SYSCALL_TOLERANCE:g} per request, in two runs.", "",
-             "| model | case | instructions per request | system calls per request | "
-             "verdict |", "|---|---|---:|---:|---|"]
-    for r in verdict.cost_results:
-        status = f"**{r.status}**" + (f": {r.note}" if r.note else "")
-        if not r.instructions_per_request:
-            lines.append(f"| {r.model} | {r.case} | | | {status} |")
-            continue
-        lines.append(f"| {r.model} | {r.case} | {_cost_cells(r.instructions_per_request, 0)} | "
-                     f"{_cost_cells(r.syscalls_per_request, 2)} | {status} |")
-    return [*lines, ""]
-
-
-def _rows(result: ModelResult) -> list[str]:
-    """One table row per pass; the verdict on the last."""
-    verdict = f"**{result.status}**" + (f": {result.note}" if result.note else "")
-    measured = [p for p in result.passes if p.metrics]
-    if not measured:
-        return [f"| {result.model} | {result.case} | | | | | {verdict} |"]
-    rows = []
-    for number, one in enumerate(measured):
-        rate = one.time_per_request
-        base_rps = f"{1.0 / rate.base_median:,.0f}" if rate else ""
-        head_rps = f"{1.0 / rate.head_median:,.0f}" if rate else ""
-        name = result.model if number == 0 else f"{result.model} (rerun)"
-        last = number == len(measured) - 1
-        rows.append(f"| {name} | {result.case} | {base_rps} | {head_rps} | "
-                    f"{_metric_cell(rate)} | {_metric_cell(one.cpu_per_request)} | "
-                    f"{verdict if last else 'flagged: rerun'} |")
-    return rows
-
-
-def write_outputs(verdict: GateVerdict, text: str) -> Path:
-    """Print the table, append it to $GITHUB_STEP_SUMMARY, write the JSON verdict."""
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-    path = verdict.settings.json_path or default_json_path()
-    atomic_write_json(path, verdict.as_dict(), indent=2)
-    return path
-
-
-def default_json_path() -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return RESULTS_ROOT / "regress" / f"{stamp}.json"
 
 
 # --------------------------------------------------------------------------- CLI

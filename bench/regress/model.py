@@ -1,7 +1,8 @@
-"""What the regression gate measures: its cases, profiles, sides and samples (no I/O).
+"""What the regression gate measures: its cases, profiles, sides and samples (no I/O), and
+the error that stops it (``CannotRun``).
 
-Shared by ``check`` (the statistics and the verdict) and ``sampler`` (one runner trial per
-sample), so neither imports the other's module to name them.
+Shared by ``check`` (the measuring), ``verdict`` (the statistics and the verdict), ``git`` and
+``sampler`` (one runner trial per sample), so none imports another's module to name them.
 """
 
 from __future__ import annotations
@@ -79,3 +80,7 @@ class Sampler(Protocol):
 
     def __call__(self, source: ServerSource, model: str, case: GateCase, profile: Profile,
                  index: int) -> Sample: ...
+
+
+class CannotRun(Exception):
+    """The check cannot run, or the two revisions cannot be compared (exit status 2)."""

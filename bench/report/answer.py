@@ -10,8 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.analysis.scorecard import NOISE_LIMIT, Assurance, Workload
+from bench.analysis.assurance import NOISE_LIMIT, Assurance
 from bench.analysis.validity import PER_REQUEST_ERROR_LIMIT
+from bench.analysis.workload import Workload
 from bench.store import atomic_write_json
 
 ANSWER_FORMAT = 2

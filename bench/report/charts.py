@@ -30,10 +30,11 @@ from matplotlib.ticker import (  # noqa: E402
 )
 
 from bench.analysis.frames import C10K_GROUP, is_native  # noqa: E402
-from bench.analysis.scorecard import Workload, case_words  # noqa: E402
+from bench.analysis.questions import case_words  # noqa: E402
 from bench.analysis.sweeps import SweepResult  # noqa: E402
 from bench.analysis.usl import UslFit  # noqa: E402
 from bench.analysis.usl import usl as usl_curve  # noqa: E402
+from bench.analysis.workload import Workload  # noqa: E402
 
 DPI = 110
 SPREAD = "error bars: min–max of valid repetitions, point: median"

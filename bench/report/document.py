@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from bench.analysis.assurance import Assurance, assurance
 from bench.analysis.frames import (
     C10K_GROUP,
     ID_FIELDS,
@@ -31,12 +32,13 @@ from bench.analysis.frames import (
     load_run,
 )
 from bench.analysis.histograms import merged_histogram, percentile_curve, pick_spectrum_case
-from bench.analysis.scorecard import Assurance, Workload, assurance, model_order, workloads
+from bench.analysis.scorecard import model_order, workloads
 from bench.analysis.sweeps import SweepResult, sweep_results
 from bench.analysis.usl import MIN_LEVELS as USL_MIN_LEVELS
 from bench.analysis.usl import UslFit, run_fits
 from bench.analysis.validity import JUDGED, MARK_SATURATED, PER_REQUEST_ERROR_LIMIT, ok_column
 from bench.analysis.verdicts import DEFAULT_MARGIN, CaseVerdict, all_verdicts
+from bench.analysis.workload import Workload
 from bench.cli import non_negative, positive
 from bench.report import charts, details
 from bench.report.answer import write_answer

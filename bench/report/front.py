@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.analysis.assurance import NOISE_LIMIT, Assurance
 from bench.analysis.frames import Run, is_native
-from bench.analysis.scorecard import NOISE_LIMIT, Assurance, Cell, Workload, model_order
+from bench.analysis.scorecard import model_order
 from bench.analysis.validity import (
     MARK_ERRORS,
     MARK_FAILED,
@@ -18,6 +19,7 @@ from bench.analysis.validity import (
     MARK_QUEUES,
     MARK_SATURATED,
 )
+from bench.analysis.workload import Cell, Workload
 from bench.report.blocks import Bullets, Section, Table, fmt_figure
 
 WHY_NATIVE = ("Ratios to native (the C server, measured in the same run on the same machine) "

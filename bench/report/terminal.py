@@ -8,9 +8,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from bench.analysis.assurance import NOISE_LIMIT, Assurance
 from bench.analysis.frames import is_native
-from bench.analysis.scorecard import NOISE_LIMIT, Assurance, Cell, Workload, model_order
+from bench.analysis.scorecard import model_order
 from bench.analysis.validity import MARK_SATURATED
+from bench.analysis.workload import Cell, Workload
 from bench.report.front import missing_mark
 
 CELL_WIDTH = 10  # '0.62×', 'best', 'tie 0.98×', '≥ 0.9× †', '— §'

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.analysis.scorecard import calibration_line as describe
+from bench.analysis.assurance import calibration_line as describe
 from servers.native import BuildError, build
 
 __all__ = ["BuildError", "describe", "measure", "native_costs", "python_loop"]

@@ -1,44 +1,38 @@
-"""``python -m bench run``: a scenario into a run folder, then its report.
+"""The run command's steps (the verb, its options and Ctrl-C handling: run.py).
 
-    python -m bench run --scenario NAME|PATH.toml [--servers a,b] [--out DIR] [--repeat N]
-                        [--placement split|same|none] [--resume DIR] [--hosts HOSTS.toml]
-
-(python -m bench list: the scenarios, with their time here.)
-
-Exit status: 0 the run completed (failed trials are recorded in it), 1 it completed but the
-report could not be rendered, 2 it could not start, 130 it was interrupted (``--resume
-RUN_DIR`` completes it).
+``prepare_new`` (a scenario into a new run folder) or ``prepare_resume`` (an interrupted one
+reopened) gives a ``PreparedRun``; ``execute`` opens its load (``open_load``: the swarm service
+on this machine, or the hosts and the swarm across them), runs its trials and ``summarise``s
+them (run.json's timing and status, the lines on the terminal), returning the exit status.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import contextlib
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from bench import REPO_ROOT, environment, procs
-from bench.cli import at_least_one
-from bench.environment import Placement
-from bench.launch import child_env
+from bench import environment, procs
+from bench.environment import Placement, cpu_text
 from bench.run import calibration, interpreters, scenario
-from bench.run.listing import LIST_TIMEOUT_S, models_under, terminal
+from bench.run.listing import models_under
 from bench.run.runner import (
     Runner,
-    StopOnSignal,
+    RunResult,
     TrialContext,
     default_swarm_command,
     finish_run,
     raise_fd_limit,
 )
-from bench.run.scenario import ModelSpec, Scenario, ScenarioError, TrialSpec
+from bench.run.scenario import ModelSpec, Scenario, TrialSpec
 from bench.run.swarm_service import ServiceError, SwarmService
 from bench.store import FORMAT, RunStore, utc_now
 
@@ -49,44 +43,51 @@ class RunRefused(Exception):
     """The run cannot start; the message says why."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``run`` verb's options."""
-    parser.add_argument("--scenario", help=f"{', '.join(scenario.scenario_names())} "
-                        "(bench/scenarios/), or a path to a .toml file")
-    parser.add_argument("--servers", help="comma-separated models (default: the scenario's, or "
-                     "every available one)")
-    parser.add_argument("--out", type=Path,
-                        help="run folder (default ./results/<UTC>-<scenario>)")
-    parser.add_argument("--repeat", type=at_least_one, help="repetitions (overrides the scenario)")
-    parser.add_argument("--placement", choices=scenario.PLACEMENTS,
-                     help="split: server on one core, swarm on the rest (default); same: both "
-                     "on the server's core; none: no pinning")
-    parser.add_argument("--duration", type=float, help="measured seconds per trial (override)")
-    parser.add_argument("--warmup", type=float, help="warm-up seconds per trial (override)")
-    parser.add_argument("--window-scale", type=float, metavar="K",
-                        help="every window K times longer, sized for K times the requests: the "
-                             "same scenario measured longer (override)")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                     help="complete an interrupted run (its trials with a record are skipped)")
-    parser.add_argument("--hosts", type=Path, metavar="HOSTS.toml",
-                        help="run the server and the swarm on other hosts, over execnet "
-                             "gateways (bench/hosts/config.py has the format; default: all "
-                             "on this machine)")
-    parser.add_argument("--no-report", action="store_true", help="do not render the report")
-    parser.add_argument("--swarm-command", nargs="+", help=argparse.SUPPRESS)
+@dataclass
+class PreparedRun:
+    """A run ready to start (``prepare_new``, ``prepare_resume``): its folder, with run.json
+    written, its scenario, trials and placement; the hosts file when the server and the swarm
+    run on other machines; the swarm command when one is given instead of the swarm service
+    (the tests' hidden ``--swarm-command``)."""
+
+    store: RunStore
+    scenario: Scenario
+    trials: list[TrialSpec]
+    placement: Placement
+    hosts_file: Path | None = None
+    swarm_command: list[str] | None = None
+
+    def headline(self) -> str:
+        """One line: what runs, where, for about how long, into which folder."""
+        placement = self.placement
+        models = list(dict.fromkeys(t.model for t in self.trials))
+        return (f"[bold]{self.scenario.name}[/bold]: {len(self.trials)} trials, "
+                f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
+                f"(server CPUs {cpu_text(placement.server_cpus)}, swarm CPUs "
+                f"{cpu_text(placement.swarm_cpus)}), about "
+                f"{scenario.estimate_s(self.trials) / 60:.1f} min; run folder "
+                f"{self.store.run_dir}")
 
 
-def check_swarm(command: Sequence[str]) -> None:
-    """Fail early, with the reason, if the swarm cannot even show its help."""
-    try:
-        done = subprocess.run([*command, "--help"], cwd=REPO_ROOT, env=child_env(REPO_ROOT),
-                              capture_output=True, text=True, timeout=LIST_TIMEOUT_S,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise RunRefused(f"the swarm ({' '.join(command)}) cannot start: {error}") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RunRefused(f"the swarm ({' '.join(command)}) cannot start: {last}")
+@dataclass
+class Load:
+    """What drives the trials' load, opened for the run (``open_load``): the swarm service on
+    this machine, or the hosts session and the swarm across its load hosts; neither when a
+    swarm command is given."""
+
+    service: Any = None  # SwarmService or bench.hosts.swarm.HostsSwarm
+    hosts: Any = None  # bench.hosts.session.HostsSession
+
+    def attach(self, context: TrialContext) -> None:
+        """The trials use this load."""
+        if self.hosts is not None:
+            context.hosts = context.launcher = self.hosts
+        if self.service is not None:
+            context.swarm_service = self.service
+
+    @property
+    def service_starts(self) -> int:
+        return self.service.starts if self.service is not None else 0
 
 
 def resolve_interpreters(entries: Sequence[Any]) -> tuple[list[tuple[Any, ...]],
@@ -123,8 +124,7 @@ def _overrides(options: argparse.Namespace) -> dict[str, Any]:
             "window_scale": options.window_scale}
 
 
-def prepare_new(options: argparse.Namespace, console: Console
-                ) -> tuple[RunStore, Scenario, list[TrialSpec], Placement]:
+def prepare_new(options: argparse.Namespace, console: Console) -> PreparedRun:
     """Load the scenario, find interpreters and models, create the run folder and run.json."""
     loaded = scenario.load(options.scenario or "default", _overrides(options))
     found, described, notes = resolve_interpreters(loaded.interpreters)
@@ -168,7 +168,7 @@ def prepare_new(options: argparse.Namespace, console: Console
     })
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}")
-    return store, loaded, trials, placement
+    return PreparedRun(store, loaded, trials, placement, options.hosts, options.swarm_command)
 
 
 def _servers_option(value: str | None, loaded: Scenario) -> list[str] | None:
@@ -186,8 +186,8 @@ def _servers_option(value: str | None, loaded: Scenario) -> list[str] | None:
     return names
 
 
-def prepare_resume(run_dir: Path, console: Console, options_hosts: Path | None = None
-                   ) -> tuple[RunStore, Scenario, list[TrialSpec], Placement, Path | None]:
+def prepare_resume(run_dir: Path, console: Console, options_hosts: Path | None = None,
+                   swarm_command: list[str] | None = None) -> PreparedRun:
     """Reopen an interrupted run: same scenario, models, placement, plan (and hosts file)."""
     try:
         store = RunStore.open(run_dir)
@@ -218,7 +218,7 @@ def prepare_resume(run_dir: Path, console: Console, options_hosts: Path | None =
         console.print(f"[yellow]note:[/yellow] {fd_note}", soft_wrap=True)
     store.update_run(status="running", finished_at=None,
                      resumed_at=[*run.get("resumed_at", []), utc_now()])
-    return store, loaded, trials, placement, options_hosts
+    return PreparedRun(store, loaded, trials, placement, options_hosts, swarm_command)
 
 
 def hosts_placement(path: Path) -> Placement:
@@ -246,106 +246,70 @@ def _check_resumable_format(run: dict[str, Any], run_dir: Path) -> None:
                          "`python -m bench report` still reads it, or start a new run")
 
 
-def _check_resume_options(options: argparse.Namespace) -> None:
-    """--resume continues a run exactly as planned: options that would change it are errors."""
-    given = [f"--{name.replace('_', '-')}" for name in ("scenario", "servers", "out", "repeat",
-                                                         "placement", "duration", "warmup",
-                                                         "window_scale")
-             if getattr(options, name) is not None]
-    if given:
-        raise RunRefused(f"--resume continues the run as it was planned; drop {', '.join(given)}")
-
-
 def _tuple(cpus: list[int] | None) -> tuple[int, ...] | None:
     return None if cpus is None else tuple(cpus)
 
 
-def run(options: argparse.Namespace) -> int:
-    """Prepare (or reopen) the run, run it under Ctrl-C handling, finish it, report it."""
-    console = terminal()
-    stop = threading.Event()
-    store: RunStore | None = None
-    with StopOnSignal(stop) as signals:
-        try:
-            if options.swarm_command:  # the swarm service checks itself as it starts
-                check_swarm(options.swarm_command)
-            if options.resume:
-                _check_resume_options(options)
-                store, loaded, trials, placement, options.hosts = prepare_resume(
-                    options.resume, console, options.hosts)
-            else:
-                store, loaded, trials, placement = prepare_new(options, console)
-            status = _execute(options, console, store, loaded, trials, placement, stop)
-            if status == EXIT_INTERRUPTED:
-                signals.ignore_further()
-        except (RunRefused, ScenarioError) as error:
-            print(f"bench run: {error}", file=sys.stderr)
-            return EXIT_CANNOT_RUN
-        except KeyboardInterrupt:  # a second Ctrl-C outside a trial: stop now
-            signals.ignore_further()
-            procs.kill_all()
-            if store is not None and store.run_json.exists():
-                finish_run(store, "interrupted")
-            console.print("[yellow]interrupted[/yellow]")
-            return EXIT_INTERRUPTED
-    if status != EXIT_OK or options.no_report:
-        return status
-    # the run's last step is its report: the one summary, from the same analysis as the files
-    from bench.report import document
-
-    return EXIT_OK if document.render(store.run_dir, console) == 0 else EXIT_REPORT_FAILED
-
-
-def _execute(options: argparse.Namespace, console: Console, store: RunStore, loaded: Scenario,
-             trials: list[TrialSpec], placement: Placement, stop: threading.Event) -> int:
-    models = list(dict.fromkeys(t.model for t in trials))
-    console.print(f"[bold]{loaded.name}[/bold]: {len(trials)} trials, "
-                  f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
-                  f"(server CPUs {_cpus(placement.server_cpus)}, swarm CPUs "
-                  f"{_cpus(placement.swarm_cpus)}), about "
-                  f"{scenario.estimate_s(trials) / 60:.1f} min; run folder "
-                  f"{store.run_dir}", soft_wrap=True)
+def execute(prepared: PreparedRun, console: Console, stop: threading.Event) -> int:
+    """Open the load, run the trials, summarise: the run's exit status."""
+    store = prepared.store
+    console.print(prepared.headline(), soft_wrap=True)
     described = (store.read_run().get("environment") or {}).get("interpreters") or []
-    context = TrialContext(placement=placement, work_dir=store.logs_dir, run_id=store.run_id,
-                           swarm_command=options.swarm_command or default_swarm_command(),
+    context = TrialContext(placement=prepared.placement, work_dir=store.logs_dir,
+                           run_id=store.run_id,
+                           swarm_command=prepared.swarm_command or default_swarm_command(),
                            stop=stop, interpreters={str(entry.get("tag") or entry.get("path")):
                                                     entry for entry in described})
     procs.become_subreaper()
     started = time.monotonic()
     spent_before = float((store.read_run().get("timing") or {}).get("trials_s") or 0.0)
-    hosts = None
-    service: Any = None
     try:
-        if options.hosts:
-            hosts, service = _open_hosts(options.hosts, console, store)
-            context.hosts = context.launcher = hosts
-        elif not options.swarm_command:
-            service = SwarmService(placement.swarm_cpus, store.logs_dir / "swarm-service.log",
-                                   workers=placement.swarm_workers())
-        if service is not None:
-            service.start()
-            context.swarm_service = service
-        result = Runner(store, trials, context, console, kill_strays=True).run()
+        with open_load(prepared, console) as load:
+            load.attach(context)
+            result = Runner(store, prepared.trials, context, console, kill_strays=True).run()
     except (ServiceError, RunRefused) as error:
         print(f"bench run: {error}", file=sys.stderr)
         finish_run(store, "interrupted")
         return EXIT_CANNOT_RUN
-    finally:
-        if service is not None:
-            service.close()
-        if hosts is not None:
-            hosts.close()
     elapsed = time.monotonic() - started
     procs.kill_all()
-    timing = run_timing(result.records.values(), spent_before + elapsed,
-                        service.starts if service is not None else 0)
+    return summarise(prepared, result, spent_before + elapsed, load.service_starts, console)
+
+
+@contextlib.contextmanager
+def open_load(prepared: PreparedRun, console: Console) -> Iterator[Load]:
+    """The load the trials drive, started (the hosts opened and checked, or the swarm
+    service), and closed on the way out whatever happens."""
+    load = Load()
+    try:
+        if prepared.hosts_file:
+            load.hosts, load.service = _open_hosts(prepared.hosts_file, console, prepared.store)
+        elif not prepared.swarm_command:
+            load.service = SwarmService(prepared.placement.swarm_cpus,
+                                        prepared.store.logs_dir / "swarm-service.log",
+                                        workers=prepared.placement.swarm_workers())
+        if load.service is not None:
+            load.service.start()
+        yield load
+    finally:
+        if load.service is not None:
+            load.service.close()
+        if load.hosts is not None:
+            load.hosts.close()
+
+
+def summarise(prepared: PreparedRun, result: RunResult, trials_s: float, service_starts: int,
+              console: Console) -> int:
+    """Record where the time went and how the run ended, say it: the exit status."""
+    store = prepared.store
+    timing = run_timing(result.records.values(), trials_s, service_starts)
     store.update_run(timing=timing)
     finish_run(store, result.status)
     failed = [r for r in result.records.values() if r.get("status") != "ok"]
     for record in failed:
         console.print(f"[red]failed[/red] {record['trial_id']}: {record.get('failure')}",
                       soft_wrap=True, highlight=False)
-    console.print(f"{len(result.records)} trials recorded ({len(trials)} planned, "
+    console.print(f"{len(result.records)} trials recorded ({len(prepared.trials)} planned, "
                   f"{len(failed)} failed) in {store.run_dir}: {timing['trials_s']:.0f} s of "
                   f"trials, {timing['overhead_per_trial_s']:.2f} s per trial beyond warm-up "
                   "and window", soft_wrap=True)
@@ -411,7 +375,3 @@ def _ramp_s(record: dict[str, Any]) -> float:
     rate = float(record.get("connect_rate") or 0)
     sockets = int(record.get("connections") or 0) + int(record.get("idle_connections") or 0)
     return sockets / rate if rate > 0 else 0.0
-
-
-def _cpus(cpus: tuple[int, ...] | None) -> str:
-    return "any" if cpus is None else ",".join(map(str, cpus))

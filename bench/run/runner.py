@@ -38,7 +38,7 @@ from rich.progress import (
 from bench import REPO_ROOT, procs
 from bench.analysis.frames import is_native
 from bench.analysis.validity import client_lag_over_slo, littles_law_ratio
-from bench.environment import Placement, load_average
+from bench.environment import Placement, cpu_list, load_average
 from bench.launch import (
     LaunchedServer,
     LaunchFailed,
@@ -358,8 +358,8 @@ def base_record(spec: TrialSpec, context: TrialContext) -> dict[str, Any]:
         "free_threaded_build": interpreter.get("free_threaded_build"),
         "placement": context.placement.name,
         "hosts": context.hosts.describe() if context.hosts is not None else None,
-        "server_cpus": _cpus(server_cpus(spec, context.placement)),
-        "swarm_cpus": _cpus(context.placement.swarm_cpus),
+        "server_cpus": cpu_list(server_cpus(spec, context.placement)),
+        "swarm_cpus": cpu_list(context.placement.swarm_cpus),
         "status": "failed", "failure": None, "stderr_tail": None, "swarm_stderr_tail": None,
         "notes": [], "started_at": utc_now(), "wall_s": None,
         "swarm": None, "swarm_exit": None, "server": None, "server_exit": None, "derived": None,
@@ -374,10 +374,6 @@ def server_cpus(spec: TrialSpec, placement: Placement) -> tuple[int, ...] | None
     if not count:
         return placement.server_cpus
     return tuple(placement.cpus_used()[:count])
-
-
-def _cpus(cpus: tuple[int, ...] | None) -> list[int] | None:
-    return None if cpus is None else list(cpus)
 
 
 def failed_record(spec: TrialSpec, context: TrialContext, failure: str) -> dict[str, Any]:

@@ -54,6 +54,9 @@ static double cpu_s(void) {
            (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec / 1e6;
 }
 
+/* The 9-byte frame header of docs/protocol.md, big-endian. servers/native/server.c writes it
+ * with the same function: each of the two is one self-contained file compiled on its own (the
+ * server under servers/, which imports nothing from bench/), so neither includes the other. */
 static void put_header(uint8_t *out, uint32_t length, uint8_t code, uint32_t value) {
     out[0] = (uint8_t)(length >> 24);
     out[1] = (uint8_t)(length >> 16);

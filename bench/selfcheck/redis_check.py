@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
+from bench.environment import one_cpu_each
+from bench.selfcheck.checks import Check, swarm
 from bench.selfcheck.swarm_speed import BenchError
 
 HOST = "127.0.0.1"
@@ -247,7 +249,7 @@ def _band(value: float, band: tuple[float, float]) -> str:
     return "pass" if band[0] <= value <= band[1] else "fail"
 
 
-def check_redis(work: Path, rounds: int) -> list[Any]:
+def check_redis(work: Path, rounds: int) -> list[Check]:
     """redis-benchmark and the swarm (``--protocol resp``) on one redis-server, taking turns.
 
     redis-server (persistence off) is pinned to one CPU, and the two clients take turns on the
@@ -276,13 +278,11 @@ def check_redis(work: Path, rounds: int) -> list[Any]:
     write (~5-13 µs of a ~65 µs round trip), and redis-benchmark's histogram reports ~8 µs
     steps at this range (63, 71 µs); measured 0.98-1.30, median 1.1 over 16 rounds.
     """
-    from bench.selfcheck.validate import Check, _cpus, swarm
-
     missing = missing_programs()
     if missing:
         return [Check("redis", "swarm vs redis-benchmark on redis-server", None, "—", "skip",
                       f"not run: {' and '.join(missing)} not installed: {INSTALL}")]
-    server_cpus, client_cpus = _cpus()
+    server_cpus, client_cpus = one_cpu_each()
     per: dict[tuple[str, int], list[dict[str, Any]]] = {}
     counted: list[tuple[int, int]] = []  # (swarm replies, server calls) per swarm run
     bench_rate: dict[tuple[str, int], float] = {}
@@ -343,7 +343,7 @@ def _round_figures(ours: dict[str, Any], theirs: dict[str, float]) -> dict[str, 
 
 
 def _rows(per: dict[tuple[str, int], list[dict[str, Any]]], counted: list[tuple[int, int]],
-          check: Any) -> list[Any]:
+          check: type[Check]) -> list[Check]:
     rows = []
     for op, _, name in OPERATIONS:
         loaded = per[(op, CONNECTIONS)]

@@ -33,23 +33,22 @@ import os
 import signal
 import socket
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from bench import REPO_ROOT, procs
-from bench.launch import child_env
+from bench.environment import one_cpu_each
 from bench.run.listing import terminal
+from bench.selfcheck.checks import Check, swarm
+from bench.selfcheck.redis_check import check_redis
 from bench.selfcheck.swarm_speed import (
     GOAL_RATIO,
-    SWARM_COMMAND,
     BenchError,
     Settings,
     fmt,
@@ -67,43 +66,6 @@ OPEN_RATE = 1000.0
 CO_SHOWN = 0.5  # a p99 at least this share of the freeze shows it
 
 
-@dataclass
-class Check:
-    """One row of the report card."""
-
-    name: str
-    figure: str
-    value: float | None
-    band: str
-    outcome: str  # "pass", "fail", "skip" or "info" (shown, not judged)
-    note: str = ""
-
-
-def _cpus() -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
-    """Server on the first usable CPU, clients on the second (no pinning on one CPU)."""
-    usable = sorted(os.sched_getaffinity(0))
-    return ((usable[0],), (usable[1],)) if len(usable) >= 2 else (None, None)
-
-
-def swarm(target: str, cpus: tuple[int, ...] | None, work: Path, label: str,
-          *args: str, duration: float = 2.0, warmup: float = 0.5) -> dict[str, Any]:
-    """One ``python -m clients swarm`` run, pinned to ``cpus``; its record."""
-    out = work / f"{label}.json"
-    command = [*SWARM_COMMAND, "--target", target, "--duration", str(duration),
-               "--warmup", str(warmup), "--timeout", "10", "--quiet", "--json", str(out), *args]
-    proc = procs.spawn(command, cpus=cpus, cwd=REPO_ROOT, env=child_env(REPO_ROOT))
-    try:
-        proc.wait(timeout=duration + warmup + 60)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"swarm {label} overran") from None
-    finally:
-        procs.stop(proc, sig=signal.SIGINT, grace_s=2.0)
-    try:
-        return json.loads(out.read_text())
-    except (OSError, ValueError) as error:
-        raise BenchError(f"swarm {label} left no record: {error}") from None
-
-
 # ---------------------------------------------------------------- the checks
 
 
@@ -117,7 +79,7 @@ def check_native(work: Path, rounds: int) -> list[Check]:
     throughput out or shows it as a lower bound. That is the check; the ratio of the two
     throughputs (the swarm's goal of 0.85 of a C client, ``make bench-swarm``) is shown
     beside it as information."""
-    server_cpus, client_cpus = _cpus()
+    server_cpus, client_cpus = one_cpu_each()
     settings = Settings(duration_s=2.0, warmup_s=0.5)
     taken = []
     with running_server("native", server_cpus, work) as server:
@@ -182,7 +144,7 @@ def blocking_p50_us(host: str, port: int, connections: int, duration: float) -> 
 
 def check_known_latency(work: Path, rounds: int) -> list[Check]:
     """The swarm's p50 against a blocking client's on a server 2 ms late, 1 and 10 conns."""
-    server_cpus, client_cpus = _cpus()
+    server_cpus, client_cpus = one_cpu_each()
     rows = []
     with running_server("threaded", server_cpus, work) as server:
         target = f"{server.host}:{server.port}"
@@ -239,7 +201,7 @@ def _freezing(pid: int, freeze_s: float) -> Iterator[None]:
 
 def check_coordinated_omission(work: Path, rounds: int) -> list[Check]:
     """Open loop shows a server frozen FREEZE_S of every second; closed loop hides it."""
-    server_cpus, client_cpus = _cpus()
+    server_cpus, client_cpus = one_cpu_each()
     shown_us = CO_SHOWN * FREEZE_S * 1e6
     opened, closed = [], []
     with running_server("epoll", server_cpus, work) as server:
@@ -262,17 +224,9 @@ def check_coordinated_omission(work: Path, rounds: int) -> list[Check]:
     ]
 
 
-def check_redis(work: Path, rounds: int) -> list[Check]:
-    """redis-benchmark and the swarm on redis-server (``redis_check.check_redis``)."""
-    from bench.selfcheck.redis_check import check_redis as measure
-
-    rows: list[Check] = measure(work, rounds)
-    return rows
-
-
 CHECKS: dict[str, Callable[[Path, int], list[Check]]] = {
     "native": check_native, "latency": check_known_latency,
-    "co": check_coordinated_omission, "redis": check_redis,
+    "co": check_coordinated_omission, "redis": check_redis,  # redis_check.py
 }
 
 
@@ -308,7 +262,7 @@ def run(options: argparse.Namespace) -> int:
         return 2
     load = os.getloadavg()[0]
     console.print(f"load average {load:.2f} on {os.cpu_count()} CPUs; server/client CPUs "
-                  f"{_cpus()}")
+                  f"{one_cpu_each()}")
     rows: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="concbench-validate-") as folder:
         for name in chosen:

@@ -151,6 +151,9 @@ static void buf_consume(buffer_t *b, size_t size) {
     }
 }
 
+/* The 9-byte frame header of docs/protocol.md, big-endian. bench/selfcheck/client.c writes it
+ * with the same function: each of the two is one self-contained file compiled on its own (this
+ * server under servers/, which imports nothing from bench/), so neither includes the other. */
 static void put_header(uint8_t *out, uint32_t length, uint8_t code, uint32_t value) {
     out[0] = (uint8_t)(length >> 24);
     out[1] = (uint8_t)(length >> 16);
