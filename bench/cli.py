@@ -40,7 +40,7 @@ VERBS: dict[str, Verb] = {
     "regress": Verb("bench.regress.check", "performance-regression gate against a revision"),
     "baseline": Verb("bench.regress.baseline", "save or compare this machine's trend baseline"),
     "cost": Verb("bench.cost.command", "instructions and system calls per request, per model"),
-    "classics": Verb("bench.classics.command",
+    "classics": Verb("bench.run.classics",
                      "the field's known results, reproduced here beside their sources"),
     "resources": Verb("bench.resources", "how each model behaves out of descriptors"),
     "calibrate": Verb("bench.regress.calibrate", "how long a regression sample must be here"),

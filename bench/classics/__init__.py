@@ -15,5 +15,6 @@ the scenario group it reads (``GROUP``) and ``analyse(run) -> Finding``:
     open_closed   the same load offered open and closed: the tails
 
 ``document`` runs them all and writes ``classics.json`` (``FORMAT``) into the run folder;
-``command`` is the verb; ``bench/report/classics.py`` draws the report's section from the file.
+the verb is ``bench/run/classics.py`` (it runs the scenario, this analysis and the report);
+``bench/report/classics.py`` draws the report's part from the file.
 """

@@ -3,7 +3,8 @@
     python -m bench classics [--out DIR] [--servers a,b]   run the classics scenario, analyse it
     python -m bench classics RUN_DIR                        analyse a finished run again
 
-Writes classics.json into the run folder (bench/classics/document.py), prints one verdict per
+The verb of bench/classics/ (which analyses, and imports neither the runner nor the report):
+writes classics.json into the run folder (bench/classics/document.py), prints one verdict per
 experiment, and renders the run's report with a section per experiment. Exit status: 0 done
 (whatever the verdicts: "not reproduced" is a finding, not a failure), 2 it could not run or
 analyse, 130 interrupted (``bench run --resume DIR`` completes the run, then ``bench classics
