@@ -1,8 +1,12 @@
-"""What every model shares: the listening socket, the READY line, shutdown, sockets' options."""
+"""What every model shares: the listening socket, the READY line, shutdown, sockets' options,
+the options of a model that runs N loops, threads or processes, and an optional library."""
 
 from __future__ import annotations
 
+import argparse
 import errno
+import importlib
+import os
 import signal
 import socket
 import sys
@@ -119,3 +123,30 @@ class AcceptBackoff:
     def succeeded(self) -> None:
         """An accept worked: the next failure starts a new episode at the shortest pause."""
         self.delay = 0.0
+
+
+def add_count_option(parser: argparse.ArgumentParser, flag: str, what: str) -> None:
+    """``flag N``: how many ``what`` a model runs, one per usable CPU by default."""
+    cpus = len(os.sched_getaffinity(0))
+    parser.add_argument(flag, type=int, default=cpus, metavar="N",
+                        help=f"{what} (default: the CPUs available, {cpus})")
+
+
+def check_count(value: int, flag: str, most: int) -> None:
+    """Refuse a count outside 1..``most`` (SystemExit naming ``flag``)."""
+    if not 1 <= value <= most:
+        raise SystemExit(f"{flag} must be between 1 and {most}")
+
+
+def reuse_port(options: argparse.Namespace) -> dict[str, bool]:
+    """``listener_options`` of a model whose loops each listen on an SO_REUSEPORT socket."""
+    return {"reuse_port": True}
+
+
+def missing_library(name: str) -> str | None:
+    """Why an optional library cannot be used ("pip install NAME"), or None when it imports."""
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        return f"{name} does not import ({error}); pip install {name}"
+    return None

@@ -83,6 +83,9 @@ class SessionProtocol(asyncio.BufferedProtocol):
             return
         if session.deadline is not None and self.timer is None:
             self.timer = self.loop.call_at(session.deadline, self._timer_fired)
+        # reading follows the session and the transport's back-pressure; servers/twisted_.py's
+        # protocol does the same in Twisted's calls (the steps are the session's contract,
+        # protocol/session.py; the calls are what differs by model)
         should_read = wants_input and not self.write_paused
         if should_read == self.read_paused:
             self.read_paused = not should_read

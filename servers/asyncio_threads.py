@@ -21,13 +21,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import threading
 import time
 
 from servers import asyncio_
-from servers._base import BACKLOG, RECV_SIZE, log, make_listener
+from servers._base import (
+    BACKLOG,
+    RECV_SIZE,
+    add_count_option,
+    check_count,
+    log,
+    make_listener,
+    reuse_port,
+)
 
 DESCRIPTION = "--threads asyncio loops, one per thread, each on its own SO_REUSEPORT socket"
 MAX_THREADS = 256
@@ -35,18 +42,14 @@ STOP_GRACE = 0.5  # seconds the stop waits for the loops to stop before exiting 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cpus = len(os.sched_getaffinity(0))
-    parser.add_argument("--threads", type=int, default=cpus, metavar="N",
-                        help=f"event loops, one per thread (default: the CPUs available, {cpus})")
+    add_count_option(parser, "--threads", "event loops, one per thread")
 
 
 def check(options: argparse.Namespace) -> None:
-    if not 1 <= options.threads <= MAX_THREADS:
-        raise SystemExit(f"--threads must be between 1 and {MAX_THREADS}")
+    check_count(options.threads, "--threads", MAX_THREADS)
 
 
-def listener_options(options: argparse.Namespace) -> dict[str, bool]:
-    return {"reuse_port": True}
+listener_options = reuse_port
 
 
 class LoopProtocol(asyncio_.SessionProtocol):

@@ -30,18 +30,14 @@ import argparse
 import signal
 import socket
 
-from servers._base import Shutdown
+from servers._base import Shutdown, missing_library
 from servers.threaded import ClientSockets, handle
 
 DESCRIPTION = "one greenlet per client over monkey-patched sockets (gevent StreamServer)"
 
 
 def unavailable() -> str | None:
-    try:
-        import gevent  # noqa: F401
-    except ImportError as error:
-        return f"gevent does not import ({error}); pip install gevent"
-    return None
+    return missing_library("gevent")
 
 
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Iterator
 
 from servers import epoll
-from servers._base import Shutdown, log, make_listener
+from servers._base import Shutdown, add_count_option, check_count, log, make_listener, reuse_port
 from servers._eventloop import EventLoop
 
 DESCRIPTION = "--workers processes, each an epoll loop, on one SO_REUSEPORT port"
@@ -48,18 +48,14 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     epoll.add_arguments(parser)
-    cpus = len(os.sched_getaffinity(0))
-    parser.add_argument("--workers", type=int, default=cpus, metavar="N",
-                        help=f"worker processes (default: the CPUs available, {cpus})")
+    add_count_option(parser, "--workers", "worker processes")
 
 
 def check(options: argparse.Namespace) -> None:
-    if not 1 <= options.workers <= MAX_WORKERS:
-        raise SystemExit(f"--workers must be between 1 and {MAX_WORKERS}")
+    check_count(options.workers, "--workers", MAX_WORKERS)
 
 
-def listener_options(options: argparse.Namespace) -> dict[str, bool]:
-    return {"reuse_port": True}
+listener_options = reuse_port
 
 
 def die_with_parent(parent: int) -> None:
@@ -168,7 +164,8 @@ def stop(workers: dict[int, int]) -> None:
 
 
 def reaped(pid: int, options: int) -> bool:
-    """Reap worker ``pid`` if it has exited; True once it is gone (reaped here or before)."""
+    """Reap child ``pid`` if it has exited; True once it is gone (reaped here or before; the
+    forking socketserver model reaps its children with it too)."""
     try:
         return os.waitpid(pid, options)[0] == pid
     except ChildProcessError:

@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from servers._base import AcceptBackoff, refuse, tune
-from servers.prefork import die_with_parent
+from servers.prefork import die_with_parent, reaped
 from servers.threaded import THREAD_STACK, ClientSockets, handle
 
 DESCRIPTION = "the standard library's ThreadingTCPServer (--mixin forking: ForkingTCPServer)"
@@ -130,20 +130,12 @@ class ForkingServer(socketserver.ForkingMixIn, _AdoptsListener):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         while children and time.monotonic() < deadline:
-            children = {pid for pid in children if not _reaped(pid, os.WNOHANG)}
+            children = {pid for pid in children if not reaped(pid, os.WNOHANG)}
             time.sleep(0.01)
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            _reaped(pid, 0)
-
-
-def _reaped(pid: int, flags: int) -> bool:
-    """Reap child ``pid`` if it has exited; True once it is gone (reaped here or before)."""
-    try:
-        return os.waitpid(pid, flags)[0] == pid
-    except ChildProcessError:
-        return True
+            reaped(pid, 0)
 
 
 def serve(listener: socket.socket, options: argparse.Namespace) -> None:

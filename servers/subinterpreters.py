@@ -35,7 +35,7 @@ import threading
 import time
 from pathlib import Path
 
-from servers._base import Shutdown, log, make_listener
+from servers._base import Shutdown, add_count_option, check_count, log, make_listener, reuse_port
 
 DESCRIPTION = "--interpreters isolated interpreters (own GIL each), each an epoll loop, one port"
 MAX_INTERPRETERS = 64
@@ -71,18 +71,14 @@ def _api() -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cpus = len(os.sched_getaffinity(0))
-    parser.add_argument("--interpreters", type=int, default=cpus, metavar="N",
-                        help=f"interpreters, one per thread (default: the CPUs available, {cpus})")
+    add_count_option(parser, "--interpreters", "interpreters, one per thread")
 
 
 def check(options: argparse.Namespace) -> None:
-    if not 1 <= options.interpreters <= MAX_INTERPRETERS:
-        raise SystemExit(f"--interpreters must be between 1 and {MAX_INTERPRETERS}")
+    check_count(options.interpreters, "--interpreters", MAX_INTERPRETERS)
 
 
-def listener_options(options: argparse.Namespace) -> dict[str, bool]:
-    return {"reuse_port": True}
+listener_options = reuse_port
 
 
 # --- inside each new interpreter --------------------------------------------------------------

@@ -117,6 +117,9 @@ if _WHY_MISSING is None:
             if session.deadline is not None and self.timer is None:
                 delay = max(0.0, session.deadline - time.monotonic())
                 self.timer = self.reactor.callLater(delay, self._timer_fired)
+            # reading follows the session and the transport's back-pressure, as in
+            # servers/asyncio_.py's SessionProtocol in asyncio's calls (the steps are the
+            # session's contract, protocol/session.py; the calls are what differs by model)
             should_read = wants_input and not self.write_paused
             if should_read == self.read_paused:
                 self.read_paused = not should_read

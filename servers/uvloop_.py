@@ -11,16 +11,13 @@ import argparse
 import socket
 
 from servers import asyncio_
+from servers._base import missing_library
 
 DESCRIPTION = "the asyncio Protocol server on uvloop (libuv; --api protocol|streams)"
 
 
 def unavailable() -> str | None:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError as error:
-        return f"uvloop does not import ({error}); pip install uvloop"
-    return None
+    return missing_library("uvloop")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -107,6 +107,8 @@ class Worker(Phases):
         self.established = 0
         self.live = 0
         self.held = [make(self) for make in held]
+        # those with chores of their own (slowloris' drips), looked at in every housekeeping pass
+        self.timed = [h for h in self.held if h.count and type(h).tick is not Held.tick]
         # who the connections are, in the order they open: the held ones marked ``first``
         # (slowloris: the attack is already there when the clients come), the busy ones
         # (None), then the other held ones (idle)

@@ -53,6 +53,7 @@ class Phases:
     conns: dict[int, Conn]
     all_conns: list[Conn]  # the busy connections
     held: list[Held]
+    timed: list[Held]  # the held kinds with chores of their own
     established: int
     live: int
     to_open: int
@@ -100,14 +101,14 @@ class Phases:
         tend = m.tend(now) if self.phase == "window" else NEVER
         if self.to_open and now >= self.next_connect:
             self._open_due(now)
-        for held in self.held:
+        for held in self.timed:
             if now >= held.due_ns():
                 held.tick(now)
         if now >= self.next_chore:
             self._chores(now)
         if self.finished:
             return now
-        upcoming = [self.next_chore, tend, *(held.due_ns() for held in self.held)]
+        upcoming = [self.next_chore, tend, *(held.due_ns() for held in self.timed)]
         if self.phase == "warmup":
             upcoming += (timeline.window_ns, self.next_warm)
         elif self.phase == "window":
