@@ -54,7 +54,7 @@ SERIAL_TESTS = frozenset({  # single tests elsewhere
 })
 
 
-# module-scoped fixtures that make test's workers need not share: one per model and worker
+# module-scoped fixtures grouped per model instead (_model_group): one shared server per model
 PER_WORKER_FIXTURES = frozenset({"_shared_server", "server_spec"})
 # modules whose tests share state outside pytest (the checkout's git worktrees: one test's
 # "nothing left behind" sees another's base worktree): their tests go to one worker, in turn
@@ -70,6 +70,15 @@ def _shares_a_module_fixture(item: pytest.Item) -> bool:
     return any(definition.scope == "module"
                for name, definitions in info.name2fixturedefs.items()
                if name not in PER_WORKER_FIXTURES for definition in definitions)
+
+
+def _model_group(item: pytest.Item) -> str | None:
+    """``module/model`` for a test run once per model: the model's tests go to one worker,
+    which starts the model's shared server once (spread over the workers, each worker that
+    drew some of them started one of its own)."""
+    spec = getattr(item, "callspec", None)
+    spec = spec.params.get("server_spec") if spec is not None else None
+    return f"{item.path.name}/{spec.id}" if isinstance(spec, ModelSpec) else None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -98,6 +107,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # with --dist loadgroup, one worker builds the fixture once, or runs the module in turn
         if _shares_a_module_fixture(item) or item.path.name in ONE_WORKER_MODULES:
             item.add_marker(pytest.mark.xdist_group(item.path.name))
+        elif group := _model_group(item):
+            item.add_marker(pytest.mark.xdist_group(group))
         name = getattr(item, "originalname", item.name)
         if item.path.name in SERIAL_MODULES or name in SERIAL_TESTS:
             item.add_marker(pytest.mark.serial)
