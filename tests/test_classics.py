@@ -130,13 +130,18 @@ def test_convoy_without_epoll_has_no_work_duration() -> None:
 # ---------------------------------------------------------------- cores
 
 
-def cores_rows(factors: dict[str, float]) -> list[dict[str, Any]]:
+def cores_rows(factors: dict[str, float], cores: dict[str, float] | None = None
+               ) -> list[dict[str, Any]]:
+    """Throughput on 2 CPUs = factor x on 1; CPU used on 2 CPUs: ``cores`` (else the factor)."""
     rows = []
     for model, factor in factors.items():
+        used = (cores or {}).get(model, factor)
         for repeat in (1, 2, 3):
-            for cpus, rate in ((1, 1000.0), (2, 1000.0 * factor * (1 + 0.01 * repeat))):
+            for cpus, rate, cpu in ((1, 1000.0, 100.0),
+                                    (2, 1000.0 * factor * (1 + 0.01 * repeat), 100.0 * used)):
                 rows.append({"group": "cores", "variant": model, "repeat": repeat,
-                             "server_cpu_count": cpus, "throughput_rps": rate})
+                             "server_cpu_count": cpus, "throughput_rps": rate,
+                             "server_cpu_percent": cpu})
     return rows
 
 
@@ -147,6 +152,17 @@ def test_cores_prefork_scales_the_rest_do_not() -> None:
     assert finding.measured["models"]["prefork"]["factor"]["median"] == pytest.approx(1.94,
                                                                                      abs=0.01)
     assert "not fitted" in finding.measured["usl"]
+
+
+def test_cores_a_single_loop_judged_by_the_cores_it_used_not_a_noisy_factor() -> None:
+    # one core used: the 1.3x is the machine's speed between trials, not the second CPU
+    finding = cores.analyse(run_of(cores_rows({"prefork": 1.8, "epoll": 1.3},
+                                              {"epoll": 1.0})))
+    assert finding.verdict == REPRODUCED, finding.reason
+    # a second core used is scaling, whatever the factor says
+    finding = cores.analyse(run_of(cores_rows({"prefork": 1.8, "epoll": 1.0},
+                                              {"epoll": 1.6})))
+    assert finding.verdict == NOT_REPRODUCED and "epoll" in finding.reason.split(";")[-1]
 
 
 def test_cores_a_prefork_that_does_not_scale_is_not_reproduced() -> None:

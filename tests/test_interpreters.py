@@ -78,7 +78,8 @@ def test_describe_is_json_metadata(tmp_path: Path) -> None:
     assert described == {
         "interpreter": str(path), "path": str(path), "executable": "/opt/fake/python3.13t",
         "version": "3.13.5", "implementation": "CPython", "gil_enabled": False,
-        "free_threaded_build": True, "label": "CPython 3.13.5 (free-threaded, GIL off)"}
+        "free_threaded_build": True, "label": "CPython 3.13.5 (free-threaded, GIL off)",
+        "switch_interval_s": 0.005}  # a probe answer without it: CPython's default
 
 
 def test_labels_tell_gil_builds_apart(tmp_path: Path) -> None:

@@ -84,7 +84,9 @@ def analyse(run: Run) -> Finding:
         rounds = {str(m): by_round(g, "throughput_rps") for m, g in own.groupby("variant")}
         if "uvloop" in rounds and "asyncio" in rounds:
             ratios = paired(rounds["uvloop"], rounds["asyncio"])
-            uvloop[label] = {**summary(ratios, 2), "p": round(ratio_test(ratios), 4)}
+            pair = own[own["variant"].isin(["uvloop", "asyncio"])]
+            uvloop[label] = {**summary(ratios, 2), "p": round(ratio_test(ratios), 4),
+                             "left_out": left_out(pair)}
     verdict, reason = _verdict(orders, uvloop, _interpreter(run))
     chart = {"kind": "ratio_table", "y": "throughput ÷ tornado's (same round)",
              "sizes": list(table), "measured": {label: {m: c["over_tornado"]["median"]
@@ -132,8 +134,11 @@ def _verdict(orders: dict[str, Any], uvloop: dict[str, Any],
                 for label, pairs in orders.items() for p in pairs}
     words = "; ".join(f"{name} {outcome}" + (f" ({p['median']:.2f}x, p={p['p']})" if p["n"]
                                              else "") for name, (outcome, p) in outcomes.items())
-    uv_words = "; ".join(f"{label} uvloop/asyncio {v['median']:.2f}x" for label, v in
-                         uvloop.items() if isinstance(v, dict) and v.get("median"))
+    uv_words = "; ".join(
+        f"{label} uvloop/asyncio {v['median']:.2f}x (n={v['n']})" if v.get("median") else
+        f"{label} uvloop/asyncio: no round with both valid (left out: "
+        + ", ".join(f"{kind} {count}" for kind, count in v.get("left_out", {}).items()) + ")"
+        for label, v in uvloop.items())
     reversed_ = [name for name, (outcome, _p) in outcomes.items() if outcome == "reversed"]
     low_uvloop = [label for label, v in uvloop.items()
                   if isinstance(v, dict) and v.get("median") and v["median"] < UVLOOP_AT_LEAST]

@@ -406,6 +406,7 @@ class Trial:
         self.crashed = False
         self.timing: dict[str, float] = {}
         self.extra: dict[str, Any] = {}  # the runner's additions to the record (rate basis...)
+        self.interrupted = False  # the run was stopped while this trial's load ran
 
     def _stamp(self, name: str) -> None:
         self.timing[name] = round(time.monotonic() - self.t0, 4)
@@ -433,6 +434,10 @@ class Trial:
         finally:
             if self.sampler is not None:
                 self.sampler.stop()
+        # a Ctrl-C during the load reaches the swarm too (the terminal signals the whole
+        # group; across hosts the agents pass it on): a swarm that ended for it is not a
+        # measurement, kept or failed, but an interrupted trial
+        self.interrupted = self.context.stop.is_set()
         self._stamp("measured_s")
 
     def _measure(self) -> None:
@@ -697,7 +702,9 @@ class Runner:
             for trial in (current, ahead):
                 if trial is not None:
                     trial.abandon()
-            if finishing is not None:  # measured in full: its record is kept
+            if finishing is not None and finishing.interrupted:
+                finishing.abandon()
+            elif finishing is not None:  # measured in full: its record is kept
                 self._complete(finishing, records)
             raise
         except BaseException:
