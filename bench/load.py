@@ -2,7 +2,7 @@
 
 Two implementations: ``bench/run/swarm_service.py`` (a long-lived swarm on this machine) and
 ``bench/hosts/swarm.py`` (the swarm across load hosts, over execnet). The runner
-(``bench/run/runner.py``) hands one trial's swarm arguments to ``run`` and then waits for the
+(``bench/run/trial.py``) hands one trial's swarm arguments to ``run`` and then waits for the
 replies in ``ORDER``; the errors below are all it needs to tell apart.
 """
 

@@ -1,7 +1,7 @@
 """Every figure a trial yields, declared once: its name, direction, unit, resolution, the
 validity rules that apply to it and how the report names it.
 
-The runner derives these figures (``bench/run/runner.py`` ``derive``, and the workloads'
+The runner derives these figures (``bench/run/trial.py`` ``derive``, and the workloads'
 ``bench/run/workloads.py``), the frames keep them as columns (``bench/analysis/frames.py``),
 validity judges them by their ``side`` (``bench/analysis/validity.py``: which conditions leave
 them out), the verdicts and the scorecard name them with ``words`` and ``noun``, and

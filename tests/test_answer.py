@@ -17,7 +17,7 @@ from test_report import make_trial, write_run
 
 from bench.analysis import assurance, frames, scorecard, validity
 from bench.report import document as report
-from bench.run.runner import derive
+from bench.run.trial import derive
 
 THROUGHPUT = {"epoll": 50000, "asyncio": 30000, "threaded": 20000, "native": 100000}
 

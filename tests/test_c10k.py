@@ -20,7 +20,7 @@ from test_report import make_trial, write_run
 
 from bench.analysis import validity
 from bench.report import document as report
-from bench.run import runner, scenario
+from bench.run import scenario, swarm_run
 from bench.run.scenario import ModelSpec, ScenarioError
 from clients.config import SwarmConfig, SwarmError
 from clients.swarm import run_swarm
@@ -135,15 +135,15 @@ def test_idle_connections_and_skip_servers_in_a_group() -> None:
 
 
 def test_swarm_workers_follow_the_descriptor_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner.resource, "getrlimit", lambda _kind: (1024, 1024))
+    monkeypatch.setattr(swarm_run.resource, "getrlimit", lambda _kind: (1024, 1024))
     loaded = scenario.from_dict({"name": "t", "group": [{
         "name": "g", "connections": 10, "idle_connections": 3000}]})
     (trial,) = scenario.plan(loaded, [ModelSpec("epoll", "epoll", (), "py")])
-    assert runner.swarm_workers(trial, 1) == 4  # 3,010 sockets, 960 per worker
-    assert runner.swarm_workers(trial, 8) == 8
-    note = runner.raise_fd_limit(trial.sockets)
+    assert swarm_run.swarm_workers(trial, 1) == 4  # 3,010 sockets, 960 per worker
+    assert swarm_run.swarm_workers(trial, 8) == 8
+    note = swarm_run.raise_fd_limit(trial.sockets)
     assert note is not None and "1,024" in note and "ulimit -Hn" in note
-    assert runner.raise_fd_limit(500) is None
+    assert swarm_run.raise_fd_limit(500) is None
 
 
 # ---------------------------------------------------------------- a scaled-down c10k run

@@ -1,7 +1,7 @@
 """The report: summary.csv, charts, verdicts, flags and a self-contained HTML, from synthetic runs.
 
 Run folders are built in tmp paths with trial records made by the runner's own record code
-(``base_record``, ``derive``, ``failed_record`` in bench/run/runner.py) from real ``TrialSpec``s,
+(``base_record``, ``derive``, ``failed_record`` in bench/run/trial.py) from real ``TrialSpec``s,
 carrying real encoded HdrHistograms, so the report reads exactly what a real run gives it.
 """
 
@@ -21,7 +21,8 @@ from bench import cli
 from bench.analysis import frames, histograms, sweeps, validity, verdicts
 from bench.environment import Placement
 from bench.report import document as report
-from bench.run.runner import TrialContext, base_record, derive, failed_record
+from bench.run.context import TrialContext
+from bench.run.trial import base_record, derive, failed_record
 from bench.store import FORMAT, Case, ModelSpec, TrialSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -27,20 +27,12 @@ from bench.analysis.histograms import decode_histogram
 from bench.environment import Placement, resolve_placement
 from bench.launch import LaunchedServer, LaunchFailed
 from bench.run import scenario
-from bench.run.rates import choose_equal_load
-from bench.run.runner import (
-    LOCAL,
-    Runner,
-    TrialContext,
-    _SwarmRun,
-    derive,
-    measured_window,
-    run_trial,
-    server_command,
-    summarize_server,
-    swarm_arguments,
-    sweep_rate,
-)
+from bench.run.context import LOCAL, TrialContext, server_command
+from bench.run.rates import choose_equal_load, sweep_rate
+from bench.run.runner import Runner
+from bench.run.swarm_run import SwarmRun, measured_window, swarm_arguments
+from bench.run.trial import derive, run_trial
+from bench.sampling import summarize_server
 from bench.store import FORMAT, RunStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -547,7 +539,7 @@ def test_figures_that_cannot_be_computed_are_none() -> None:
 
 
 def test_the_swarms_window_is_used_when_it_gives_one() -> None:
-    run = _SwarmRun(0, start_s=1.0, end_s=4.0, timed_out=False)
+    run = SwarmRun(0, start_s=1.0, end_s=4.0, timed_out=False)
     swarm = {"duration_s": 2.0, "window": {"monotonic_start_s": 101.5, "monotonic_end_s": 103.5}}
     assert measured_window(swarm, run, t0=100.0, t0_wall=5000.0, duration_s=2.0) == (1.5, 3.5)
     wall = {"window": {"unix_start_s": 5001.0, "unix_end_s": 5003.0}}

@@ -15,8 +15,9 @@ import pytest
 
 from bench.environment import resolve_placement
 from bench.run import scenario
-from bench.run.runner import TrialContext, run_trial
+from bench.run.context import TrialContext
 from bench.run.swarm_service import TOKEN_ENV, SwarmService
+from bench.run.trial import run_trial
 from clients import service as client_service
 
 REPO = Path(__file__).resolve().parent.parent

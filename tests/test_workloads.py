@@ -24,8 +24,9 @@ from _helpers_server import ServerProcess, running_server
 
 import servers
 from bench.run import scenario
-from bench.run.runner import derive, swarm_arguments
 from bench.run.scenario import ModelSpec, ScenarioError
+from bench.run.swarm_run import swarm_arguments
+from bench.run.trial import derive
 from bench.run.workloads import add_reference
 from bench.store import TrialSpec
 from clients.__main__ import build_parser

@@ -7,7 +7,7 @@ caught in flight. Requests scheduled during a pause of P seconds at R per second
 and wait from their schedule to the pause's end, so the corrected latency exceeds a threshold
 T for R·(P−T) of the window's N requests: the corrected spectrum jumps at the percentile
 1 − R·(P−T)/N. The runner stops the server with SIGSTOP and continues it with SIGCONT
-(bench/run/runner.py); the record's ``pause`` says when and for how long it was stopped.
+(bench/run/trial.py); the record's ``pause`` says when and for how long it was stopped.
 """
 
 from __future__ import annotations

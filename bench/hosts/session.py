@@ -331,7 +331,7 @@ class HostsSession:
     def launch(self, spec: TrialSpec, context: Any, out_path: Path,
                err_path: Path) -> RemoteServer:
         """A trial's server on the server host, bound to the hosts file's address (the
-        runner's ServerLauncher, bench/run/runner.py)."""
+        runner's ServerLauncher, bench/run/context.py)."""
         server = spec.server
         if server.interpreter != sys.executable:
             raise LaunchFailed(f"interpreter {server.interpreter}: a run across hosts uses "

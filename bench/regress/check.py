@@ -17,7 +17,7 @@ The head's harness and swarm drive both sides; only the servers come from the ba
 measuring code cannot look like a server change. The head side runs the working tree.
 
 Per model, fixed-duration samples alternate base and head in A B B A order (each a fresh server
-on its own core, the swarm on the other, warm-up excluded: bench/run/runner.py's ``run_trial``), and
+on its own core, the swarm on the other, warm-up excluded: bench/run/trial.py's ``run_trial``), and
 bench/regress/stats.py compares two costs: time per request (1 / throughput) and server CPU per
 request. A metric is *flagged* when its median head/base ratio is slower by more than the limit
 (15 %, or 3x the same-code noise measured from the run's own A/A structure when that is larger)

@@ -1,4 +1,4 @@
-"""The regression check's real sampler: one runner trial per sample (bench/run/runner.py).
+"""The regression check's real sampler: one runner trial per sample (bench/run/trial.py).
 
 Each sample is a fresh server (``python -m servers MODEL`` with cwd and PYTHONPATH = the side's
 tree) on the server CPU of the runner's ``split`` placement, loaded by the head's swarm on the
@@ -17,7 +17,8 @@ from typing import Any
 import servers
 from bench.environment import Placement, resolve_placement
 from bench.regress.model import GateCase, Profile, Sample, ServerSource
-from bench.run.runner import TrialContext, run_trial
+from bench.run.context import TrialContext
+from bench.run.trial import run_trial
 from bench.store import Case, ModelSpec, TrialSpec
 
 SWARM_TIMEOUT_S = 5.0

@@ -23,16 +23,11 @@ from rich.console import Console
 from bench import environment, procs
 from bench.environment import Placement, cpu_text
 from bench.run import calibration, interpreters, scenario
+from bench.run.context import TrialContext, default_swarm_command
 from bench.run.listing import models_under
-from bench.run.runner import (
-    Runner,
-    RunResult,
-    TrialContext,
-    default_swarm_command,
-    finish_run,
-    raise_fd_limit,
-)
+from bench.run.runner import Runner, RunResult, finish_run
 from bench.run.scenario import ModelSpec, Scenario, TrialSpec
+from bench.run.swarm_run import raise_fd_limit
 from bench.run.swarm_service import ServiceError, SwarmService
 from bench.store import FORMAT, RunStore, utc_now
 
