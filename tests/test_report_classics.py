@@ -18,9 +18,9 @@ from matplotlib.figure import Figure
 from test_report import make_trial, write_run
 
 from bench.classics import document as classics_document
-from bench.report import charts
 from bench.report import classics as classics_report
 from bench.report import document as report
+from bench.report import plotting
 from bench.report.blocks import Section, Table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -129,18 +129,18 @@ def _folder(tmp_path: Path, content: dict[str, Any]) -> Path:
 def figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
     """Every figure the classics charts save, by file name, as drawn."""
     drawn: dict[str, Figure] = {}
-    save = charts._save
+    save = plotting.save
 
     def keep(fig: Figure, path: Path) -> Path:
         drawn[path.name] = fig
         return save(fig, path)
 
-    monkeypatch.setattr(charts, "_save", keep)
+    monkeypatch.setattr(plotting, "save", keep)
     return drawn
 
 
-def _charts(section: Section) -> list[charts.Chart]:
-    return [b for b in section.blocks if isinstance(b, charts.Chart)]
+def _charts(section: Section) -> list[plotting.Chart]:
+    return [b for b in section.blocks if isinstance(b, plotting.Chart)]
 
 
 def _text(section: Section) -> str:

@@ -14,8 +14,8 @@ from test_report import PNG_MAGIC, _histogram, _latencies, make_trial, write_run
 
 from bench.analysis.frames import load_run
 from bench.analysis.histograms import decode_histogram, hgrm, merged_histogram
-from bench.report import charts, spectra
 from bench.report import document as report
+from bench.report import plotting, spectra
 
 MODELS = ("epoll", "threaded")
 
@@ -36,10 +36,10 @@ def _records() -> list[dict]:
 
 def test_every_latency_case_gets_a_chart_and_hgrm_files(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path / "run", _records(), {"name": "synthetic", "cases": []}))
-    palette = charts.Palette.for_variants(list(MODELS))
+    palette = plotting.Palette.for_variants(list(MODELS))
     section = spectra.spectra_section(run, palette)
     assert section is not None and section.title == "Percentile spectra"
-    drawn = [b for b in section.blocks if isinstance(b, charts.Chart)]
+    drawn = [b for b in section.blocks if isinstance(b, plotting.Chart)]
     assert [c.title for c in drawn] == ["Percentile spectrum: echo64-c16-closed",
                                         "Percentile spectrum: echo64-c16-open-r1000"]
     assert all(c.path.read_bytes().startswith(PNG_MAGIC) for c in drawn)

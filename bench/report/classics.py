@@ -30,7 +30,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 from bench.analysis.validity import TAIL_SAMPLES
 from bench.classics import document as classics_document
 from bench.classics.common import NOT_MEASURABLE, NOT_REPRODUCED, REPRODUCED
-from bench.report import charts, details
+from bench.report import details, plotting, spectrum_charts
 from bench.report.blocks import Section, Table, fmt_us
 
 SHORT_REASON = 110  # characters of the reason in the verdict table; the full one is below
@@ -42,13 +42,13 @@ LINE_STYLES = [{"color": "#d62728", "linestyle": "--"}, {"color": "black", "line
                {"color": "#555555", "linestyle": "-."}]
 NOTES = (("usl", "Universal Scalability Law"), ("free_threaded", "Free-threaded threads"))
 
-Drawing = Callable[[dict[str, Any], charts.Palette, Path], charts.Chart | None]
+Drawing = Callable[[dict[str, Any], plotting.Palette, Path], plotting.Chart | None]
 
 
 # ---------------------------------------------------------------- the sections
 
 
-def classics_sections(run_dir: Path, palette: charts.Palette | None = None) -> list[Section]:
+def classics_sections(run_dir: Path, palette: plotting.Palette | None = None) -> list[Section]:
     """The verdict table and a section per experiment, when the run folder has classics.json
     (written first for a classics run that has none); otherwise nothing."""
     path = run_dir / classics_document.FILE_NAME
@@ -76,14 +76,14 @@ def _scenario(run_dir: Path) -> str | None:
         return None
 
 
-def _palette(experiments: list[dict[str, Any]], palette: charts.Palette | None
-             ) -> charts.Palette:
+def _palette(experiments: list[dict[str, Any]], palette: plotting.Palette | None
+             ) -> plotting.Palette:
     """The report's colours, extended to the models only the classics name (``prefork@2cpu``
     takes prefork's colour): a model keeps its colour from chart to chart."""
     names = [*(palette.styles if palette else [])]
     for experiment in experiments:
         names += _models(experiment.get("chart") or {})
-    return charts.Palette.for_variants(list(dict.fromkeys(names)))
+    return plotting.Palette.for_variants(list(dict.fromkeys(names)))
 
 
 def _models(chart: dict[str, Any]) -> list[str]:
@@ -123,7 +123,7 @@ def _short_title(experiment: dict[str, Any]) -> str:
     return str(experiment.get("title") or experiment["name"]).partition(":")[0]
 
 
-def _experiment(experiment: dict[str, Any], palette: charts.Palette, out: Path) -> Section:
+def _experiment(experiment: dict[str, Any], palette: plotting.Palette, out: Path) -> Section:
     blocks: list[Any] = [
         f"Source: {experiment['source']}.",
         f"Published: {experiment['expectation']}",
@@ -192,7 +192,8 @@ def _ratio_words(cell: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- one chart per experiment
 
 
-def _chart(experiment: dict[str, Any], palette: charts.Palette, out: Path) -> charts.Chart | None:
+def _chart(experiment: dict[str, Any], palette: plotting.Palette, out: Path
+           ) -> plotting.Chart | None:
     """The experiment's chart, or None when its kind is unknown or it has nothing to draw."""
     chart = experiment.get("chart") or {}
     drawing = DRAWINGS.get(str(chart.get("kind")))
@@ -213,8 +214,8 @@ def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
-def idle_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
-               ) -> charts.Chart | None:
+def idle_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
+               ) -> plotting.Chart | None:
     """Server CPU per request (every trial, and the fitted line whose slope is in the legend)
     and the reply rate (median per level) against the idle connections held."""
     chart = experiment["chart"]
@@ -253,14 +254,14 @@ def idle_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
     cost.set_ylabel("server CPU per request")
-    cost.yaxis.set_major_formatter(FuncFormatter(charts.fmt_latency_tick))
+    cost.yaxis.set_major_formatter(FuncFormatter(plotting.fmt_latency_tick))
     cost.set_title("Server CPU per request (points: trials; line: least-squares fit)",
                    fontsize="medium")
     rate.set_ylabel("reply rate (responses/s)")
-    rate.yaxis.set_major_formatter(FuncFormatter(charts.fmt_si))
+    rate.yaxis.set_major_formatter(FuncFormatter(plotting.fmt_si))
     rate.set_title("Reply rate (median of rounds)", fontsize="medium")
-    charts._legend(fig, [cost])
-    return charts.Chart(charts._save(fig, path), "Idle connections: cost per request",
+    plotting.legend(fig, [cost])
+    return plotting.Chart(plotting.save(fig, path), "Idle connections: cost per request",
                         "16 active connections in closed loop beside idle ones that were "
                         "answered once and then held silent. Left: the server's own CPU time "
                         "per request, each trial a point, each model's least-squares line; "
@@ -298,8 +299,8 @@ def _reference_lines(ax: Axes, lines: dict[str, Any], scale: float,
     return absent
 
 
-def convoy_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
-                 ) -> charts.Chart | None:
+def convoy_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
+                 ) -> plotting.Chart | None:
     """The ECHOs' median latency per model as bars on a log axis, with the switch interval
     and the WORK's duration as horizontal lines."""
     chart = experiment["chart"]
@@ -318,22 +319,22 @@ def convoy_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
     ax.set_ylim(min(every) * 1000 / 3, max(every) * 1000 * 3)
     _bar_labels(ax, x, values_us, fmt_us, min(every) * 1000 / 3)
     absent = _reference_lines(ax, lines, 1000, lambda v: f"{v:g} ms")
-    charts._log_y(ax, charts.fmt_latency_tick)
+    plotting.log_y(ax, plotting.fmt_latency_tick)
     ax.set_xticks(x, [palette.label(m) for m in bars])
     ax.set_ylabel("ECHO median latency (log)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title("Small ECHOs beside one long WORK", fontsize="medium")
-    charts._legend(fig, [ax])
+    plotting.legend(fig, [ax])
     missing = f" No {' or '.join(absent)} was measured, so no line for it." if absent else ""
-    return charts.Chart(charts._save(fig, path), "The GIL's convoy",
+    return plotting.Chart(plotting.save(fig, path), "The GIL's convoy",
                         "Median latency of the small ECHOs while one connection keeps a WORK "
                         "going, per model (model@2cpu: the server on both CPUs, the others on "
                         "one). Expected near the switch interval for threads, near the WORK's "
                         "duration for event loops, far below both for prefork." + missing)
 
 
-def scaling_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
-                  ) -> charts.Chart | None:
+def scaling_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
+                  ) -> plotting.Chart | None:
     """Throughput on two CPUs over one per model: the median of the rounds as the bar, their
     range as the error bar, 1x and 2x as lines."""
     chart = experiment["chart"]
@@ -363,8 +364,8 @@ def scaling_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pat
     ax.set_ylabel(chart.get("y") or "throughput on 2 CPUs ÷ on 1")
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title("CPU-bound WORK: throughput on two CPUs over one", fontsize="medium")
-    charts._legend(fig, [ax])
-    return charts.Chart(charts._save(fig, path), "Cores: scaling factor",
+    plotting.legend(fig, [ax])
+    return plotting.Chart(plotting.save(fig, path), "Cores: scaling factor",
                         "Per model, its throughput with the server on two CPUs over its "
                         "throughput on one, paired within a round: the bar is the median of "
                         "the rounds, the error bar their range (n: rounds paired). Processes "
@@ -410,8 +411,8 @@ def _uvloop_claim(ax: Axes, experiment: dict[str, Any], models: list[str],
     return factor * base
 
 
-def echo_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
-               ) -> charts.Chart | None:
+def echo_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
+               ) -> plotting.Chart | None:
     """Per message size, each model's throughput over tornado's: ours (the median of the
     rounds, their range as the error bar) beside MagicStack's published ratio, hatched."""
     chart = experiment["chart"]
@@ -456,7 +457,7 @@ def echo_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
             [], [], color="black", linestyle="--", linewidth=1.6)
     fig.legend(list(keys.values()), list(keys), loc="outside right upper", fontsize="small")
     fig.suptitle("Echo throughput relative to tornado, by message size")
-    return charts.Chart(charts._save(fig, path), "MagicStack's echo table, ours beside theirs",
+    return plotting.Chart(plotting.save(fig, path), "MagicStack's echo table, ours beside theirs",
                         "Each model's throughput over tornado's at the same size, 10 "
                         "connections: solid our median over the rounds (each ratio paired "
                         "within a round, the error bar their range), hatched the ratio from "
@@ -466,8 +467,8 @@ def echo_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
                         "dashed line is tornado itself.")
 
 
-def omission_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
-                   ) -> charts.Chart | None:
+def omission_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
+                   ) -> plotting.Chart | None:
     """The corrected and uncorrected percentile spectra of one paused trial on the nines
     axis, the pause as a horizontal line and the predicted jump as a vertical one."""
     chart = experiment["chart"]
@@ -482,7 +483,7 @@ def omission_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pa
     fig = Figure(figsize=(10.5, 5.0), layout="constrained")
     ax = fig.subplots()
     styles = {"corrected": {"color": "#1f77b4", "linewidth": 2.0},
-              "uncorrected": {"color": "#1f77b4", **charts.UNCORRECTED, "linewidth": 2.0}}
+              "uncorrected": {"color": "#1f77b4", **spectrum_charts.UNCORRECTED, "linewidth": 2.0}}
     for name, (inverse, values_us) in curves.items():
         ax.plot(inverse, values_us, drawstyle="steps-post", label=name,
                 **styles.get(name, {"color": "#555555"}))
@@ -497,14 +498,14 @@ def omission_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pa
         ax.axvline(1 / (1 - jump / 100), color="black", linestyle=":", linewidth=1.2,
                    label=f"jump predicted at p{jump:g}")
     reach = max(float(inverse.max()) for inverse, _ in curves.values())
-    charts._nines_axes(ax, reach, every)
+    spectrum_charts.nines_axes(ax, reach, every)
     if jump is not None and 0 < jump < 100:  # the nines ticks stop at 50 %: name the jump too
         ticks = sorted([*ax.get_xticks(), 1 / (1 - jump / 100)])
         ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.set_title("Latency by percentile, the server stopped inside the window",
                  fontsize="medium")
-    charts._legend(fig, [ax])
-    return charts.Chart(charts._save(fig, path), "Coordinated omission: the spectrum",
+    plotting.legend(fig, [ax])
+    return plotting.Chart(plotting.save(fig, path), "Coordinated omission: the spectrum",
                         "One paused trial's latency by percentile (x: 1/(1−p), each step right "
                         "ten times rarer). Solid: measured from when each request was due "
                         "(corrected); dotted: from when it was sent, as a closed-loop tool "
@@ -512,8 +513,8 @@ def omission_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pa
                         "the percentile the pause predicts (rate × pause ÷ samples, black).")
 
 
-def overload_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
-                   ) -> charts.Chart | None:
+def overload_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
+                   ) -> plotting.Chart | None:
     """Goodput (× capacity) against offered load per model, and each model's p99 over time at
     its highest offered load."""
     models = {m: v for m, v in (experiment["chart"].get("models") or {}).items()
@@ -524,8 +525,8 @@ def overload_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pa
     goodput, tail = fig.subplots(1, 2)
     _goodput_panel(goodput, models, palette)
     _tail_panel(tail, models, palette)
-    charts._legend(fig, [goodput])
-    return charts.Chart(charts._save(fig, path), "Overload: goodput and the tail",
+    plotting.legend(fig, [goodput])
+    return plotting.Chart(plotting.save(fig, path), "Overload: goodput and the tail",
                         "Open loop at multiples of each model's own closed-loop capacity. "
                         "Left: the correct replies per second over the window as a share of "
                         "capacity (graceful: it stays level past 1×; collapse: it falls). "
@@ -534,7 +535,7 @@ def overload_chart(experiment: dict[str, Any], palette: charts.Palette, path: Pa
                         "shows as a rising line.")
 
 
-def _goodput_panel(ax: Axes, models: dict[str, Any], palette: charts.Palette) -> None:
+def _goodput_panel(ax: Axes, models: dict[str, Any], palette: plotting.Palette) -> None:
     shares = [(float(p[0]), _number(p[1])) for v in models.values() for p in v["goodput"]]
     for model, data in models.items():
         style = palette(model)
@@ -556,7 +557,7 @@ def _goodput_panel(ax: Axes, models: dict[str, Any], palette: charts.Palette) ->
     ax.grid(True, alpha=0.3)
 
 
-def _tail_panel(ax: Axes, models: dict[str, Any], palette: charts.Palette) -> None:
+def _tail_panel(ax: Axes, models: dict[str, Any], palette: plotting.Palette) -> None:
     """Each model's p99 per interval at its highest offered load, titled with that load."""
     highest: dict[str, float] = {}
     for model, data in models.items():
@@ -574,15 +575,15 @@ def _tail_panel(ax: Axes, models: dict[str, Any], palette: charts.Palette) -> No
     at = f"{loads.pop():g}× capacity" if len(loads) == 1 else \
         "each model's highest load (" + ", ".join(f"{m} {v:g}×" for m, v in highest.items()) + ")"
     if ax.lines:
-        charts._log_y(ax, charts.fmt_latency_tick)
+        plotting.log_y(ax, plotting.fmt_latency_tick)
     ax.set_xlabel("time into the window (s)")
     ax.set_ylabel("p99 (corrected, log)")
     ax.set_title(textwrap.fill(f"p99 over time at {at}", 60), fontsize="medium")
     ax.grid(True, alpha=0.3)
 
 
-def paired_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
-                 ) -> charts.Chart | None:
+def paired_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
+                 ) -> plotting.Chart | None:
     """Per model, the p99 in closed loop beside the p99 at the same rate in open loop."""
     bars = {m: (_number(v.get("closed")), _number(v.get("open")))
             for m, v in (experiment["chart"].get("bars") or {}).items() if isinstance(v, dict)}
@@ -602,7 +603,7 @@ def paired_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
     ax.set_ylim(low, max(every) * 3)
     _bar_labels(ax, list(x - 0.2), closed, fmt_us, low)
     _bar_labels(ax, list(x + 0.2), opened, fmt_us, low)
-    charts._log_y(ax, charts.fmt_latency_tick)
+    plotting.log_y(ax, plotting.fmt_latency_tick)
     ax.set_xticks(x, [palette.label(m) for m in bars])
     ax.set_ylabel("p99 (log)")
     ax.grid(True, axis="y", alpha=0.3)
@@ -611,7 +612,7 @@ def paired_chart(experiment: dict[str, Any], palette: charts.Palette, path: Path
                 Patch(facecolor="white", edgecolor="#888888", hatch=PUBLISHED_HATCH)],
                ["closed loop", "open loop (Poisson, the same rate)"],
                loc="outside right upper", fontsize="small")
-    return charts.Chart(charts._save(fig, path), "Open versus closed: p99",
+    return plotting.Chart(plotting.save(fig, path), "Open versus closed: p99",
                         "Per model, the median over rounds of the p99 with one closed-loop "
                         "connection (solid) and with Poisson arrivals at that connection's own "
                         "rate (hatched). Published: the open bar "

@@ -40,7 +40,7 @@ from bench.analysis.validity import JUDGED, MARK_SATURATED, PER_REQUEST_ERROR_LI
 from bench.analysis.verdicts import DEFAULT_MARGIN, CaseVerdict, all_verdicts
 from bench.analysis.workload import Workload
 from bench.cli import non_negative, positive
-from bench.report import charts, details
+from bench.report import analysis_charts, details, load_charts, plotting, spectrum_charts
 from bench.report.answer import write_answer
 from bench.report.blocks import (  # noqa: F401  (re-exported: the report's formatting)
     Pre,
@@ -72,7 +72,7 @@ class Report:
     title: str
     sections: list[Section]
     verdicts: list[CaseVerdict]
-    charts: list[charts.Chart]
+    charts: list[plotting.Chart]
     paths: dict[str, Path]
     sweeps: list[SweepResult]
     aggregate: pd.DataFrame  # per (case, variant): counts and figures of valid trials
@@ -100,17 +100,17 @@ def build_report(
     sure = assurance(run)
     paths = {"summary": write_summary(run),
              "answer": write_answer(run.run_dir, items, sure, str(run.meta.get("run_id", "")))}
-    palette = charts.Palette.for_variants(_palette_order(run, items))
-    heatmap = charts.scorecard_heatmap(items, model_order(items), run.run_dir / "charts") \
+    palette = plotting.Palette.for_variants(_palette_order(run, items))
+    heatmap = analysis_charts.scorecard_heatmap(items, model_order(items), run.run_dir / "charts") \
         if items else None
     chart_list = draw_charts(run, agg, cases, sweeps, spectrum_case, palette, items)
     if heatmap is not None:
         chart_list.insert(0, heatmap)
     spectra = spectra_section(run, palette)
-    spectrum_charts = [] if spectra is None else \
-        [b for b in spectra.blocks if isinstance(b, charts.Chart)]
+    spectra_drawn = [] if spectra is None else \
+        [b for b in spectra.blocks if isinstance(b, plotting.Chart)]
     fits = run_fits(run)
-    scaling = usl_section(fits, charts.usl_chart(fits, palette, run.run_dir / "charts"))
+    scaling = usl_section(fits, analysis_charts.usl_chart(fits, palette, run.run_dir / "charts"))
     title = f"concbench report: {run.meta.get('scenario', '?')} ({run.meta.get('run_id', '?')})"
     # a run of the classics scenario is read for them: their part comes first
     classics = classics_sections(run.run_dir, palette)
@@ -134,7 +134,7 @@ def build_report(
         *details.flagged_sections(run),
         details.trials_section(frame),
     ]
-    report = Report(run, title, sections, verdicts, chart_list + spectrum_charts, paths, sweeps,
+    report = Report(run, title, sections, verdicts, chart_list + spectra_drawn, paths, sweeps,
                     agg, items, sure)
     paths["markdown"] = run.run_dir / "report.md"
     paths["markdown"].write_text(to_markdown(report))
@@ -167,31 +167,31 @@ def write_summary(run: Run) -> Path:
 
 def draw_charts(
     run: Run, agg: pd.DataFrame, cases: pd.DataFrame, sweeps: list[SweepResult],
-    spectrum_case: str | None, palette: charts.Palette | None = None,
+    spectrum_case: str | None, palette: plotting.Palette | None = None,
     items: list[Workload] | None = None,
-) -> list[charts.Chart]:
+) -> list[plotting.Chart]:
     """Every chart the run has data for, written to RUN_DIR/charts (old PNGs replaced, but the
     scorecard's heat map, drawn first)."""
     out = run.run_dir / "charts"
     out.mkdir(exist_ok=True)
     for old in out.glob("*.png"):
-        if old.name != charts.HEATMAP:
+        if old.name != analysis_charts.HEATMAP:
             old.unlink()
     if run.frame.empty:
         return []
-    palette = palette or charts.Palette.for_variants(list(dict.fromkeys(run.frame["variant"])))
-    drawn = [charts.connections_chart(s, agg, cases, palette, out)
-             for s in charts.CONNECTION_CHARTS]
+    palette = palette or plotting.Palette.for_variants(list(dict.fromkeys(run.frame["variant"])))
+    drawn = [load_charts.connections_chart(s, agg, cases, palette, out)
+             for s in load_charts.CONNECTION_CHARTS]
     drawn.append(_spectrum(run, palette, out, spectrum_case))
-    drawn.append(charts.mixes_chart(agg, cases, palette, out, run.frame))
-    drawn.append(charts.c10k_chart(run.frame, palette, out))
-    drawn += [charts.sweep_chart(s, palette, out, i) for i, s in enumerate(sweeps)]
+    drawn.append(load_charts.mixes_chart(agg, cases, palette, out, run.frame))
+    drawn.append(load_charts.c10k_chart(run.frame, palette, out))
+    drawn += [load_charts.sweep_chart(s, palette, out, i) for i, s in enumerate(sweeps)]
     return [c for c in drawn if c is not None]
 
 
 def _spectrum(
-    run: Run, palette: charts.Palette, out: Path, requested: str | None
-) -> charts.Chart | None:
+    run: Run, palette: plotting.Palette, out: Path, requested: str | None
+) -> plotting.Chart | None:
     case, note = pick_spectrum_case(run.frame, requested)
     if case is None:
         return None
@@ -202,7 +202,7 @@ def _spectrum(
         if merged is not None:
             curves[variant] = percentile_curve(*merged)
     ordered = {v: curves[v] for v in palette.styles if v in curves}
-    return charts.spectrum_chart(ordered, case, note, palette, out)
+    return spectrum_charts.spectrum_chart(ordered, case, note, palette, out)
 
 
 def _overview(run: Run) -> list[str]:
@@ -248,7 +248,7 @@ def busy_machine(env: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- scalability
 
 
-def usl_section(fits: list[UslFit], chart: charts.Chart | None) -> list[Section]:
+def usl_section(fits: list[UslFit], chart: plotting.Chart | None) -> list[Section]:
     """The USL fits of every closed-loop family measured at several connection counts: the
     reported ones in a table (σ, κ with 95 % intervals, N*, X(N*), R²), the others with why."""
     if not fits:

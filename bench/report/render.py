@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from bench.report import charts
+from bench.report import plotting
 from bench.report.blocks import Bullets, Pre, Section, Table
 
 # ---------------------------------------------------------------- Markdown
@@ -35,7 +35,7 @@ def to_markdown(title: str, sections: list[Section], run_dir: Path) -> str:
         for block in section.blocks:
             if isinstance(block, Table):
                 out.append(md_table(block))
-            elif isinstance(block, charts.Chart):
+            elif isinstance(block, plotting.Chart):
                 rel = block.path.relative_to(run_dir).as_posix()
                 out += [f"![{block.title}]({rel})", "", f"*{block.caption}*"]
             elif isinstance(block, Pre):
@@ -95,7 +95,7 @@ def html_table(table: Table) -> str:
             f"<tbody>{''.join(rows)}</tbody></table></div>{notes}")
 
 
-def html_chart(chart: charts.Chart) -> str:
+def html_chart(chart: plotting.Chart) -> str:
     data = base64.b64encode(chart.path.read_bytes()).decode("ascii")
     return (f'<figure><img alt="{html.escape(chart.title)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(chart.title)}. {html.escape(chart.caption)}"
@@ -105,7 +105,7 @@ def html_chart(chart: charts.Chart) -> str:
 def html_block(block: Any) -> str:
     if isinstance(block, Table):
         return html_table(block)
-    if isinstance(block, charts.Chart):
+    if isinstance(block, plotting.Chart):
         return html_chart(block)
     if isinstance(block, Pre):
         return f"<p><b>{html.escape(block.heading)}</b></p><pre>{html.escape(block.text)}</pre>"

@@ -1,6 +1,6 @@
 """The report's "Percentile spectra" section: for every case with a valid latency, each model's
-latency against percentile on a nines axis (charts.case_spectra_chart), and the merged
-histograms as HdrHistogram ``.hgrm`` files, for HdrHistogram's plotFiles or vegeta's hdrplot.
+latency against percentile on a nines axis (spectrum_charts.case_spectra_chart), and the
+merged histograms as HdrHistogram ``.hgrm`` files, for HdrHistogram's plotFiles or vegeta's hdrplot.
 
 Files: ``charts/spectrum-<n>.png`` (n: the case's place in the run) and
 ``hgrm/<case>--<model>.hgrm`` (open loop also ``<case>--<model>.uncorrected.hgrm``), values in
@@ -15,8 +15,9 @@ from pathlib import Path
 from bench.analysis.frames import Run, case_table
 from bench.analysis.histograms import hgrm, merged_histogram, percentile_curve
 from bench.analysis.validity import ok_column
-from bench.report import charts
+from bench.report import plotting, spectrum_charts
 from bench.report.blocks import Section
+from bench.report.spectrum_charts import Curve
 
 HGRM_DIR = "hgrm"
 CHART_PREFIX = "spectrum-"
@@ -37,11 +38,11 @@ def _file_name(case: str, variant: str, suffix: str) -> str:
 
 
 def _case_curves(run: Run, case: str, order: list[str], out: Path
-                 ) -> tuple[dict[str, charts.Curve], dict[str, charts.Curve], list[Path]]:
+                 ) -> tuple[dict[str, Curve], dict[str, Curve], list[Path]]:
     """Each model's corrected and uncorrected curve for one case, writing its .hgrm files."""
     rows = run.frame[(run.frame["case"] == case) & run.frame[ok_column("p99_us")]]
-    corrected: dict[str, charts.Curve] = {}
-    uncorrected: dict[str, charts.Curve] = {}
+    corrected: dict[str, Curve] = {}
+    uncorrected: dict[str, Curve] = {}
     written = []
     groups = {str(variant): group for variant, group in rows.groupby("variant", sort=False)}
     for variant in (v for v in order if v in groups):
@@ -58,7 +59,7 @@ def _case_curves(run: Run, case: str, order: list[str], out: Path
     return corrected, uncorrected, written
 
 
-def spectra_section(run: Run, palette: charts.Palette) -> Section | None:
+def spectra_section(run: Run, palette: plotting.Palette) -> Section | None:
     """The section, or None when no case has a valid latency."""
     cases = latency_cases(run)
     if not cases:
@@ -80,7 +81,7 @@ def spectra_section(run: Run, palette: charts.Palette) -> Section | None:
     for index, case in enumerate(cases, start=1):
         corrected, uncorrected, written = _case_curves(run, case, order, hgrm_dir)
         files += len(written)
-        chart = charts.case_spectra_chart(case, corrected, uncorrected, palette,
+        chart = spectrum_charts.case_spectra_chart(case, corrected, uncorrected, palette,
                                           chart_dir / f"{CHART_PREFIX}{index:02d}.png")
         if chart is not None:
             blocks.append(chart)
