@@ -20,8 +20,9 @@ from test_report import make_trial, write_run
 
 from bench.analysis import validity
 from bench.report import document as report
-from bench.run import scenario, swarm_run
-from bench.run.scenario import ModelSpec, ScenarioError
+from bench.run import planning, scenario, swarm_run
+from bench.run.scenario import ModelSpec
+from bench.run.scenario_check import ScenarioError
 from clients.config import SwarmConfig, SwarmError
 from clients.swarm import run_swarm
 from protocol import launch
@@ -110,12 +111,12 @@ def test_c10k_scenario_expands_to_both_cases_and_skips_with_reasons() -> None:
         "c10k-c10-idle10000-open-r1000", 10, 10_000)
     assert loaded.placement == "split"
     models = [ModelSpec(name, name, (), "python3") for name in ALL_MODELS]
-    trials = scenario.plan(loaded, models)
+    trials = planning.plan(loaded, models)
     assert {t.model for t in trials} == set(ALL_MODELS) - {"iterative", "threadpool"}
     assert all(t.case.connect_rate > 0 and t.sockets >= 10_000 for t in trials)
-    notes = scenario.skip_notes(loaded, models)
+    notes = planning.skip_notes(loaded, models)
     assert len(notes) == 4 and all("skipped in case c10k-" in n and ": " in n for n in notes)
-    assert scenario.estimate_s(trials) < 600  # the budget: under ten minutes for every model
+    assert planning.estimate_s(trials) < 600  # the budget: under ten minutes for every model
 
 
 def test_idle_connections_and_skip_servers_in_a_group() -> None:
@@ -123,10 +124,10 @@ def test_idle_connections_and_skip_servers_in_a_group() -> None:
         "name": "g", "connections": 5, "idle_connections": [0, 100],
         "skip_servers": {"select": "FD_SETSIZE"}}]})
     assert [c.name for c in loaded.cases] == ["echo64-c5-closed", "echo64-c5-idle100-closed"]
-    trials = scenario.plan(loaded, [ModelSpec(m, m, (), "py") for m in ("epoll", "select")])
+    trials = planning.plan(loaded, [ModelSpec(m, m, (), "py") for m in ("epoll", "select")])
     assert [t.model for t in trials] == ["epoll", "epoll"]
     assert trials[1].sockets == 105 and trials[1].ramp_s() == pytest.approx(0.21)
-    assert scenario.trial_estimate_s(trials[1]) - scenario.trial_estimate_s(trials[0]) == \
+    assert planning.trial_estimate_s(trials[1]) - planning.trial_estimate_s(trials[0]) == \
         pytest.approx(0.21 - 0.01)
     for bad in ({"skip_servers": ["select"]}, {"skip_servers": {"select": " "}},
                 {"idle_connections": -1}, {"idle_connections": "many"}):
@@ -138,7 +139,7 @@ def test_swarm_workers_follow_the_descriptor_limit(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(swarm_run.resource, "getrlimit", lambda _kind: (1024, 1024))
     loaded = scenario.from_dict({"name": "t", "group": [{
         "name": "g", "connections": 10, "idle_connections": 3000}]})
-    (trial,) = scenario.plan(loaded, [ModelSpec("epoll", "epoll", (), "py")])
+    (trial,) = planning.plan(loaded, [ModelSpec("epoll", "epoll", (), "py")])
     assert swarm_run.swarm_workers(trial, 1) == 4  # 3,010 sockets, 960 per worker
     assert swarm_run.swarm_workers(trial, 8) == 8
     note = swarm_run.raise_fd_limit(trial.sockets)

@@ -111,10 +111,10 @@ def test_the_session_launches_a_trials_server_on_the_server_host(tmp_path: Path)
     from types import SimpleNamespace
 
     from bench.hosts.session import HostsSession
-    from bench.run import scenario
+    from bench.run import planning, scenario
 
     loaded = scenario.from_dict({"name": "t", "group": [{"name": "echo", "connections": 2}]})
-    spec = scenario.plan(loaded, [scenario.ModelSpec("epoll", "epoll", ("--backlog", "64"),
+    spec = planning.plan(loaded, [scenario.ModelSpec("epoll", "epoll", ("--backlog", "64"),
                                                      sys.executable)])[0]
     calls: list[tuple[Any, ...]] = []
     session = SimpleNamespace(file=SimpleNamespace(address="198.18.7.1"),

@@ -17,8 +17,8 @@ import pytest
 from test_report import make_trial, write_run
 
 from bench.report import document as report
-from bench.run import scenario
-from bench.run.scenario import ScenarioError
+from bench.run import planning, scenario
+from bench.run.scenario_check import ScenarioError
 
 REPO = Path(__file__).resolve().parent.parent
 MISSING = "/nonexistent/python3.99"
@@ -115,10 +115,10 @@ def test_interpreter_entries_are_validated() -> None:
             scenario.from_dict({"name": "t", "interpreters": bad, "group": [{"name": "g"}]})
     loaded = scenario.from_dict({"name": "t", "group": [{"name": "g"}], "interpreters": [
         "current", {"path": "freethreaded", "name": "ft-gil", "env": {"PYTHON_GIL": "1"}}]})
-    specs, _ = scenario.resolve_models(loaded, {"/a": ["epoll"], "/b": ["epoll"]},
+    specs, _ = planning.resolve_models(loaded, {"/a": ["epoll"], "/b": ["epoll"]},
                                        [("/a", "current", ()),
                                         ("/b", "ft-gil", (("PYTHON_GIL", "1"),))])
-    (trial_a, trial_b) = scenario.plan(loaded, specs)
+    (trial_a, trial_b) = planning.plan(loaded, specs)
     assert trial_a.server.interpreter_env == ()
     assert trial_b.server.interpreter_env == (("PYTHON_GIL", "1"),)
     assert trial_b.trial_id == "echo64-c16-closed--epoll@ft-gil--r1"

@@ -26,7 +26,7 @@ from bench import procs, sampling
 from bench.analysis.histograms import decode_histogram
 from bench.environment import Placement, resolve_placement
 from bench.launch import LaunchedServer, LaunchFailed
-from bench.run import scenario
+from bench.run import planning, scenario
 from bench.run.context import LOCAL, TrialContext, server_command
 from bench.run.rates import choose_equal_load, sweep_rate
 from bench.run.runner import Runner
@@ -301,7 +301,7 @@ def tiny_trials(models: tuple[str, ...], duration: float = 1.5, **top: object
                                  "timeout_s": 1.0, **top,
                                  "group": [{"name": "echo", "connections": 2}]})
     specs = [scenario.ModelSpec(m, m, (), sys.executable) for m in models]
-    return scenario.plan(loaded, specs)
+    return planning.plan(loaded, specs)
 
 
 def context(tmp_path: Path) -> TrialContext:
@@ -550,7 +550,7 @@ def test_the_swarms_window_is_used_when_it_gives_one() -> None:
 def test_sweep_rates_come_from_the_models_closed_loop_maximum() -> None:
     loaded = scenario.from_dict({"name": "t", "repeat": 2, "group": [
         {"name": "s", "label": "s", "mode": "open", "fractions": [0.5], "connections": 4}]})
-    trials = scenario.plan(loaded, [scenario.ModelSpec("m", "m", (), "py")])
+    trials = planning.plan(loaded, [scenario.ModelSpec("m", "m", (), "py")])
     point_r2 = [t for t in trials if t.case.fraction and t.repeat == 2][0]
 
     def ok(rps: float) -> dict:
@@ -578,7 +578,7 @@ def test_swarm_and_server_command_lines() -> None:
         {"name": "o", "mode": "open", "rates": [2000], "connections": 8, "pipeline": 2},
         {"name": "c", "connections": 3, "swarm_args": []}]})
     spec = scenario.ModelSpec("edge", "epoll", ("--trigger", "edge"), "/py")
-    opened, closed = scenario.plan(loaded, [spec])
+    opened, closed = planning.plan(loaded, [spec])
     args = swarm_arguments(opened, "127.0.0.1", 4242, 1, Path("/x.json"))
     pairs = dict(zip(args[::2], args[1::2], strict=False))
     assert pairs["--target"] == "127.0.0.1:4242" and pairs["--mode"] == "open"
@@ -622,7 +622,7 @@ def _equal_trials(share: float = 0.5, connections: int = 16) -> list[scenario.Tr
         {"name": "equal", "mode": "open", "connections": connections, "equal_load": share,
          "base": f"echo64-c{connections}-closed"}]})
     models = [scenario.ModelSpec(m, m, (), "py") for m in ("epoll", "iterative", "native")]
-    return [t for t in scenario.plan(loaded, models) if t.case.equal_load]
+    return [t for t in planning.plan(loaded, models) if t.case.equal_load]
 
 
 def _base_ok(model: str, rps: float, repeat: int = 1, connections: int = 16) -> dict:

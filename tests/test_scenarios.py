@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 import servers
-from bench.run import scenario
-from bench.run.scenario import ModelSpec, ScenarioError
+from bench.run import planning, scenario
+from bench.run.scenario import ModelSpec
+from bench.run.scenario_check import ScenarioError
 
 # every model in the registry: a scenario that names none runs all of them
 ALL_MODELS = list(servers.MODELS)
@@ -64,9 +65,9 @@ def test_time_budget_with_its_models(name: str, budget_s: float) -> None:
     budget (quick: 1 minute, default: 10 minutes), for the models it names (every model in the
     registry where it names none); run start-up and the report take the rest."""
     loaded = scenario.load(name)
-    trials = scenario.plan(loaded, models(*(loaded.servers or ALL_MODELS)))
+    trials = planning.plan(loaded, models(*(loaded.servers or ALL_MODELS)))
     assert {t.repeat for t in trials} == set(range(1, loaded.repeat + 1))
-    assert scenario.estimate_s(trials) < budget_s * 0.9
+    assert planning.estimate_s(trials) < budget_s * 0.9
 
 
 def test_equal_load_groups() -> None:
@@ -77,7 +78,7 @@ def test_equal_load_groups() -> None:
     assert equal.name == "echo64-c8-open-equal" and equal.mode == "open"
     assert (equal.equal_load, equal.base, equal.rate, equal.fraction) == \
         (0.5, "echo64-c8-closed", None, None)
-    assert scenario.plan(loaded, models("a"))[-1].as_record()["equal_load_share"] == 0.5
+    assert planning.plan(loaded, models("a"))[-1].as_record()["equal_load_share"] == 0.5
     with pytest.raises(ScenarioError, match="equal_load needs base"):
         make([{"name": "e", "mode": "open", "equal_load": 0.5}])
     with pytest.raises(ScenarioError, match="exactly one of rates"):
@@ -175,7 +176,7 @@ def test_overrides_replace_group_settings() -> None:
 
 def test_plan_interleaves_repetitions_and_rotates_models() -> None:
     loaded = make([{"name": "g", "connections": [1, 2]}], repeat=2)
-    trials = scenario.plan(loaded, models("a", "b", "c"))
+    trials = planning.plan(loaded, models("a", "b", "c"))
     assert [t.trial_id for t in trials] == [
         "echo64-c1-closed--a--r1", "echo64-c1-closed--b--r1", "echo64-c1-closed--c--r1",
         "echo64-c2-closed--a--r1", "echo64-c2-closed--b--r1", "echo64-c2-closed--c--r1",
@@ -190,13 +191,13 @@ def test_variants_model_args_interpreters_and_group_servers() -> None:
                   variants={"epoll-edge": {"model": "epoll", "args": ["--trigger", "edge"]}},
                   model_args={"threaded": ["--stack", "64"]})
     available = {"/py/a": ["epoll", "threaded"], "/py/b": ["epoll"]}
-    specs, notes = scenario.resolve_models(loaded, available, [("/py/a", "a"), ("/py/b", "b")])
+    specs, notes = planning.resolve_models(loaded, available, [("/py/a", "a"), ("/py/b", "b")])
     assert [s.label for s in specs] == ["epoll@a", "epoll@b", "epoll-edge@a", "epoll-edge@b",
                                         "threaded@a"]
     assert specs[2].model == "epoll" and specs[2].args == ("--trigger", "edge")
     assert specs[4].args == ("--stack", "64")
     assert notes == ["model threaded skipped under /py/b: threaded is not available"]
-    trials = scenario.plan(loaded, specs)
+    trials = planning.plan(loaded, specs)
     restricted = [t.model for t in trials if t.case.name == "echo64-c2-closed"]
     assert restricted == ["epoll@a", "epoll@b", "epoll-edge@a", "epoll-edge@b"]
     assert trials[0].server.interpreter == "/py/a" and trials[1].server.interpreter == "/py/b"
@@ -204,9 +205,9 @@ def test_variants_model_args_interpreters_and_group_servers() -> None:
 
 def test_default_models_are_the_available_ones() -> None:
     loaded = make([{"name": "g"}])
-    specs, notes = scenario.resolve_models(loaded, {"py": ["x", "y"]}, [("py", None)])
+    specs, notes = planning.resolve_models(loaded, {"py": ["x", "y"]}, [("py", None)])
     assert [s.label for s in specs] == ["x", "y"] and not notes
-    only, _ = scenario.resolve_models(loaded, {"py": ["x", "y"]}, [("py", None)], ["y"])
+    only, _ = planning.resolve_models(loaded, {"py": ["x", "y"]}, [("py", None)], ["y"])
     assert [s.label for s in only] == ["y"]
 
 
@@ -214,5 +215,5 @@ def test_resolved_scenario_round_trips() -> None:
     loaded = scenario.load("default")
     again = scenario.from_dict(loaded.to_dict()["data"], source=loaded.source)
     some = models("epoll", "threaded")
-    assert [t.trial_id for t in scenario.plan(again, some)] == \
-        [t.trial_id for t in scenario.plan(loaded, some)]
+    assert [t.trial_id for t in planning.plan(again, some)] == \
+        [t.trial_id for t in planning.plan(loaded, some)]

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from bench.environment import resolve_placement
-from bench.run import scenario
+from bench.run import planning, scenario
 from bench.run.context import TrialContext
 from bench.run.swarm_service import TOKEN_ENV, SwarmService
 from bench.run.trial import run_trial
@@ -27,7 +27,7 @@ def trials(*models: str, duration: float = 0.3, **top: object) -> list[scenario.
     loaded = scenario.from_dict({"name": "t", "duration_s": duration, "warmup_s": 0.1,
                                  "timeout_s": 1.0, **top,
                                  "group": [{"name": "echo", "connections": 4}]})
-    return scenario.plan(loaded, [scenario.ModelSpec(m, m, (), sys.executable) for m in models])
+    return planning.plan(loaded, [scenario.ModelSpec(m, m, (), sys.executable) for m in models])
 
 
 def service_context(tmp_path: Path) -> tuple[TrialContext, SwarmService]:

@@ -23,8 +23,9 @@ from _helpers import wait_until
 from _helpers_server import ServerProcess, running_server
 
 import servers
-from bench.run import scenario
-from bench.run.scenario import ModelSpec, ScenarioError
+from bench.run import planning, scenario
+from bench.run.scenario import ModelSpec
+from bench.run.scenario_check import ScenarioError
 from bench.run.swarm_run import swarm_arguments
 from bench.run.trial import derive
 from bench.run.workloads import add_reference
@@ -259,8 +260,8 @@ def test_the_workloads_scenario_fits_five_minutes_and_full_has_it() -> None:
     estimate plus the run's start-up and its report within 5 minutes."""
     loaded = scenario.load("workloads")
     everyone = [ModelSpec(name, name, (), sys.executable) for name in servers.MODELS]
-    trials = scenario.plan(loaded, everyone)
-    assert scenario.estimate_s(trials) + RUN_START_S + REPORT_S <= 300
+    trials = planning.plan(loaded, everyone)
+    assert planning.estimate_s(trials) + RUN_START_S + REPORT_S <= 300
     cases = {case.group: case for case in loaded.cases}
     assert set(cases) == {"echo", "churn", "slowloris", "hol"}
     assert cases["churn"].requests_per_connection == 1
@@ -273,7 +274,7 @@ def test_the_workloads_scenario_fits_five_minutes_and_full_has_it() -> None:
     for name in servers.MODELS:  # a model left out of a workload is left out for a reason
         if servers.clients_at_once(name) is not None:
             assert name in skipped
-    notes = scenario.skip_notes(loaded, everyone)
+    notes = planning.skip_notes(loaded, everyone)
     assert any("threadpool skipped in case echo64-c16-slow1000-closed" in n for n in notes)
     full = {case.name: case for case in scenario.load("full").cases}
     for case in loaded.cases:

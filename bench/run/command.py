@@ -22,7 +22,7 @@ from rich.console import Console
 
 from bench import environment, procs
 from bench.environment import Placement, cpu_text
-from bench.run import calibration, interpreters, scenario
+from bench.run import calibration, interpreters, planning, scenario
 from bench.run.context import TrialContext, default_swarm_command
 from bench.run.listing import models_under
 from bench.run.runner import Runner, RunResult, finish_run
@@ -60,7 +60,7 @@ class PreparedRun:
                 f"{len(models)} models ({', '.join(models)}), placement {placement.name} "
                 f"(server CPUs {cpu_text(placement.server_cpus)}, swarm CPUs "
                 f"{cpu_text(placement.swarm_cpus)}), about "
-                f"{scenario.estimate_s(self.trials) / 60:.1f} min; run folder "
+                f"{planning.estimate_s(self.trials) / 60:.1f} min; run folder "
                 f"{self.store.run_dir}")
 
 
@@ -132,10 +132,10 @@ def prepare_new(options: argparse.Namespace, console: Console) -> PreparedRun:
         available[path], model_notes = models_under(path)
         notes.extend(f"{path}: {note}" for note in model_notes if options.servers is None)
     only = _servers_option(options.servers, loaded)
-    models, model_notes = scenario.resolve_models(loaded, available, found, only)
+    models, model_notes = planning.resolve_models(loaded, available, found, only)
     notes.extend(model_notes)
-    notes.extend(scenario.skip_notes(loaded, models))
-    trials = scenario.plan(loaded, models)
+    notes.extend(planning.skip_notes(loaded, models))
+    trials = planning.plan(loaded, models)
     if not trials:
         raise RunRefused("nothing to run: no model of the scenario is available here")
     fd_note = raise_fd_limit(max(trial.sockets for trial in trials))
@@ -173,7 +173,7 @@ def _servers_option(value: str | None, loaded: Scenario) -> list[str] | None:
     from servers import MODELS
 
     names = [name.strip() for name in value.split(",") if name.strip()]
-    known = scenario.known_labels(loaded, list(MODELS))
+    known = planning.known_labels(loaded, list(MODELS))
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise RunRefused(f"unknown server(s) {', '.join(unknown) or repr(value)}; "
@@ -195,7 +195,7 @@ def prepare_resume(run_dir: Path, console: Console, options_hosts: Path | None =
         placement_data = run["environment"]["placement"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunRefused(f"cannot resume {run_dir}: {error}") from None
-    trials = scenario.plan(loaded, models)
+    trials = planning.plan(loaded, models)
     if [t.trial_id for t in trials] != run.get("plan"):
         raise RunRefused(f"cannot resume {run_dir}: its plan does not match its scenario")
     if run.get("status") == "complete":

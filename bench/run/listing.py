@@ -12,8 +12,8 @@ from rich.console import Console
 
 from bench import REPO_ROOT
 from bench.launch import child_env
-from bench.run import scenario
-from bench.run.scenario import ScenarioError
+from bench.run import planning, scenario
+from bench.run.scenario_check import ScenarioError
 
 LIST_TIMEOUT_S = 60.0
 WIDTH = 100  # columns: every line of the listing fits a 100-column terminal
@@ -75,9 +75,9 @@ def scenario_lines() -> list[str]:
         # every interpreter the scenario lists counted as present (listing probes none)
         pairs = [(sys.executable, f"i{n}") for n in range(len(loaded.interpreters))] \
             or [(sys.executable, None)]
-        labels, _ = scenario.resolve_models(loaded, {sys.executable: models}, pairs)
-        trials = scenario.plan(loaded, labels)
-        estimate = scenario.estimate_s(trials)
+        labels, _ = planning.resolve_models(loaded, {sys.executable: models}, pairs)
+        trials = planning.plan(loaded, labels)
+        estimate = planning.estimate_s(trials)
         lines.append(f"  {name:12} {len(trials):4} trials, about {estimate / 60:4.1f} min here")
         lines += wrapped(loaded.description, 4)
     return lines

@@ -36,7 +36,7 @@ from bench.run.command import (
 )
 from bench.run.listing import LIST_TIMEOUT_S, terminal
 from bench.run.runner import StopOnSignal, finish_run
-from bench.run.scenario import ScenarioError
+from bench.run.scenario_check import ScenarioError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,8 +31,8 @@ from bench.analysis.frames import is_native
 from bench.analysis.validity import client_lag_over_slo
 from bench.environment import load_average
 from bench.run.context import TrialContext, TrialInterrupted
+from bench.run.planning import trial_estimate_s
 from bench.run.rates import choose_equal_load, sweep_rate
-from bench.run.scenario import trial_estimate_s
 from bench.run.trial import Trial, failed_record
 from bench.run.workloads import add_reference
 from bench.store import RunStore, TrialSpec, utc_now

@@ -1,4 +1,4 @@
-"""Scenarios: TOML files that name the points to measure, expanded into an ordered trial plan.
+"""Scenarios: TOML files that name the points to measure (the trial plan: bench/run/planning.py).
 
 A scenario file has top-level settings and one ``[[group]]`` table per part of the question
 (``echo``, ``cpu``, ``io``, ``sweep``...). Each group lists its axes; every combination of
@@ -11,27 +11,40 @@ record they become, in ``bench/store.py``, and importable from here.
 from __future__ import annotations
 
 import itertools
-import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.store import Case, ModelSpec, TrialSpec
+from bench.run.scenario_check import (
+    ScenarioError,
+    as_list,
+    check_type,
+    checked_choice,
+    checked_name,
+    interpreter_list,
+    model_args_table,
+    non_negative,
+    positive,
+    positive_int,
+    reject_unknown,
+    skip_servers_table,
+    str_list,
+    strings,
+    variants_table,
+)
+
+# the trial's parts, importable from here as the docstring says (the explicit aliases mark a
+# re-export)
+from bench.store import Case
+from bench.store import ModelSpec as ModelSpec
+from bench.store import TrialSpec as TrialSpec
 from clients import mix as clients_mix
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 PLACEMENTS = ("split", "same", "none")
 MODES = ("closed", "open")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]*$")
-# a trial's cost beyond its warm-up and window (server start to READY, the swarm's start and
-# drain, the server's stop, the record), measured on the 2-core box: 1.67 s with a swarm process
-# per trial (load average ~6); with the swarm service and the next server booting while the last
-# one stops, 0.16 s over a whole default run (19 models, ~400 trials, load 2-5) and 0.34 s for
-# the models with the heaviest imports (trio, twisted, tornado, gevent) under load 4.5: what is
-# left is mostly a server's interpreter start and imports, and the last one's exit
-TRIAL_OVERHEAD_S = 0.2
 
 # settings a group inherits from the top level (and may override)
 TRIAL_SETTINGS: dict[str, type | tuple[type, ...]] = {
@@ -76,10 +89,6 @@ WORKLOAD_KEYS = ("requests_per_connection", "slowloris", "slowloris_interval_s",
 GROUP_KEYS = {"name", "label", "mix", "payload_bytes", "connections", "mode", "pipeline",
               "rates", "fractions", "equal_load", "base", "servers", "idle_connections",
               "skip_servers", "server_cpu_count", "rounds", *WORKLOAD_KEYS, *TRIAL_SETTINGS}
-
-
-class ScenarioError(ValueError):
-    """A scenario file that cannot be run, with a message saying where and why."""
 
 
 @dataclass(frozen=True)
@@ -161,11 +170,11 @@ def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Scenario:
     """Validate scenario data (as parsed from TOML) into a Scenario."""
     where = source
     known = set(TOP_DEFAULTS) | {"name", "group"}
-    _reject_unknown(data, known, where)
+    reject_unknown(data, known, where)
     top = {**TOP_DEFAULTS, **data}
-    name = _name(top.get("name"), f"{where}: name")
+    name = checked_name(top.get("name"), f"{where}: name")
     for key, kind in TRIAL_SETTINGS.items():
-        _check_type(top[key], kind, f"{where}: {key}")
+        check_type(top[key], kind, f"{where}: {key}")
     groups = data.get("group")
     if not isinstance(groups, list) or not groups:
         raise ScenarioError(f"{where}: needs at least one [[group]]")
@@ -177,52 +186,52 @@ def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Scenario:
     cases = _dedupe_and_check(cases, where)
     return Scenario(
         name=name, description=str(top["description"]), source=source, data=dict(data),
-        cases=tuple(cases), servers=tuple(_str_list(top["servers"], f"{where}: servers")),
-        interpreters=tuple(_interpreters(top["interpreters"], where)),
-        repeat=_positive_int(top["repeat"], f"{where}: repeat"),
-        placement=_choice(top["placement"], PLACEMENTS, f"{where}: placement"),
-        server_cores=_positive_int(top["server_cores"], f"{where}: server_cores"),
-        ready_timeout_s=_positive(top["ready_timeout_s"], f"{where}: ready_timeout_s"),
-        stop_timeout_s=_positive(top["stop_timeout_s"], f"{where}: stop_timeout_s"),
-        slo_p99_ms=_positive(top["slo_p99_ms"], f"{where}: slo_p99_ms"),
-        model_args=_model_args(top["model_args"], where),
-        variants=_variants(top["variants"], where),
+        cases=tuple(cases), servers=tuple(str_list(top["servers"], f"{where}: servers")),
+        interpreters=tuple(interpreter_list(top["interpreters"], where)),
+        repeat=positive_int(top["repeat"], f"{where}: repeat"),
+        placement=checked_choice(top["placement"], PLACEMENTS, f"{where}: placement"),
+        server_cores=positive_int(top["server_cores"], f"{where}: server_cores"),
+        ready_timeout_s=positive(top["ready_timeout_s"], f"{where}: ready_timeout_s"),
+        stop_timeout_s=positive(top["stop_timeout_s"], f"{where}: stop_timeout_s"),
+        slo_p99_ms=positive(top["slo_p99_ms"], f"{where}: slo_p99_ms"),
+        model_args=model_args_table(top["model_args"], where),
+        variants=variants_table(top["variants"], where),
     )
 
 
 def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) -> list[Case]:
     """Every combination of one group's axes, as cases (open-loop sweep bases first)."""
-    _reject_unknown(group, GROUP_KEYS, where)
-    gname = _name(group.get("name"), f"{where}: name")
+    reject_unknown(group, GROUP_KEYS, where)
+    gname = checked_name(group.get("name"), f"{where}: name")
     settings = {key: group.get(key, top[key]) for key in TRIAL_SETTINGS}
     for key, kind in TRIAL_SETTINGS.items():
-        _check_type(settings[key], kind, f"{where}: {key}")
-    duration = _positive(settings["duration_s"], f"{where}: duration_s")
-    warmup = _non_negative(settings["warmup_s"], f"{where}: warmup_s")
-    timeout = _positive(settings["timeout_s"], f"{where}: timeout_s")
-    workers = _non_negative(settings["workers"], f"{where}: workers")
-    slo = _positive(settings["slo_p99_ms"], f"{where}: slo_p99_ms")
-    connect_rate = _non_negative(settings["connect_rate"], f"{where}: connect_rate")
-    swarm_args = tuple(_strings(settings["swarm_args"], f"{where}: swarm_args"))
+        check_type(settings[key], kind, f"{where}: {key}")
+    duration = positive(settings["duration_s"], f"{where}: duration_s")
+    warmup = non_negative(settings["warmup_s"], f"{where}: warmup_s")
+    timeout = positive(settings["timeout_s"], f"{where}: timeout_s")
+    workers = non_negative(settings["workers"], f"{where}: workers")
+    slo = positive(settings["slo_p99_ms"], f"{where}: slo_p99_ms")
+    connect_rate = non_negative(settings["connect_rate"], f"{where}: connect_rate")
+    swarm_args = tuple(strings(settings["swarm_args"], f"{where}: swarm_args"))
     # window_scale stretches every window (and the requests it is sized for): the same
     # scenario measured longer, to check that its answer does not depend on the window
-    scale = _positive(top["window_scale"], f"{where}: window_scale")
+    scale = positive(top["window_scale"], f"{where}: window_scale")
     duration = duration * scale
-    min_requests = int(_non_negative(settings["min_requests"], f"{where}: min_requests") * scale)
-    max_duration = _non_negative(settings["max_duration_s"], f"{where}: max_duration_s") * scale
+    min_requests = int(non_negative(settings["min_requests"], f"{where}: min_requests") * scale)
+    max_duration = non_negative(settings["max_duration_s"], f"{where}: max_duration_s") * scale
     if min_requests and not settings["steady"]:
         raise ScenarioError(f"{where}: min_requests sizes the window from the settled rate: "
                             "it needs steady = true")
-    idles = _as_list(group.get("idle_connections", 0), int, f"{where}: idle_connections")
-    skip = _skip_servers(group.get("skip_servers", {}), f"{where}: skip_servers")
-    mixes = _as_list(group.get("mix", "echo:64"), str, f"{where}: mix")
-    payloads: list[int | None] = list(_as_list(group.get("payload_bytes", []), int,
+    idles = as_list(group.get("idle_connections", 0), int, f"{where}: idle_connections")
+    skip = skip_servers_table(group.get("skip_servers", {}), f"{where}: skip_servers")
+    mixes = as_list(group.get("mix", "echo:64"), str, f"{where}: mix")
+    payloads: list[int | None] = list(as_list(group.get("payload_bytes", []), int,
                                                f"{where}: payload_bytes")) or [None]
-    connections = _as_list(group.get("connections", 16), int, f"{where}: connections")
-    pipelines = _as_list(group.get("pipeline", 1), int, f"{where}: pipeline")
-    cpu_counts = _as_list(group.get("server_cpu_count", 0), int, f"{where}: server_cpu_count")
-    mode = _choice(group.get("mode", "closed"), MODES, f"{where}: mode")
-    servers = tuple(_str_list(group.get("servers", []), f"{where}: servers"))
+    connections = as_list(group.get("connections", 16), int, f"{where}: connections")
+    pipelines = as_list(group.get("pipeline", 1), int, f"{where}: pipeline")
+    cpu_counts = as_list(group.get("server_cpu_count", 0), int, f"{where}: server_cpu_count")
+    mode = checked_choice(group.get("mode", "closed"), MODES, f"{where}: mode")
+    servers = tuple(str_list(group.get("servers", []), f"{where}: servers"))
     points = _open_points(group, mode, where)
     label = group.get("label")
     workload = _workload(group, mode, where)
@@ -230,11 +239,11 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
     for mix_t, payload, conns, idle, pipeline, cpu_count in itertools.product(
             mixes, payloads, connections, idles, pipelines, cpu_counts):
         mix = _substitute_payload(mix_t, payload, where)
-        _positive_int(conns, f"{where}: connections")
-        _non_negative(idle, f"{where}: idle_connections")
-        _positive_int(pipeline, f"{where}: pipeline")
-        _non_negative(cpu_count, f"{where}: server_cpu_count")
-        stem = _name(label, f"{where}: label") if label else mix_label(mix)
+        positive_int(conns, f"{where}: connections")
+        non_negative(idle, f"{where}: idle_connections")
+        positive_int(pipeline, f"{where}: pipeline")
+        non_negative(cpu_count, f"{where}: server_cpu_count")
+        stem = checked_name(label, f"{where}: label") if label else mix_label(mix)
         stem = (f"{stem}-c{conns}" + (f"-idle{idle}" if idle else "")
                 + (f"-p{pipeline}" if pipeline > 1 else "") + (f"-cpu{cpu_count}" if cpu_count
                                                               else "")
@@ -248,7 +257,7 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
                       min_requests=int(min_requests),
                       max_duration_s=float(max(max_duration, duration)),
                       server_cpu_count=int(cpu_count),
-                      rounds=int(_non_negative(group.get("rounds", 0), f"{where}: rounds")),
+                      rounds=int(non_negative(group.get("rounds", 0), f"{where}: rounds")),
                       **workload)
         if mode == "closed":
             cases.append(Case(name=f"{stem}-closed", mode="closed", rate=None, fraction=None,
@@ -276,21 +285,22 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
 def _workload(group: Mapping[str, Any], mode: str, where: str) -> dict[str, Any]:
     """A group's workload keys as Case fields: churn's requests per connection, slowloris'
     connections and interval, and the reference case."""
-    per_connection = int(_non_negative(group.get("requests_per_connection", 0),
+    per_connection = int(non_negative(group.get("requests_per_connection", 0),
                                        f"{where}: requests_per_connection"))
     if per_connection and mode != "closed":
         raise ScenarioError(f"{where}: requests_per_connection (churn) needs mode = \"closed\"")
-    _check_type(group.get("slowloris", 0), int, f"{where}: slowloris")
+    check_type(group.get("slowloris", 0), int, f"{where}: slowloris")
     reference = group.get("reference")
-    pause = float(_non_negative(group.get("pause_s", 0.0), f"{where}: pause_s"))
-    pause_at = float(_non_negative(group.get("pause_at_s", 0.0), f"{where}: pause_at_s"))
+    pause = float(non_negative(group.get("pause_s", 0.0), f"{where}: pause_s"))
+    pause_at = float(non_negative(group.get("pause_at_s", 0.0), f"{where}: pause_at_s"))
     if pause_at and not pause:
         raise ScenarioError(f"{where}: pause_at_s needs pause_s (how long the server stops)")
     return {"requests_per_connection": per_connection, "pause_s": pause, "pause_at_s": pause_at,
-            "slowloris": int(_non_negative(group.get("slowloris", 0), f"{where}: slowloris")),
-            "slowloris_interval_s": _positive(group.get("slowloris_interval_s", 2.0),
+            "slowloris": int(non_negative(group.get("slowloris", 0), f"{where}: slowloris")),
+            "slowloris_interval_s": positive(group.get("slowloris_interval_s", 2.0),
                                               f"{where}: slowloris_interval_s"),
-            "reference": None if reference is None else _name(reference, f"{where}: reference")}
+            "reference": None if reference is None else checked_name(reference,
+                                                                     f"{where}: reference")}
 
 
 def _workload_suffix(workload: Mapping[str, Any]) -> str:
@@ -317,7 +327,7 @@ def _open_points(group: Mapping[str, Any], mode: str, where: str) -> tuple[str, 
                             "(requests/s), fractions (of each model's closed-loop maximum) or "
                             "equal_load (one rate for every model)")
     if given[0] == "equal_load":
-        share = _positive(group["equal_load"], f"{where}: equal_load")
+        share = positive(group["equal_load"], f"{where}: equal_load")
         if share > 1:
             raise ScenarioError(f"{where}: equal_load is a share of the slowest model's "
                                 "closed-loop maximum (0.5 = half)")
@@ -326,7 +336,7 @@ def _open_points(group: Mapping[str, Any], mode: str, where: str) -> tuple[str, 
                                 "the closed-loop maxima are measured)")
         return ("equal_load", [share])
     key = given[0]
-    values = [float(v) for v in _as_list(group[key], (int, float), f"{where}: {key}")]
+    values = [float(v) for v in as_list(group[key], (int, float), f"{where}: {key}")]
     if not values or any(v <= 0 for v in values):
         raise ScenarioError(f"{where}: {key} must be positive numbers")
     if key == "fractions" and any(v > 5 for v in values):
@@ -414,233 +424,3 @@ def _substitute_payload(template: str, payload: int | None, where: str) -> str:
     mix = template.replace("{payload}", str(payload))
     parse_mix(mix, f"{where}: mix")
     return mix
-
-
-# -- models and interpreters -----------------------------------------------------------------
-
-
-def resolve_models(scenario: Scenario, available: Mapping[str, Sequence[str]],
-                   interpreters: Sequence[tuple[Any, ...]],
-                   only: Sequence[str] | None = None) -> tuple[list[ModelSpec], list[str]]:
-    """The models to run (labels, registry models, args) and notes on anything skipped.
-
-    ``available``: per interpreter path, the registry models that can run under it;
-    ``interpreters``: (path, tag) or (path, tag, env) tuples that exist, env being
-    (name, value) pairs set for the server; ``only``: the --servers option, which replaces the
-    scenario's list. With no list, every model available under the first interpreter is run.
-    """
-    notes: list[str] = []
-    first = available.get(interpreters[0][0], []) if interpreters else []
-    wanted = list(only or scenario.servers or first)
-    specs: list[ModelSpec] = []
-    for label in wanted:
-        model, args = scenario.variants.get(label, (label, ()))
-        args = args + scenario.model_args.get(label, ())
-        for path, tag, *env in interpreters:
-            if model not in available.get(path, ()):
-                notes.append(f"model {label} skipped under {path}: {model} is not available")
-                continue
-            full = f"{label}@{tag}" if tag else label
-            specs.append(ModelSpec(label=full, model=model, args=args, interpreter=path,
-                                   interpreter_tag=tag,
-                                   interpreter_env=tuple(env[0]) if env else ()))
-    return specs, notes
-
-
-def known_labels(scenario: Scenario, registry: Sequence[str]) -> list[str]:
-    """Names --servers accepts: registry models and the scenario's variants."""
-    return [*registry, *scenario.variants]
-
-
-def plan(scenario: Scenario, models: Sequence[ModelSpec]) -> list[TrialSpec]:
-    """Every trial, in run order: repetition-major, then case, then model (rotated each
-    repetition so that no model always runs first); a case with ``rounds`` of its own takes
-    part in that many repetitions."""
-    trials = []
-    rounds = max([scenario.repeat, *(case.rounds for case in scenario.cases)])
-    for repeat in range(1, rounds + 1):
-        shift = (repeat - 1) % len(models) if models else 0
-        rotated = [*models[shift:], *models[:shift]]
-        for case in scenario.cases:
-            if repeat > (case.rounds or scenario.repeat):
-                continue
-            for spec in rotated:
-                if case.servers and spec.label not in case.servers \
-                        and spec.model not in case.servers:
-                    continue
-                if _skip_reason(case, spec) is not None:
-                    continue
-                trials.append(_trial(case, spec, repeat, scenario))
-    return trials
-
-
-def _skip_reason(case: Case, spec: ModelSpec) -> str | None:
-    """Why the scenario leaves this model out of this case (its ``skip_servers``), if it does."""
-    reasons = dict(case.skip_servers)
-    return reasons.get(spec.label, reasons.get(spec.model))
-
-
-def skip_notes(scenario: Scenario, models: Sequence[ModelSpec]) -> list[str]:
-    """One note per model a case's ``skip_servers`` leaves out, with the scenario's reason."""
-    notes = []
-    for case in scenario.cases:
-        for spec in models:
-            reason = _skip_reason(case, spec)
-            if reason is not None:
-                notes.append(f"model {spec.label} skipped in case {case.name}: {reason}")
-    return notes
-
-
-def _trial(case: Case, spec: ModelSpec, repeat: int, scenario: Scenario) -> TrialSpec:
-    return TrialSpec(case=case, server=spec, repeat=repeat,
-                     ready_timeout_s=scenario.ready_timeout_s,
-                     stop_timeout_s=scenario.stop_timeout_s)
-
-
-def trial_estimate_s(trial: TrialSpec) -> float:
-    """Expected wall time of one trial, for the progress bar's ETA."""
-    case = trial.case
-    if case.steady:  # the warm-up ends when steady (about a third of its cap, as a rule),
-        # the window when min_requests are in (at a rate the plan does not know: its floor)
-        return trial.ramp_s() + case.warmup_s / 3 + case.duration_s + TRIAL_OVERHEAD_S
-    return trial.ramp_s() + case.warmup_s + case.duration_s + TRIAL_OVERHEAD_S
-
-
-def estimate_s(trials: Sequence[TrialSpec]) -> float:
-    """Expected wall time of a plan."""
-    return sum(trial_estimate_s(trial) for trial in trials)
-
-
-# -- small validators ------------------------------------------------------------------------
-
-
-def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ScenarioError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(known))}")
-
-
-def _check_type(value: Any, kind: type | tuple[type, ...], where: str) -> None:
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        raise ScenarioError(f"{where}: {value!r} is not a {_kind_name(kind)}")
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
-
-
-def _as_list(value: Any, kind: type | tuple[type, ...], where: str) -> list[Any]:
-    values = value if isinstance(value, list) else [value]
-    for item in values:
-        _check_type(item, kind, where)
-    return values
-
-
-def _str_list(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list):
-        raise ScenarioError(f"{where}: must be a list of names")
-    return [_name(item, where) for item in value]
-
-
-def _name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise ScenarioError(f"{where}: {value!r} is not a name (letters, digits, . _ + @ -)")
-    return value
-
-
-def _choice(value: Any, choices: Sequence[str], where: str) -> str:
-    if value not in choices:
-        raise ScenarioError(f"{where}: {value!r} is not one of {', '.join(choices)}")
-    return str(value)
-
-
-def _positive(value: Any, where: str) -> float:
-    _check_type(value, (int, float), where)
-    if value <= 0:
-        raise ScenarioError(f"{where}: must be positive, not {value}")
-    return float(value)
-
-
-def _non_negative(value: Any, where: str) -> float:
-    _check_type(value, (int, float), where)
-    if value < 0:
-        raise ScenarioError(f"{where}: must not be negative, not {value}")
-    return value
-
-
-def _int(value: Any, where: str) -> int:
-    _check_type(value, int, where)
-    return int(value)
-
-
-def _positive_int(value: Any, where: str) -> int:
-    _check_type(value, int, where)
-    if value < 1:
-        raise ScenarioError(f"{where}: must be at least 1, not {value}")
-    return int(value)
-
-
-def _interpreters(value: Any, where: str) -> Iterator[Any]:
-    """Interpreter entries: a name/path string, or {path = "...", name = "tag", env = {...}}
-    (env: variables set for the server, e.g. PYTHON_GIL = "1" on a free-threaded build)."""
-    if not isinstance(value, list):
-        raise ScenarioError(f"{where}: interpreters must be a list")
-    for item in value:
-        if isinstance(item, str) and item:
-            yield item
-        elif isinstance(item, dict) and isinstance(item.get("path"), str):
-            _reject_unknown(item, {"path", "name", "env"}, f"{where}: interpreters")
-            if "name" in item:
-                _name(item["name"], f"{where}: interpreters name")
-            env = item.get("env", {})
-            if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                    for k, v in env.items()):
-                raise ScenarioError(f"{where}: interpreters env must be a table of "
-                                    "NAME = \"value\" strings")
-            yield dict(item)
-        else:
-            raise ScenarioError(f"{where}: interpreter {item!r} is not a path or "
-                                "{path = ..., name = ..., env = {...}}")
-
-
-def _skip_servers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
-    """A table of model = "why this group leaves it out" (the reason is shown in the run)."""
-    if not isinstance(value, dict) or not all(isinstance(why, str) and why.strip()
-                                              for why in value.values()):
-        raise ScenarioError(f"{where}: must be a table of model = \"reason\"")
-    return tuple((_name(model, where), why.strip()) for model, why in value.items())
-
-
-def _strings(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ScenarioError(f"{where}: must be a list of strings")
-    return value
-
-
-def _model_args(value: Any, where: str) -> dict[str, tuple[str, ...]]:
-    if not isinstance(value, dict):
-        raise ScenarioError(f"{where}: model_args must be a table of model = [args]")
-    result = {}
-    for model, args in value.items():
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise ScenarioError(f"{where}: model_args.{model} must be a list of strings")
-        result[_name(model, f"{where}: model_args")] = tuple(args)
-    return result
-
-
-def _variants(value: Any, where: str) -> dict[str, tuple[str, tuple[str, ...]]]:
-    if not isinstance(value, dict):
-        raise ScenarioError(f"{where}: variants must be a table of name = {{model, args}}")
-    result = {}
-    for label, table in value.items():
-        here = f"{where}: variants.{label}"
-        if not isinstance(table, dict) or not isinstance(table.get("model"), str):
-            raise ScenarioError(f"{here}: needs model = \"<registry model>\"")
-        _reject_unknown(table, {"model", "args"}, here)
-        args = table.get("args", [])
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise ScenarioError(f"{here}: args must be a list of strings")
-        result[_name(label, here)] = (_name(table["model"], here), tuple(args))
-    return result
