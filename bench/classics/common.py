@@ -90,13 +90,11 @@ def by_round(rows: pd.DataFrame, metric: str) -> dict[int, float]:
 
 
 def paired(a: Mapping[int, float], b: Mapping[int, float]) -> list[float]:
-    """a/b per round present in both with both figures valid and positive."""
-    return [a[r] / b[r] for r in sorted(set(a) & set(b))
-            if _usable(a[r]) and _usable(b[r])]
-
-
-def _usable(value: float) -> bool:
-    return value == value and math.isfinite(value) and value > 0
+    """a/b per round present in both, where significance's pairing keeps both figures
+    (positive and finite)."""
+    rounds = sorted(set(a) & set(b))
+    return [math.exp(x) for x in significance.paired_log_ratios([a[r] for r in rounds],
+                                                                [b[r] for r in rounds])]
 
 
 def median(values: Iterable[float]) -> float | None:
@@ -107,9 +105,10 @@ def median(values: Iterable[float]) -> float | None:
 def summary(values: Sequence[float], digits: int = 3) -> dict[str, Any]:
     """Median, range and count of per-round values (ratios, factors)."""
     numbers = [v for v in values if v == v]
-    if not numbers:
+    middle = median(numbers)
+    if middle is None:
         return {"median": None, "low": None, "high": None, "n": 0}
-    return {"median": round(statistics.median(numbers), digits),
+    return {"median": round(middle, digits),
             "low": round(min(numbers), digits), "high": round(max(numbers), digits),
             "n": len(numbers)}
 

@@ -60,6 +60,7 @@ def analyse(run: Run) -> Finding:
         return missing(NAME, PUBLISHED, GROUP)
     table: dict[str, dict[str, Any]] = {}
     orders: dict[str, Any] = {}
+    uvloop: dict[str, Any] = {}
     for size, label in SIZES.items():
         own = rows[rows["payload_bytes"] == size]
         rounds = {str(m): by_round(g, "throughput_rps") for m, g in own.groupby("variant")}
@@ -72,21 +73,15 @@ def analyse(run: Run) -> Finding:
                                                        if m in PUBLISHED_RPS else None)}
                         for m, r in rounds.items()}
         orders[label] = _orders(rounds)
-    if not table:
-        return Finding(NAME, PUBLISHED, NOT_MEASURABLE,
-                       f"no valid {BASE} trial at any size: no ratio can be formed",
-                       left_out=left_out(rows))
-    uvloop: dict[str, Any] = {}
-    for label, size in zip(SIZES.values(), SIZES, strict=True):
-        if label not in table:
-            continue
-        own = rows[rows["payload_bytes"] == size]
-        rounds = {str(m): by_round(g, "throughput_rps") for m, g in own.groupby("variant")}
         if "uvloop" in rounds and "asyncio" in rounds:
             ratios = paired(rounds["uvloop"], rounds["asyncio"])
             pair = own[own["variant"].isin(["uvloop", "asyncio"])]
             uvloop[label] = {**summary(ratios, 2), "p": round(ratio_test(ratios), 4),
                              "left_out": left_out(pair)}
+    if not table:
+        return Finding(NAME, PUBLISHED, NOT_MEASURABLE,
+                       f"no valid {BASE} trial at any size: no ratio can be formed",
+                       left_out=left_out(rows))
     verdict, reason = _verdict(orders, uvloop, _interpreter(run))
     chart = {"kind": "ratio_table", "y": "throughput ÷ tornado's (same round)",
              "sizes": list(table), "measured": {label: {m: c["over_tornado"]["median"]

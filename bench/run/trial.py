@@ -252,8 +252,8 @@ class Trial:
             interrupted = _wait_until(stopped_at + case.pause_s, self.context.stop)
         finally:
             os.killpg(group, signal.SIGCONT)
-            self.extra["pause"] = {"at_s": round(stopped_at - window[0], 4),
-                                   "s": round(time.monotonic() - stopped_at, 4)}
+            self.record["pause"] = {"at_s": round(stopped_at - window[0], 4),
+                                    "s": round(time.monotonic() - stopped_at, 4)}
         if interrupted:
             raise ServiceInterrupted
 
