@@ -67,3 +67,10 @@ def test_the_listing_fits_100_columns() -> None:
     lines = done.stdout.splitlines()
     assert any(line.startswith("scenarios") for line in lines)
     assert max(map(len, lines)) <= listing.WIDTH
+
+
+@pytest.mark.parametrize("verb", cli.VERBS)
+def test_each_verb_lives_in_a_module_named_after_it(verb: str) -> None:
+    """A newcomer finds a verb's code from its name: ``swarm-check`` in a path holding
+    ``swarm_check``, ``regress`` in ``bench.regress``."""
+    assert verb.replace("-", "_") in cli.VERBS[verb].module

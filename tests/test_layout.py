@@ -176,3 +176,21 @@ def test_the_checker_sees_function_level_imports_and_cycles() -> None:
     graph = {"run": {"report"}, "report": {"analysis"}, "analysis": {"run", "store"}}
     assert list(cycles(graph)) == [["analysis", "run", "report", "analysis"]]
     assert list(cycles({"a": {"b"}, "b": set()})) == []
+
+
+MOST_LINES = 500
+# modules allowed over MOST_LINES, each because it holds one idea that does not split
+ONE_IDEA = {
+    "bench/hosts/netns.py": "the namespace testbed's lifecycle (make, check, remove, also on "
+                            "failure) and the command line that drives it; its tests patch "
+                            "and run it as one module",
+}
+
+
+def test_no_module_is_over_500_lines_but_those_that_hold_one_idea() -> None:
+    sizes = {str(path.relative_to(REPO)): len(path.read_text(encoding="utf-8").splitlines())
+             for package in PACKAGES for path in modules(package)}
+    assert set(ONE_IDEA) <= set(sizes), "a module named in ONE_IDEA is gone: take it out"
+    long = sorted(name for name, lines in sizes.items()
+                  if lines > MOST_LINES and name not in ONE_IDEA)
+    assert long == [], f"over {MOST_LINES} lines, split them by idea: {long}"

@@ -108,7 +108,9 @@ class Phases:
             self._chores(now)
         if self.finished:
             return now
-        upcoming = [self.next_chore, tend, *(held.due_ns() for held in self.timed)]
+        upcoming = [self.next_chore, tend]
+        if self.timed:  # most runs hold none: no generator per pass for them
+            upcoming += [held.due_ns() for held in self.timed]
         if self.phase == "warmup":
             upcoming += (timeline.window_ns, self.next_warm)
         elif self.phase == "window":
