@@ -124,6 +124,9 @@ if _WHY_MISSING is None:
                 self.read_paused = not should_read
                 (transport.resumeProducing if should_read else transport.pauseProducing)()
 
+        # Twisted's callbacks for the steps servers/asyncio_.py's protocol takes in asyncio's
+        # (timer, write pause and resume): the steps are the session's, the callbacks, clocks
+        # and transports are each framework's own, so each model keeps its own
         def _advance(self) -> None:
             """Let the session's clock move on (a SLEEP may be due), then step, unless the
             server is stopping."""
