@@ -491,7 +491,7 @@ def test_partial_run_renders_what_it_has(tmp_path: Path, capsys: pytest.CaptureF
 def test_a_run_without_records_still_renders(tmp_path: Path) -> None:
     folder = write_run(tmp_path / "run", [], {"name": "quick"})
     (folder / "trials" / "half.json").write_text("{bad")
-    text = report.render_report(folder).read_text()
+    text = report.build_report(folder).paths["html"].read_text()
     assert "No trial records yet." in text and "half.json" in text
     assert pd.read_csv(folder / "summary.csv").empty
 
