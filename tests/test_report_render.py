@@ -13,9 +13,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from _helpers_report import write_run
 from PIL import Image
 from test_answer import _equal_load_records
-from test_report import full_records, write_run
+from test_report import full_records
 
 from bench.report import document as report
 from bench.report.front import GOOD
