@@ -1,5 +1,6 @@
-"""Test helpers: a small blocking protocol client with a timeout on everything, polling, a
-threaded loopback listener for toy servers, and the start of a child a test interrupts.
+"""Test helpers: a small blocking protocol client with a timeout on everything, the OK frame a
+test expects, polling, a threaded loopback listener for toy servers, the start of a child a test
+interrupts, and a scenario file written from a test's text.
 
 Built on ``protocol`` (``FrameDecoder``, ``encode_request``): the tests never restate the
 wire format.
@@ -11,9 +12,11 @@ import contextlib
 import signal
 import socket
 import struct
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 from protocol import Frame, FrameDecoder, Op, Status, encode_request
@@ -192,6 +195,13 @@ def connect_many(host: str, port: int, count: int,
 def close_all(clients: Iterable[Client]) -> None:
     for client in clients:
         client.close()
+
+
+def write_scenario(folder: Path, body: str) -> Path:
+    """A scenario file, ``body`` dedented, in ``folder``; its path."""
+    path = folder / "tiny.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
 
 
 def ok(payload: bytes = b"", value: int = 0) -> Frame:
