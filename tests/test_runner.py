@@ -194,6 +194,8 @@ def _servers_below(pid: int) -> list[psutil.Process]:
 
 def test_sigint_mid_run_keeps_finished_trials_kills_children_and_resume_completes(
         tmp_path: Path) -> None:
+    # its own scenario, long enough to stop mid-run (alike in shape to the one above and to
+    # tests/test_classics.py's, whose cases are theirs)
     path = write_scenario(tmp_path, """
         name = "tiny"
         duration_s = 1.0
