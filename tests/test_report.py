@@ -347,7 +347,7 @@ def test_percentile_curve_walks_to_the_maximum() -> None:
     p50 = float(np.median(samples))
     swarm = {"histogram": histogram.encode().decode("ascii"), "histogram_unit": "us",
              "latency_us": {"p50": p50}}
-    decoded, scale = histograms.decodehdr_histogram(swarm)
+    decoded, scale = histograms.decode_histogram(swarm)
     assert scale == 1.0 and decoded.get_total_count() == 5000
     levels, values = histograms.percentile_curve(decoded, scale)
     assert np.all(np.diff(levels) > 0) and np.all(np.diff(values) >= 0)
@@ -361,10 +361,10 @@ def test_a_histogram_is_read_in_its_recorded_unit_only() -> None:
     (the p50 the swarm also reports is never used to guess it)."""
     swarm = {"histogram": hdr_histogram(lognormal_latencies(500, np.random.default_rng(2))).encode()
              .decode("ascii"), "latency_us": {"p50": 0.5}}
-    assert histograms.decodehdr_histogram({**swarm, "histogram_unit": "ns"})[1] == 1e-3
-    assert histograms.decodehdr_histogram({**swarm, "histogram_unit": "ms"})[1] == 1e3
-    assert histograms.decodehdr_histogram(swarm) is None
-    assert histograms.decodehdr_histogram({**swarm, "histogram_unit": "furlongs"}) is None
+    assert histograms.decode_histogram({**swarm, "histogram_unit": "ns"})[1] == 1e-3
+    assert histograms.decode_histogram({**swarm, "histogram_unit": "ms"})[1] == 1e3
+    assert histograms.decode_histogram(swarm) is None
+    assert histograms.decode_histogram({**swarm, "histogram_unit": "furlongs"}) is None
 
 
 # ---------------------------------------------------------------- partial runs and the CLI
