@@ -13,6 +13,9 @@ too. The names below are the public surface: ``from protocol import ServerSessio
 
 from __future__ import annotations
 
+# the public surface: codec's names again, beside session's. protocol/session.py imports the
+# codec names it uses from codec.py directly (this package imports session.py, so session.py
+# does not import the package): the names are defined once, in codec.py
 from protocol.codec import (
     FRAME_TOO_LARGE_FRAME,
     HEADER,

@@ -22,6 +22,8 @@ OUTPUT_LIMIT = 1024 * 1024  # rule 7: stop reading a connection past this much u
 MASK32 = 0xFFFFFFFF
 
 
+# one IntEnum per code table of docs/protocol.md (Op, Status, ErrorValue): alike in shape, each
+# its own values, named as the document names them
 class Op(IntEnum):
     """Request codes."""
 
@@ -38,6 +40,7 @@ class Status(IntEnum):
     ERROR = 1
 
 
+# its own table of docs/protocol.md, like Op and Status above: alike in shape only
 class ErrorValue(IntEnum):
     """The ``value`` of an ERROR response."""
 

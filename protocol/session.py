@@ -15,6 +15,10 @@ from __future__ import annotations
 import zlib
 from typing import NamedTuple
 
+# from codec.py, not the package: protocol/__init__.py imports this module, so a name taken
+# from the package here would hang on the order of its imports. protocol/__init__.py and
+# tests/test_protocol.py list many of the same names because they use them too; each is
+# defined once, in codec.py
 from protocol.codec import (
     FRAME_TOO_LARGE_FRAME,
     HEADER,

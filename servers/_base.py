@@ -148,5 +148,11 @@ def missing_library(name: str) -> str | None:
     try:
         importlib.import_module(name)
     except ImportError as error:
-        return f"{name} does not import ({error}); pip install {name}"
+        return not_importable(name, str(error))
     return None
+
+
+def not_importable(name: str, error: str | None) -> str | None:
+    """``unavailable()``'s words for optional library ``name`` whose import failed with
+    ``error`` (None: it imported), for a model that imports it at the top of its module."""
+    return None if error is None else f"{name} does not import ({error}); pip install {name}"

@@ -29,7 +29,7 @@ from typing import Any
 
 from protocol import ServerSession
 from servers import trio_
-from servers._base import RECV_SIZE, AcceptBackoff, Shutdown
+from servers._base import RECV_SIZE, AcceptBackoff, Shutdown, not_importable
 
 DESCRIPTION = "anyio: one task per connection on its TCP listener (--backend asyncio|trio)"
 
@@ -42,9 +42,7 @@ except ImportError as _missing:
 
 
 def unavailable() -> str | None:
-    if anyio is None:
-        return f"anyio does not import ({_WHY_MISSING}); pip install anyio"
-    return None
+    return None if anyio is not None else not_importable("anyio", _WHY_MISSING)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -91,6 +91,9 @@ class SessionProtocol(asyncio.BufferedProtocol):
             self.read_paused = not should_read
             (transport.resume_reading if should_read else transport.pause_reading)()
 
+    # asyncio's callbacks for the steps servers/twisted_.py's protocol takes in Twisted's
+    # (timer, write pause and resume): the steps are the session's, the callbacks, clocks and
+    # transports are each framework's own, so each model keeps its own
     def _timer_fired(self) -> None:
         self.timer = None
         if self.stopping:

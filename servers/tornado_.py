@@ -30,7 +30,7 @@ import asyncio
 import socket
 
 from protocol import ServerSession
-from servers._base import RECV_SIZE, AcceptBackoff
+from servers._base import RECV_SIZE, AcceptBackoff, not_importable
 
 DESCRIPTION = "Tornado: TCPServer.handle_stream coroutine per IOStream (gen.sleep for SLEEP)"
 FIRST_RECV = 16 * 1024  # a connection's first receive buffer; a read that fills it grows it
@@ -41,7 +41,8 @@ CONFORMANCE_XFAIL: dict[str, str] = {
 }
 
 # an optional library, imported as in servers/twisted_.py (and anyio_.py, trio_.py): the try must
-# stand in each model's own module, where the names it binds are used
+# stand in each model's own module, where the names it binds are used (unavailable()'s words
+# are servers/_base.py's not_importable)
 try:  # optional: without it the model is listed as unavailable
     from tornado import gen
     from tornado.ioloop import IOLoop
@@ -54,9 +55,7 @@ else:
 
 
 def unavailable() -> str | None:
-    if _WHY_MISSING is not None:
-        return f"tornado does not import ({_WHY_MISSING}); pip install tornado"
-    return None
+    return not_importable("tornado", _WHY_MISSING)
 
 
 async def handle(stream: IOStream) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from types import FrameType
 
 from protocol import ServerSession
-from servers._base import RECV_SIZE, Shutdown
+from servers._base import RECV_SIZE, Shutdown, not_importable
 
 try:  # optional: without it the model is listed as unavailable, and anyio_ still imports this
     import trio
@@ -43,9 +43,7 @@ stopping = False  # set by the stop signal: answer nothing more (see the module 
 
 
 def unavailable() -> str | None:
-    if trio is None:
-        return f"trio does not import ({_WHY_MISSING}); pip install trio"
-    return None
+    return None if trio is not None else not_importable("trio", _WHY_MISSING)
 
 
 async def handle(stream: trio.SocketStream) -> None:

@@ -34,12 +34,13 @@ from types import CodeType, FrameType
 from typing import Any
 
 from protocol import ServerSession
-from servers._base import Shutdown
+from servers._base import Shutdown, not_importable
 
 DESCRIPTION = "Twisted: a Protocol per connection on the epoll reactor (callLater for SLEEP)"
 
 # an optional library, imported as in servers/tornado_.py (and anyio_.py, trio_.py): the try must
-# stand in each model's own module, where the names it binds are used
+# stand in each model's own module, where the names it binds are used (unavailable()'s words
+# are servers/_base.py's not_importable)
 try:  # optional: without it the model is listed as unavailable
     from twisted.internet import interfaces, protocol
     from zope.interface import implementer
@@ -50,9 +51,7 @@ else:
 
 
 def unavailable() -> str | None:
-    if _WHY_MISSING is not None:
-        return f"twisted does not import ({_WHY_MISSING}); pip install twisted"
-    return None
+    return not_importable("twisted", _WHY_MISSING)
 
 
 def install_epoll_reactor() -> Any:
@@ -125,14 +124,22 @@ if _WHY_MISSING is None:
                 self.read_paused = not should_read
                 (transport.resumeProducing if should_read else transport.pauseProducing)()
 
-        def _timer_fired(self) -> None:
-            # Twisted's clock is the wall clock, the session's is monotonic: a timer that
-            # fires a little early leaves the deadline pending, and _step sets another
-            self.timer = None
+        # Twisted's callbacks for the steps servers/asyncio_.py's protocol takes in asyncio's
+        # (timer, write pause and resume): the steps are the session's, the callbacks, clocks
+        # and transports are each framework's own, so each model keeps its own
+        def _advance(self) -> None:
+            """Let the session's clock move on (a SLEEP may be due), then step, unless the
+            server is stopping."""
             if self.stopping:
                 return
             self.session.advance(time.monotonic())
             self._step()
+
+        def _timer_fired(self) -> None:
+            # Twisted's clock is the wall clock, the session's is monotonic: a timer that
+            # fires a little early leaves the deadline pending, and _step sets another
+            self.timer = None
+            self._advance()
 
         # IPushProducer: the transport pauses and resumes us by its unsent bytes
         def pauseProducing(self) -> None:
@@ -140,10 +147,7 @@ if _WHY_MISSING is None:
 
         def resumeProducing(self) -> None:
             self.write_paused = False
-            if self.stopping:
-                return
-            self.session.advance(time.monotonic())
-            self._step()
+            self._advance()
 
         def stopProducing(self) -> None:
             """The connection is going away; ``connectionLost`` follows."""

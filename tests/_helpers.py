@@ -1,5 +1,6 @@
-"""Test helpers: a small blocking protocol client with a timeout on everything, polling, a
-threaded loopback listener for toy servers, and the start of a child a test interrupts.
+"""Test helpers: a small blocking protocol client with a timeout on everything, the OK frame a
+test expects, polling, a threaded loopback listener for toy servers, the start of a child a test
+interrupts, and a scenario file written from a test's text.
 
 Built on ``protocol`` (``FrameDecoder``, ``encode_request``): the tests never restate the
 wire format.
@@ -11,12 +12,14 @@ import contextlib
 import signal
 import socket
 import struct
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
-from protocol import Frame, FrameDecoder, Op, encode_request
+from protocol import Frame, FrameDecoder, Op, Status, encode_request
 
 DEFAULT_TIMEOUT = 5.0  # seconds any single client operation may take before the test fails
 RECV_CHUNK = 256 * 1024
@@ -192,6 +195,28 @@ def connect_many(host: str, port: int, count: int,
 def close_all(clients: Iterable[Client]) -> None:
     for client in clients:
         client.close()
+
+
+def write_scenario(folder: Path, body: str) -> Path:
+    """A scenario file, ``body`` dedented, in ``folder``; its path."""
+    path = folder / "tiny.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def ok(payload: bytes = b"", value: int = 0) -> Frame:
+    """The OK response a test expects."""
+    return Frame(Status.OK, value, payload)
+
+
+def answered_in_turns(clients: list[Client], op: Op, value: int, turns: int = 3) -> None:
+    """Each turn, every client sends one ``op`` request (``value``, a payload naming the client
+    and the turn) before any reads; then every client gets its own payload back, OK."""
+    for turn in range(turns):
+        for i, client in enumerate(clients):
+            client.send_request(op, value, b"%d:%d" % (i, turn))
+        for i, client in enumerate(clients):
+            assert client.recv_frame() == ok(b"%d:%d" % (i, turn))
 
 
 def wait_until(probe: Callable[[], T], accept: Callable[[T], bool], timeout: float,

@@ -4,6 +4,8 @@
 harness's launch-contract client (``bench.launch``): the ``READY host port`` line within a
 deadline, and always a stop and a reap: SIGTERM, then SIGKILL after ``STOP_GRACE`` seconds.
 ``model_specs()`` lists the model variants the conformance suite runs over.
+``need(model)`` skips a test where the model cannot run; ``run_launcher`` and ``assert_refused``
+run the launcher to the end and check a setting it must refuse.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -164,6 +167,27 @@ class SharedServer:
         """Stop and reap the server, if any."""
         self._process = None
         self._stack.close()
+
+
+def need(model: str) -> None:
+    """Skip the test where ``model`` cannot run here, saying why."""
+    reason = servers.unavailable_reason(model)
+    if reason is not None:
+        pytest.skip(f"{model} is not available here: {reason}")
+
+
+def run_launcher(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m servers ARGS`` to its end (for the settings it must refuse)."""
+    return subprocess.run([sys.executable, "-m", "servers", *args], capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def assert_refused(result: subprocess.CompletedProcess[str]) -> None:
+    """A clear refusal: non-zero exit, a message (not a traceback) on stderr, no READY."""
+    assert result.returncode != 0
+    assert "READY" not in result.stdout
+    assert result.stderr.strip(), "no message on stderr"
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def sigterm_during_work(server: ServerProcess) -> tuple[int, float]:

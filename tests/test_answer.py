@@ -1,7 +1,7 @@
 """The answer: validity per figure, ratios to native, intervals from one repetition up, equal
 offered load, workloads read from the cases' fields, sentences, answer.json and the terminal.
 
-Synthetic run folders from test_report's fixtures (the runner's own record code), so the
+Synthetic run folders from tests/_helpers_report.py (the runner's own record code), so the
 analysis reads exactly what a run gives it; no processes.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers_report import make_trial, write_run
 from rich.console import Console
-from test_report import make_trial, write_run
 
 from bench.analysis import assurance, frames, scorecard, validity
 from bench.report import document as report

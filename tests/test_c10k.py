@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from _helpers import wait_until
+from _helpers_report import make_trial, write_run
 from _helpers_server import running_server
-from test_report import make_trial, write_run
 
 from bench.analysis import validity
 from bench.report import document as report

@@ -8,13 +8,13 @@ import json
 import math
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from _helpers import write_scenario
 from hdrh.histogram import HdrHistogram
 
 from bench.analysis.frames import Run
@@ -357,8 +357,9 @@ def test_a_pause_two_cpus_and_rounds_of_its_own_on_a_real_run(tmp_path: Path) ->
     """The server is stopped inside the window (the corrected tail shows it, the record says
     when), a case with server_cpu_count 2 runs its server on two CPUs, and a case with
     rounds = 2 runs twice in a run of one repeat; then the classics analyse the folder."""
-    path = tmp_path / "mini.toml"
-    path.write_text(textwrap.dedent("""
+    # this test's own scenario (a pause, two CPUs, rounds): tests/test_runner.py's tests write
+    # theirs with the same helper, alike in shape, each with the cases it needs
+    path = write_scenario(tmp_path, """
         name = "mini"
         repeat = 1
         warmup_s = 0.3
@@ -380,7 +381,7 @@ def test_a_pause_two_cpus_and_rounds_of_its_own_on_a_real_run(tmp_path: Path) ->
         duration_s = 0.4
         server_cpu_count = [2]
         rounds = 2
-    """))
+    """)
     run_dir = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "bench", "run", "--scenario", str(path),
                            "--servers", "epoll", "--out", str(run_dir), "--no-report"],

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import make_trial, write_run
+from _helpers_report import make_trial, write_run
 
 from bench import cli
 from bench import compare as cmp

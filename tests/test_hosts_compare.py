@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers_report import make_trial, write_run
 from rich.console import Console
-from test_report import make_trial, write_run
 
 from bench.hosts import compare
 

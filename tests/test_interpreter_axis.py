@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_report import make_trial, write_run
+from _helpers_report import make_trial, write_run
 
 from bench.report import document as report
 from bench.run import planning, scenario

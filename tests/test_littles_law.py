@@ -1,6 +1,6 @@
 """Little's law on every closed-loop trial: throughput × mean latency ÷ requests in flight is 1.
 
-A fabricated record (tests/test_report.py's ``make_trial``) whose figures keep the law stands;
+A fabricated record (tests/_helpers_report.py's ``make_trial``) whose figures keep the law stands;
 the same trial with its client slowed (the latency samples cover 30 % less time than the
 window: the client lost it) is flagged ¶ with the reason and its throughput and latency are
 left out, its server figures kept. Then a real swarm on the epoll model, once as it is (the law
@@ -23,8 +23,8 @@ from typing import Any
 
 import psutil
 import pytest
+from _helpers_report import make_trial
 from _helpers_server import running_server
-from test_report import make_trial
 
 from bench.analysis import validity
 from bench.analysis.frames import summary_frame

@@ -16,23 +16,13 @@ import time
 
 import psutil
 import pytest
-from _helpers import Client, close_all, connect_many, wait_until
-from _helpers_server import ServerProcess, running_server, sigterm_during_work
+from _helpers import Client, answered_in_turns, close_all, connect_many, ok, wait_until
+from _helpers_server import ServerProcess, need, running_server, sigterm_during_work
 
 import servers
-from protocol import MAX_WORK_ITERATIONS, Frame, Op, Status, encode_request, work
+from protocol import MAX_WORK_ITERATIONS, Op, encode_request, work
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def ok(payload: bytes = b"", value: int = 0) -> Frame:
-    return Frame(Status.OK, value, payload)
-
-
-def need(model: str) -> None:
-    reason = servers.unavailable_reason(model)
-    if reason is not None:
-        pytest.skip(f"{model} is not available here: {reason}")
 
 
 def gone(pid: int) -> bool:
@@ -102,11 +92,7 @@ def test_threadpool_serves_its_size_at_once_without_growing() -> None:
     with running_server("threadpool", "--threads", str(threads)) as server:
         clients = connect_many(*server.address, threads)
         try:
-            for turn in range(3):
-                for i, client in enumerate(clients):
-                    client.send_request(Op.SLEEP, 1000, b"%d:%d" % (i, turn))
-                for i, client in enumerate(clients):
-                    assert client.recv_frame() == ok(b"%d:%d" % (i, turn))
+            answered_in_turns(clients, Op.SLEEP, 1000)
             assert server.process().num_threads() == threads + 1  # the pool and the acceptor
         finally:
             close_all(clients)

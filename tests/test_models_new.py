@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 from _helpers import Client, close_all, connect_many, wait_until
-from _helpers_server import ServerProcess, running_server, sigterm_during_work
+from _helpers_server import ServerProcess, need, running_server, sigterm_during_work
 
 import servers
 from bench.launch import LaunchedServer, server_argv
@@ -30,12 +30,6 @@ from bench.run.interpreters import Interpreter, resolve
 from protocol import MAX_WORK_ITERATIONS, Op, work
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def need(model: str) -> None:
-    reason = servers.unavailable_reason(model)
-    if reason is not None:
-        pytest.skip(f"{model} is not available here: {reason}")
 
 
 def python(code: str) -> subprocess.CompletedProcess[str]:
@@ -50,21 +44,7 @@ def hiding(package: str, code: str) -> str:
 
 
 # --- options and availability --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("args", [
-    ("asyncio-threads", "--threads", "0"),
-    ("asyncio-threads", "--threads", "257"),
-    ("socketserver", "--mixin", "greenlets"),
-    ("anyio", "--backend", "curio"),
-], ids=lambda args: "_".join(args))
-def test_impossible_model_options_refused(args: tuple[str, ...]) -> None:
-    need(args[0])
-    result = subprocess.run([sys.executable, "-m", "servers", *args], capture_output=True,
-                            text=True, timeout=30, stdin=subprocess.DEVNULL)
-    assert result.returncode != 0
-    assert "READY" not in result.stdout
-    assert args[1] in result.stderr and "Traceback" not in result.stderr, result.stderr
+# (the options each model refuses: tests/test_conformance.py's test_impossible_setting_refused)
 
 
 @pytest.mark.parametrize(("model", "package"), [

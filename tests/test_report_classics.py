@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers_report import echo_run, make_trial, write_run
 from matplotlib.figure import Figure
-from test_report import make_trial, write_run
 
 from bench.classics import document as classics_document
 from bench.report import classics as classics_report
@@ -264,8 +264,7 @@ def test_a_classics_run_without_the_file_gets_it_written(tmp_path: Path) -> None
 
 
 def test_another_scenario_without_the_file_has_no_classics_part(tmp_path: Path) -> None:
-    records = [make_trial("echo64-c16-closed", "echo", "epoll", 1, 16, 40_000.0)]
-    folder = write_run(tmp_path / "run", records, {"name": "synthetic"})
+    folder = echo_run(tmp_path / "run", {"epoll": 40_000.0})
     assert classics_report.classics_sections(folder) == []
     assert not (folder / classics_document.FILE_NAME).exists()
 
@@ -277,9 +276,7 @@ def test_a_file_in_another_format_says_so(tmp_path: Path) -> None:
 
 
 def test_the_report_of_the_run_carries_the_classics(tmp_path: Path) -> None:
-    records = [make_trial("echo64-c16-closed", "echo", model, 1, 16, rate)
-               for model, rate in (("epoll", 50_000.0), ("threaded", 30_000.0))]
-    folder = write_run(tmp_path / "run", records, {"name": "synthetic"})
+    folder = echo_run(tmp_path / "run", {"epoll": 50_000.0, "threaded": 30_000.0})
     (folder / classics_document.FILE_NAME).write_text(json.dumps(classics_content()))
     built = report.build_report(folder)
     markdown = built.paths["markdown"].read_text()

@@ -13,9 +13,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from _helpers_report import write_run
 from PIL import Image
 from test_answer import _equal_load_records
-from test_report import full_records, write_run
+from test_report import full_records
 
 from bench.report import document as report
 from bench.report.front import GOOD
@@ -51,7 +52,7 @@ class _Images(HTMLParser):
 def html_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     records = full_records() + _equal_load_records(2)
     folder = write_run(tmp_path_factory.mktemp("run"), records, {"name": "render"})
-    return report.render_report(folder)
+    return report.build_report(folder).paths["html"]
 
 
 def test_every_image_chromium_loads_is_a_whole_png(html_path: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_report import make_trial, write_run
+from _helpers_report import echo_run
 
 from bench.report import document as report
 
@@ -20,9 +20,7 @@ PROBE = {"created": "2026-12-01T21:00:00+00:00",
 
 
 def _run(folder: Path) -> Path:
-    records = [make_trial("echo64-c16-closed", "echo", model, 1, 16, rate)
-               for model, rate in (("epoll", 50_000.0), ("select", 48_000.0))]
-    return write_run(folder, records, {"name": "synthetic"})
+    return echo_run(folder, {"epoll": 50_000.0, "select": 48_000.0})
 
 
 def test_a_probe_record_in_the_run_folder_becomes_the_xray(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from dataclasses import replace
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _helpers import write_scenario
 
 from bench import procs, sampling
 from bench.analysis.histograms import decode_histogram
@@ -48,12 +48,6 @@ SAMPLE_KEYS = {"t", "cpu_user", "cpu_system", "rss", "threads", "fds", "ctx_volu
 DERIVED_KEYS = {"throughput_rps", "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us",
                 "cpu_us_per_request", "rss_per_connection_bytes", "ctx_switches_per_request",
                 "error_rate", "errors", "client_saturated", "server_cpu_percent", "requests"}
-
-
-def write_scenario(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 def bench_cli(*args: str, **popen: object) -> subprocess.Popen[bytes]:
@@ -103,6 +97,8 @@ class Watch:
 def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     """Two models, a closed-loop case and a sweep point scaled to it: records, run.json,
     environment, the derived figures, and (when bench.report.document is there) the report."""
+    # its own scenario, two models' closed case and a sweep point (tests/test_classics.py writes
+    # one of the same shape for a pause, two CPUs and rounds): each test names the cases it needs
     path = write_scenario(tmp_path, """
         name = "tiny"
         duration_s = 0.6
@@ -198,6 +194,8 @@ def _servers_below(pid: int) -> list[psutil.Process]:
 
 def test_sigint_mid_run_keeps_finished_trials_kills_children_and_resume_completes(
         tmp_path: Path) -> None:
+    # its own scenario, long enough to stop mid-run (alike in shape to the one above and to
+    # tests/test_classics.py's, whose cases are theirs)
     path = write_scenario(tmp_path, """
         name = "tiny"
         duration_s = 1.0

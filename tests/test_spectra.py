@@ -7,10 +7,11 @@ import io
 from pathlib import Path
 
 import numpy as np
+from _helpers_report import hdr_histogram, lognormal_latencies, make_trial, write_run
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_report import PNG_MAGIC, _histogram, _latencies, make_trial, write_run
+from test_report import PNG_MAGIC
 
 from bench.analysis.frames import load_run
 from bench.analysis.histograms import decode_histogram, hgrm, merged_histogram
@@ -28,8 +29,8 @@ def _records() -> list[dict]:
                                       seed=seed + 10 * rep))
             trial = make_trial("echo64-c16-open-r1000", "echo", model, rep, 16, 1_000,
                                mode="open", rate=1_000.0, seed=seed + 10 * rep, p50_us=400.0)
-            sent = _latencies(100.0, np.random.default_rng(rep))  # before queueing: faster
-            trial["swarm"]["histogram_uncorrected"] = _histogram(sent).encode().decode("ascii")
+            sent = lognormal_latencies(100.0, np.random.default_rng(rep))  # before queueing: faster
+            trial["swarm"]["histogram_uncorrected"] = hdr_histogram(sent).encode().decode("ascii")
             records.append(trial)
     return records
 
@@ -58,7 +59,8 @@ def test_an_hgrm_file_is_the_merged_histogram_in_milliseconds(tmp_path: Path) ->
     assert float(rows[-1][1]) == 1.0 and int(rows[-1][2]) == merged.get_total_count()
     assert merged.get_total_count() == sum(decode_histogram(r["swarm"])[0].get_total_count()
                                            for r in records)
-    largest_ms = max(max(_latencies(200.0, np.random.default_rng(s))) for s in (10, 20)) / 1e3
+    largest_ms = max(max(lognormal_latencies(200.0, np.random.default_rng(s)))
+                     for s in (10, 20)) / 1e3
     assert abs(float(rows[-1][0]) - largest_ms) <= 0.01 * largest_ms
     assert text.endswith("\n")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers_report import make_spec, make_trial, write_run
 from rich.console import Console
-from test_report import make_spec, make_trial, write_run
 
 from bench import cli
 from bench.analysis import frames

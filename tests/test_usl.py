@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import make_trial, write_run
+from _helpers_report import make_trial, write_run
 
 from bench.analysis import usl
 from bench.analysis.frames import load_run

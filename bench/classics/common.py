@@ -63,12 +63,23 @@ class Finding:
                 "chart": self.chart, "left_out": self.left_out}
 
 
-def group_trials(run: Run, group: str) -> pd.DataFrame:
-    """The summary rows of one group's trials, every figure validity left out set to NaN."""
+def group_rows(run: Run, group: str) -> pd.DataFrame:
+    """The summary rows of one group's trials as recorded, figures validity left out kept (for
+    an experiment that says which rule it reads past)."""
     frame = run.frame
     if frame.empty or "group" not in frame:
         return frame
-    return valid_figures(frame[frame["group"] == group])
+    return frame[frame["group"] == group]
+
+
+def group_trials(run: Run, group: str) -> pd.DataFrame:
+    """The summary rows of one group's trials, every figure validity left out set to NaN."""
+    return valid_figures(group_rows(run, group))
+
+
+def interpreters(run: Run) -> list[dict[str, Any]]:
+    """The run's server interpreters as run.json describes them (bench/environment.py)."""
+    return list((run.meta.get("environment") or {}).get("interpreters") or [])
 
 
 def left_out(rows: pd.DataFrame) -> dict[str, int]:

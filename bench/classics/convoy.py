@@ -21,6 +21,9 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis.frames import Run
+
+# the parts every experiment is built from, each defined once in common.py; idle.py takes medians
+# of the same kind of rows, so it imports much the same list
 from bench.classics.common import (
     NOT_MEASURABLE,
     NOT_REPRODUCED,
@@ -28,6 +31,7 @@ from bench.classics.common import (
     Finding,
     Published,
     group_trials,
+    interpreters,
     left_out,
     median,
     missing,
@@ -64,8 +68,7 @@ def kind_medians(record: dict[str, Any]) -> dict[str, float]:
 
 def switch_interval_s(run: Run) -> tuple[float, str]:
     """The server interpreter's switch interval, and where the figure comes from."""
-    described = (run.meta.get("environment") or {}).get("interpreters") or []
-    for entry in described:
+    for entry in interpreters(run):
         if entry.get("switch_interval_s"):
             return float(entry["switch_interval_s"]), "recorded in run.json"
     return DEFAULT_SWITCH_S, "CPython's default (the run did not record it)"

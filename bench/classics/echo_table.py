@@ -13,6 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from bench.analysis.frames import Run
+
+# the parts every experiment is built from, each defined once in common.py; open_closed.py and
+# cores.py pair figures round by round too, so they import much the same list
 from bench.classics.common import (
     ALPHA,
     NOT_MEASURABLE,
@@ -22,6 +25,7 @@ from bench.classics.common import (
     Published,
     by_round,
     group_trials,
+    interpreters,
     left_out,
     missing,
     paired,
@@ -118,8 +122,7 @@ def _shown(pair: dict[str, Any]) -> str:
 
 
 def _interpreter(run: Run) -> str:
-    described = (run.meta.get("environment") or {}).get("interpreters") or [{}]
-    found = described[0]
+    found = (interpreters(run) or [{}])[0]
     return f"{found.get('implementation', 'Python')} {found.get('version', '?')}"
 
 

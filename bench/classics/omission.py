@@ -16,12 +16,16 @@ from typing import Any
 
 from bench.analysis.frames import Run
 from bench.analysis.histograms import decode_histogram, percentile_curve
+
+# the parts every experiment is built from, each defined once in common.py; overload.py reads its
+# group's rows as recorded too, so it imports the same list
 from bench.classics.common import (
     NOT_MEASURABLE,
     NOT_REPRODUCED,
     REPRODUCED,
     Finding,
     Published,
+    group_rows,
     left_out,
     median,
     missing,
@@ -80,7 +84,7 @@ def trial_figures(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def analyse(run: Run) -> Finding:
-    rows = run.frame[run.frame["group"] == GROUP] if "group" in run.frame else run.frame
+    rows = group_rows(run, GROUP)  # as recorded: the figures are read from the trials' records
     if rows.empty:
         return missing(NAME, PUBLISHED, GROUP)
     trials = [run.trials[str(t)] for t, status in zip(rows["trial_id"], rows["status"],

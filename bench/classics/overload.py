@@ -19,12 +19,16 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis.frames import Run
+
+# the parts every experiment is built from, each defined once in common.py; omission.py reads its
+# group's rows as recorded too, so it imports the same list
 from bench.classics.common import (
     NOT_MEASURABLE,
     NOT_REPRODUCED,
     REPRODUCED,
     Finding,
     Published,
+    group_rows,
     left_out,
     median,
     missing,
@@ -65,8 +69,7 @@ def _trial(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def analyse(run: Run) -> Finding:
-    frame = run.frame
-    rows = frame[frame["group"] == GROUP] if "group" in frame else frame
+    rows = group_rows(run, GROUP)  # as recorded: see the module docstring
     if rows.empty:
         return missing(NAME, PUBLISHED, GROUP)
     usable = _usable(rows[rows["status"] == "ok"])

@@ -301,6 +301,8 @@ def echo_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
             [], [], color="black", linestyle="--", linewidth=1.6)
     fig.legend(list(keys.values()), list(keys), loc="outside right upper", fontsize="small")
     fig.suptitle("Echo throughput relative to tornado, by message size")
+    # the caption is this chart's own prose: every chart here ends in the same call with its
+    # own words (omission_chart's below, for one); the call is the shared part already
     return plotting.Chart(plotting.save(fig, path), "MagicStack's echo table, ours beside theirs",
                         "Each model's throughput over tornado's at the same size, 10 "
                         "connections: solid our median over the rounds (each ratio paired "
@@ -316,39 +318,37 @@ def omission_chart(experiment: dict[str, Any], palette: plotting.Palette, path: 
     """The corrected and uncorrected percentile spectra of one paused trial on the nines
     axis, the pause as a horizontal line and the predicted jump as a vertical one."""
     chart = experiment["chart"]
-    curves = {}
+    curves: dict[str, spectrum_charts.Curve] = {}
     for name, points in (chart.get("lines") or {}).items():
         kept = [(q, ms) for q, ms in points if 0 <= q < 1 and ms is not None]
         if kept:
-            levels = np.array([q for q, _ in kept])
-            curves[name] = (1.0 / (1.0 - levels), np.array([ms for _, ms in kept]) * 1000)
+            curves[name] = (np.array([q for q, _ in kept]), np.array([ms for _, ms in kept]) * 1000)
     if not curves:
         return None
     fig = Figure(figsize=(10.5, 5.0), layout="constrained")
     ax = fig.subplots()
     styles = {"corrected": {"color": "#1f77b4", "linewidth": 2.0},
               "uncorrected": {"color": "#1f77b4", **spectrum_charts.UNCORRECTED, "linewidth": 2.0}}
-    for name, (inverse, values_us) in curves.items():
-        ax.plot(inverse, values_us, drawstyle="steps-post", label=name,
+    for name, (levels, values_us) in curves.items():
+        ax.plot(spectrum_charts.nines(levels), values_us, drawstyle="steps-post", label=name,
                 **styles.get(name, {"color": "#555555"}))
-    every = [float(v) for _, values in curves.values() for v in values]
     pause = _number(chart.get("pause_ms"))
     if pause:
         ax.axhline(pause * 1000, color="#d62728", linestyle="--", linewidth=1.2,
                    label=f"the pause: {pause:,.0f} ms")
-        every.append(pause * 1000)
     jump = _number((experiment.get("measured") or {}).get("jump_percentile_predicted"))
     if jump is not None and 0 < jump < 100:
         ax.axvline(1 / (1 - jump / 100), color="black", linestyle=":", linewidth=1.2,
                    label=f"jump predicted at p{jump:g}")
-    reach = max(float(inverse.max()) for inverse, _ in curves.values())
-    spectrum_charts.nines_axes(ax, reach, every)
+    spectrum_charts.nines_axes(ax, list(curves.values()), [pause * 1000] if pause else [])
     if jump is not None and 0 < jump < 100:  # the nines ticks stop at 50 %: name the jump too
         ticks = sorted([*ax.get_xticks(), 1 / (1 - jump / 100)])
         ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.set_title("Latency by percentile, the server stopped inside the window",
                  fontsize="medium")
     plotting.legend(fig, [ax])
+    # this chart's own caption, in the call every chart here ends in (echo_chart's above):
+    # only the words differ, and they are this chart's
     return plotting.Chart(plotting.save(fig, path), "Coordinated omission: the spectrum",
                         "One paused trial's latency by percentile (x: 1/(1−p), each step right "
                         "ten times rarer). Solid: measured from when each request was due "

@@ -419,18 +419,6 @@ def to_html(report: Report) -> str:
     return html_document(report.title, report.sections)
 
 
-def render_report(
-    run_dir: Path,
-    *,
-    spectrum_case: str | None = None,
-    slo_ms: float | None = None,
-    margin: float = DEFAULT_MARGIN,
-) -> Path:
-    """Render everything in ``run_dir``; the HTML's path."""
-    report = build_report(run_dir, spectrum_case=spectrum_case, slo_ms=slo_ms, margin=margin)
-    return report.paths["html"]
-
-
 def print_summary(report: Report, console: Console) -> None:
     """The terminal summary: the scorecard, how sure, warnings, files, one line per workload
     and, last, the path of report.html."""

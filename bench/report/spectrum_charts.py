@@ -3,6 +3,7 @@ corrected and uncorrected curves of each case side by side."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,24 +30,20 @@ from bench.report.plotting import (
 # ---------------------------------------------------------------- latency percentile spectrum
 
 SPECTRUM_TICKS = [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999]
+Curve = tuple[np.ndarray, np.ndarray]  # (percentile fraction, latency µs)
 
 
 def spectrum_chart(
-    curves: dict[str, tuple[np.ndarray, np.ndarray]], case: str, note: str, palette: Palette,
-    out: Path,
+    curves: dict[str, Curve], case: str, note: str, palette: Palette, out: Path,
 ) -> Chart | None:
     """HdrHistogram-style percentile spectrum: x = 1/(1-p) on a log axis, y = latency."""
     if not curves:
         return None
     fig = Figure(figsize=(10.5, 5.5), layout="constrained")
     ax = fig.subplots()
-    every: list[float] = []
-    reach = 1.0
     best = highlighted(curves)
     for variant, (levels, values_us) in curves.items():
-        inverse = 1.0 / (1.0 - levels)
-        reach = max(reach, float(inverse.max()))
-        every += list(values_us)
+        inverse = nines(levels)
         if variant in best or is_native(variant):
             style = dict(palette(variant), marker=None)
             ax.plot(inverse, values_us, drawstyle="steps-post", linewidth=2.0, zorder=3,
@@ -55,7 +52,7 @@ def spectrum_chart(
             ax.plot(inverse, values_us, drawstyle="steps-post", **BACKGROUND)
     if len(curves) > len(best) + sum(map(is_native, curves)):
         ax.plot([], [], label="every other model", **BACKGROUND)
-    nines_axes(ax, reach, every)
+    nines_axes(ax, list(curves.values()))
     legend(fig, [ax])
     ax.set_title(f"Latency by percentile at {case}")
     return Chart(save(fig, out / "latency_spectrum.png"), f"Latency percentile spectrum: {case}",
@@ -65,9 +62,17 @@ def spectrum_chart(
                  "rarer.")
 
 
-def nines_axes(ax: Axes, reach: float, latencies_us: list[float]) -> None:
+def nines(levels: np.ndarray) -> np.ndarray:
+    """The nines axis' x of each percentile fraction p: 1/(1-p)."""
+    return 1.0 / (1.0 - levels)
+
+
+def nines_axes(ax: Axes, curves: Sequence[Curve], more_us: Iterable[float] = ()) -> None:
     """x: the percentile on a "nines" axis (1/(1-p), log: 50, 90, 99, 99.9 % equally apart)
-    up to ``reach``; y: latency, on a log axis when it spans more than ten times."""
+    up to the curves' rarest; y: latency over the curves' values and ``more_us`` (a reference
+    line's), on a log axis when it spans more than ten times."""
+    reach = max([1.0, *(float(nines(levels).max()) for levels, _ in curves)])
+    latencies_us = [float(v) for _, values in curves for v in values] + list(more_us)
     ax.set_xscale("log")
     ticks = [t for t in SPECTRUM_TICKS if 1 / (1 - t) <= reach * 1.0001]
     ax.xaxis.set_major_locator(FixedLocator([1 / (1 - t) for t in ticks]))
@@ -84,7 +89,6 @@ def nines_axes(ax: Axes, reach: float, latencies_us: list[float]) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
-Curve = tuple[np.ndarray, np.ndarray]  # (percentile fraction, latency µs)
 UNCORRECTED = {"linestyle": ":", "linewidth": 1.2, "alpha": 0.8}
 
 
@@ -97,22 +101,19 @@ def case_spectra_chart(case: str, corrected: dict[str, Curve], uncorrected: dict
         return None
     fig = Figure(figsize=(10.5, 5.0), layout="constrained")
     ax = fig.subplots()
-    every: list[float] = []
-    reach = 1.0
+    drawn = list(corrected.values())
     for variant, (levels, values_us) in corrected.items():
         style = dict(palette(variant), marker=None)
-        inverse = 1.0 / (1.0 - levels)
-        reach, every = max(reach, float(inverse.max())), every + list(values_us)
-        ax.plot(inverse, values_us, drawstyle="steps-post", linewidth=1.8,
+        ax.plot(nines(levels), values_us, drawstyle="steps-post", linewidth=1.8,
                 label=palette.label(variant), **style)
         if variant in uncorrected:
             levels_u, values_u = uncorrected[variant]
-            ax.plot(1.0 / (1.0 - levels_u), values_u, drawstyle="steps-post",
+            ax.plot(nines(levels_u), values_u, drawstyle="steps-post",
                     **{**style, **UNCORRECTED})
-            every += list(values_u)
+            drawn.append(uncorrected[variant])
     if uncorrected:
         ax.plot([], [], color="#555", label="dotted: uncorrected", **UNCORRECTED)
-    nines_axes(ax, reach, every)
+    nines_axes(ax, drawn)
     legend(fig, [ax])
     ax.set_title(f"Latency by percentile at {case}")
     words = ("solid: latency from when each request was due (corrected for coordinated "
@@ -126,7 +127,7 @@ def case_spectra_chart(case: str, corrected: dict[str, Curve], uncorrected: dict
 HIGHLIGHT = 3  # models drawn in colour where every model on one axes would be unreadable
 
 
-def highlighted(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[str]:
+def highlighted(curves: dict[str, Curve]) -> list[str]:
     """The HIGHLIGHT competing models with the lowest p99 (native is drawn apart)."""
     p99 = sorted((float(np.interp(0.99, levels, values)), variant)
                  for variant, (levels, values) in curves.items() if not is_native(variant))
