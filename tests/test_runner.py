@@ -519,7 +519,9 @@ def test_the_process_cpu_clock_counts_threads_that_have_ended(tmp_path: Path) ->
         assert child.stdout is not None and child.stdout.readline().strip() == "done"
         total, live = sampling.process_cpu_ns(child.pid), sampling.thread_cpu_ns(child.pid)
         assert total is not None and live is not None
-        assert total >= 150_000_000 > live  # the ended thread's 0.2 s is in the clock only
+        # the ended thread's 0.2 s is in the clock only (the live main thread's own start-up
+        # CPU is in both, and grows on a loaded machine: only the difference is the claim)
+        assert total - live >= 150_000_000
     finally:
         child.kill()
         child.wait()
