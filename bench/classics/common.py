@@ -13,14 +13,13 @@ the rate a model could not keep, which the rate rule exists to leave out of rank
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from bench.analysis import significance, validity
+from bench.analysis import intervals, significance, validity
 from bench.analysis.frames import Run, valid_figures
 
 REPRODUCED = "reproduced"
@@ -109,8 +108,10 @@ def paired(a: Mapping[int, float], b: Mapping[int, float]) -> list[float]:
 
 
 def median(values: Iterable[float]) -> float | None:
+    """intervals.median of the figures validity kept (NaN is a figure left out); None when
+    none was kept, which the findings write as JSON's null."""
     numbers = [v for v in values if v == v]
-    return statistics.median(numbers) if numbers else None
+    return intervals.median(numbers) if numbers else None
 
 
 def summary(values: Sequence[float], digits: int = 3) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
+from bench.analysis import intervals
 from bench.report import plotting, spectrum_charts
 from bench.report.blocks import fmt_us
 
@@ -88,7 +89,7 @@ def idle_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
             cost.plot([], [], color=style["color"], marker=style["marker"], linestyle="none",
                       label=f"{model}: no slope (fewer than three idle levels)")
         levels = sorted({p[0] for p in points if p[2] is not None})
-        medians = [float(np.median([p[2] for p in points if p[0] == level and p[2] is not None]))
+        medians = [intervals.median([p[2] for p in points if p[0] == level and p[2] is not None])
                    for level in levels]
         rate.plot(levels, medians, color=style["color"], marker=style["marker"],
                   linestyle=style["linestyle"], linewidth=1.6)
