@@ -106,8 +106,8 @@ def analyse(run: Run) -> Finding:
     measured: dict[str, Any] = {
         "switch_interval_ms": switch_s * 1000, "switch_interval_from": switch_from,
         "work_ms": rounded(work_us / 1000, 2) if work_us else None,
-        "models": {m: {"echo_p50_ms": rounded((v["echo"] or 0) / 1000, 3) if v["echo"] else None,
-                       "work_p50_ms": rounded((v["work"] or 0) / 1000, 2) if v["work"] else None}
+        "models": {m: {"echo_p50_ms": rounded(v["echo"] / 1000, 3) if v["echo"] else None,
+                       "work_p50_ms": rounded(v["work"] / 1000, 2) if v["work"] else None}
                    for m, v in medians.items()},
         "free_threaded": "not run: the classics use the bench's interpreter; `make freethreaded` "
                          "builds 3.13t and `bench run --scenario interpreters` compares it"}
@@ -125,15 +125,15 @@ def _verdict(measured: dict[str, Any], switch_us: float,
     models = measured["models"]
     if work_us is None:
         return NOT_MEASURABLE, f"no valid {TIMING_REFERENCE} trial: the WORK's duration is unknown"
-    checks: list[tuple[str, float, float, float]] = []  # model, echo, low, high (µs)
+    checks: list[tuple[str, float, float]] = []  # model, the ECHO median's low and high (µs)
     for model in THREADS:
-        checks.append((model, NEAR[0] * switch_us, NEAR[1] * switch_us, switch_us))
+        checks.append((model, NEAR[0] * switch_us, NEAR[1] * switch_us))
     for model in LOOPS:
-        checks.append((model, NEAR[0] * work_us, NEAR[1] * work_us, work_us))
+        checks.append((model, NEAR[0] * work_us, NEAR[1] * work_us))
     for model in PROCESSES:
-        checks.append((model, 0.0, UNAFFECTED * switch_us, switch_us))
+        checks.append((model, 0.0, UNAFFECTED * switch_us))
     words, wrong, absent = [], [], []
-    for model, low, high, _yardstick in checks:
+    for model, low, high in checks:
         echo_ms = (models.get(model) or {}).get("echo_p50_ms")
         if echo_ms is None:
             absent.append(model)
