@@ -7,7 +7,9 @@ reason), and the data of its chart in the published form.
 
 Every figure read here has passed ``bench.analysis.validity.judge`` (through the summary frame's
 masked figures) unless an experiment says which rule it reads past and why: overload measures
-the rate a model could not keep, which the rate rule exists to leave out of rankings.
+the rate a model could not keep, which the rate rule exists to leave out of rankings, and the
+client's lag behind its schedule that comes with it; omission reads every trial that ran to the
+end, whatever the rules say, because the pause it causes is what they would judge.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ and wait from their schedule to the pause's end, so the corrected latency exceed
 T for R·(P−T) of the window's N requests: the corrected spectrum jumps at the percentile
 1 − R·(P−T)/N. The runner stops the server with SIGSTOP and continues it with SIGCONT
 (bench/run/trial.py); the record's ``pause`` says when and for how long it was stopped.
+Every trial that ran to the end (status ok) is read, whatever the validity rules say of it:
+the pause is what they would judge (a client lagging its schedule, a tail of requests caught
+in it).
 """
 
 from __future__ import annotations

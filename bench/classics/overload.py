@@ -9,7 +9,11 @@ time: the tail's growth is its last half-second's p99 over its first.
 
 This experiment reads the achieved rate and the corrected latency of trials the rate rule
 (``bench/analysis/validity.py``: achieved more than 2 % off offered) leaves out of rankings: a
-rate that cannot be kept is what it measures. Failed trials and any other rule still apply.
+rate that cannot be kept is what it measures. It reads past the lag rule too (the client's send
+lag over a quarter of the SLO): past capacity the requests wait in the client's schedule, which
+is that lag, and the corrected latency counts them from when they were due. The steadiness
+rule is allowed as well, though this group does not gate on it (``steady = false``). Failed
+trials and every other rule still apply.
 """
 
 from __future__ import annotations
