@@ -230,6 +230,7 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
     connections = as_list(group.get("connections", 16), int, f"{where}: connections")
     pipelines = as_list(group.get("pipeline", 1), int, f"{where}: pipeline")
     cpu_counts = as_list(group.get("server_cpu_count", 0), int, f"{where}: server_cpu_count")
+    rounds = int(non_negative(group.get("rounds", 0), f"{where}: rounds"))
     mode = checked_choice(group.get("mode", "closed"), MODES, f"{where}: mode")
     servers = tuple(str_list(group.get("servers", []), f"{where}: servers"))
     points = _open_points(group, mode, where)
@@ -257,7 +258,7 @@ def _expand_group(group: Mapping[str, Any], top: Mapping[str, Any], where: str) 
                       min_requests=int(min_requests),
                       max_duration_s=float(max(max_duration, duration)),
                       server_cpu_count=int(cpu_count),
-                      rounds=int(non_negative(group.get("rounds", 0), f"{where}: rounds")),
+                      rounds=rounds,
                       **workload)
         if mode == "closed":
             cases.append(Case(name=f"{stem}-closed", mode="closed", rate=None, fraction=None,
