@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,8 +20,7 @@ EXPERIMENTS: tuple[ModuleType, ...] = (idle, convoy, cores, echo_table, omission
 
 def findings(run: Run) -> list[Finding]:
     """Every experiment's finding (an experiment whose analysis fails is a bug: it raises)."""
-    analyses: list[Callable[[Run], Finding]] = [module.analyse for module in EXPERIMENTS]
-    return [analyse(run) for analyse in analyses]
+    return [module.analyse(run) for module in EXPERIMENTS]
 
 
 def document(run: Run) -> dict[str, Any]:
