@@ -357,8 +357,6 @@ def test_a_pause_two_cpus_and_rounds_of_its_own_on_a_real_run(tmp_path: Path) ->
     """The server is stopped inside the window (the corrected tail shows it, the record says
     when), a case with server_cpu_count 2 runs its server on two CPUs, and a case with
     rounds = 2 runs twice in a run of one repeat; then the classics analyse the folder."""
-    # this test's own scenario (a pause, two CPUs, rounds): tests/test_runner.py's tests write
-    # theirs with the same helper, alike in shape, each with the cases it needs
     path = write_scenario(tmp_path, """
         name = "mini"
         repeat = 1

@@ -21,9 +21,6 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis.frames import Run
-
-# the parts every experiment is built from, each defined once in common.py; idle.py takes medians
-# of the same kind of rows, so it imports much the same list
 from bench.classics.common import (
     NOT_MEASURABLE,
     NOT_REPRODUCED,

@@ -21,9 +21,6 @@ import os
 from typing import Any
 
 from bench.analysis.frames import Run
-
-# the parts every experiment is built from, each defined once in common.py; echo_table.py and
-# open_closed.py pair figures round by round too, so they import much the same list
 from bench.classics.common import (
     NOT_MEASURABLE,
     NOT_REPRODUCED,

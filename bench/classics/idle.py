@@ -16,9 +16,6 @@ import pandas as pd
 from scipy import stats
 
 from bench.analysis.frames import Run
-
-# the parts every experiment is built from, each defined once in common.py; convoy.py takes
-# medians of the same kind of rows, so it imports much the same list
 from bench.classics.common import (
     NOT_MEASURABLE,
     NOT_REPRODUCED,

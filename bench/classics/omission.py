@@ -19,9 +19,6 @@ from typing import Any
 
 from bench.analysis.frames import Run
 from bench.analysis.histograms import decode_histogram, percentile_curve
-
-# the parts every experiment is built from, each defined once in common.py; overload.py reads its
-# group's rows as recorded too, so it imports the same list
 from bench.classics.common import (
     NOT_MEASURABLE,
     NOT_REPRODUCED,

@@ -15,9 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from bench.analysis.frames import Run
-
-# the parts every experiment is built from, each defined once in common.py; echo_table.py and
-# cores.py pair figures round by round too, so they import much the same list
 from bench.classics.common import (
     ALPHA,
     NOT_MEASURABLE,

@@ -23,9 +23,6 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis.frames import Run
-
-# the parts every experiment is built from, each defined once in common.py; omission.py reads its
-# group's rows as recorded too, so it imports the same list
 from bench.classics.common import (
     NOT_MEASURABLE,
     NOT_REPRODUCED,

@@ -302,8 +302,6 @@ def echo_chart(experiment: dict[str, Any], palette: plotting.Palette, path: Path
             [], [], color="black", linestyle="--", linewidth=1.6)
     fig.legend(list(keys.values()), list(keys), loc="outside right upper", fontsize="small")
     fig.suptitle("Echo throughput relative to tornado, by message size")
-    # the caption is this chart's own prose: every chart here ends in the same call with its
-    # own words (omission_chart's below, for one); the call is the shared part already
     return plotting.Chart(plotting.save(fig, path), "MagicStack's echo table, ours beside theirs",
                         "Each model's throughput over tornado's at the same size, 10 "
                         "connections: solid our median over the rounds (each ratio paired "
@@ -348,8 +346,6 @@ def omission_chart(experiment: dict[str, Any], palette: plotting.Palette, path: 
     ax.set_title("Latency by percentile, the server stopped inside the window",
                  fontsize="medium")
     plotting.legend(fig, [ax])
-    # this chart's own caption, in the call every chart here ends in (echo_chart's above):
-    # only the words differ, and they are this chart's
     return plotting.Chart(plotting.save(fig, path), "Coordinated omission: the spectrum",
                         "One paused trial's latency by percentile (x: 1/(1−p), each step right "
                         "ten times rarer). Solid: measured from when each request was due "
