@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -394,7 +395,7 @@ def test_a_pause_two_cpus_and_rounds_of_its_own_on_a_real_run(tmp_path: Path) ->
     assert paused["pause"]["at_s"] == pytest.approx(0.5, abs=0.1)
     assert paused["swarm"]["latency_us"]["max"] > 400_000  # a request waited out the pause
     two = records["cores-c2-cpu2-closed--epoll--r1"]
-    assert two["server_cpus"] == sorted(__import__("os").sched_getaffinity(0))[:2]
+    assert two["server_cpus"] == sorted(os.sched_getaffinity(0))[:2]
     assert two["server_cpu_count"] == 2 and two["case_rounds"] == 2
     analysed = subprocess.run([sys.executable, "-m", "bench", "classics", str(run_dir)],
                               cwd=REPO, capture_output=True, text=True, timeout=120)
