@@ -38,11 +38,13 @@ try:  # optional: without it the model is listed as unavailable
     import anyio.abc
 except ImportError as _missing:
     anyio = None  # type: ignore[assignment]
-    _WHY_MISSING = str(_missing)
+    _WHY_MISSING: str | None = str(_missing)
+else:
+    _WHY_MISSING = None
 
 
 def unavailable() -> str | None:
-    return None if anyio is not None else not_importable("anyio", _WHY_MISSING)
+    return not_importable("anyio", _WHY_MISSING)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

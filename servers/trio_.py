@@ -35,7 +35,9 @@ try:  # optional: without it the model is listed as unavailable, and anyio_ stil
     import trio
 except ImportError as _missing:
     trio = None  # type: ignore[assignment]
-    _WHY_MISSING = str(_missing)
+    _WHY_MISSING: str | None = str(_missing)
+else:
+    _WHY_MISSING = None
 
 DESCRIPTION = "trio: one task per connection (serve_listeners, receive_some/send_all)"
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -43,7 +45,7 @@ stopping = False  # set by the stop signal: answer nothing more (see the module 
 
 
 def unavailable() -> str | None:
-    return None if trio is not None else not_importable("trio", _WHY_MISSING)
+    return not_importable("trio", _WHY_MISSING)
 
 
 async def handle(stream: trio.SocketStream) -> None:

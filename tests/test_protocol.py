@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 # the public surface (protocol/__init__.py), as a user imports it; protocol/session.py takes the
-# same names from codec.py itself. Alike in shape only: bench/report/details.py's formatters
+# same names from codec.py itself
 from protocol import (
     HEADER,
     HEADER_SIZE,

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from clients.config import SwarmConfig, SwarmError, parse_target
 from clients.mix import MixEntry, MixError, build_kind, format_mix, kind_sequence, parse_mix
+from clients.plan import Timeline, WorkerPlan
 from clients.record import (
     EXIT_CANNOT_RUN,
     EXIT_ERRORS,
@@ -42,6 +43,7 @@ from clients.record import (
     jain_index,
 )
 from clients.swarm import run_swarm
+from clients.worker import make_worker
 from protocol import (
     HEADER,
     ErrorValue,
@@ -438,3 +440,24 @@ def test_saturation_reasons() -> None:
     assert "late" in (_client_lag(lags(3000, 3100))[1] or "")
     summary, reason = _client_lag([{"client_lag_mean_us": None, "client_lag_max_us": None}])
     assert summary["mean"] is None and reason is None
+
+
+def test_dedicated_connections_send_the_first_kind_and_the_rest_never_do() -> None:
+    """``--dedicated``: the first busy connections (counted after the slowloris ones, which
+    open before them) cycle through kind 0 alone, the other busy ones never draw it, and the
+    held connections keep the whole mix."""
+    kinds = tuple(build_kind(entry) for entry in parse_mix("work:1000,echo:64"))
+    plan = WorkerPlan(index=1, family=socket.AF_INET, address=("127.0.0.1", 9), connections=3,
+                      first_connection=10, mode="closed", pipeline=1, rate=0.0,
+                      arrivals="constant", kinds=kinds, weights=(0.5, 0.5), connect_rate=0.0,
+                      timeout_ns=10**9, interval_ns=10**9, seed=7, dedicated=1, slowloris=2,
+                      slowloris_first=1, slowloris_interval_ns=10**9, slowloris_frame=b"xy")
+    worker = make_worker(plan, Timeline(0, 0, 0, 1, 2))
+    try:
+        slow = next(h for h in worker.held if h.first)
+        assert worker._sequence(12, None) == [0]  # the first busy connection
+        for number in (13, 14):
+            assert set(worker._sequence(number, None)) == {1}
+        assert set(worker._sequence(10, slow)) == {0, 1}
+    finally:
+        worker.ep.close()

@@ -376,13 +376,9 @@ class Worker(Phases):
         plan = self.plan
         weights = list(plan.weights)
         if plan.dedicated and held is None:
-            # the busy range starts where the connections opened before it end
-            busy_start = 0
-            for end, who in self.openers:
-                if who is None:
-                    break
-                busy_start = end
-            if number - plan.first_connection - busy_start < plan.dedicated:
+            # the busy connections open after the held ones marked ``first`` (``openers``)
+            opened_before = sum(h.count for h in self.held if h.first)
+            if number - plan.first_connection - opened_before < plan.dedicated:
                 return [0]
             weights[0] = 0.0
         return kind_sequence(weights, plan.seed * 1_000_003 + number)
