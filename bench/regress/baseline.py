@@ -26,6 +26,7 @@ from typing import Any
 from bench.environment import cpu_model
 from bench.regress import check as regress
 from bench.regress import stats as rs
+from bench.regress.summary import emit
 from bench.regress.verdict import EXIT_PASS
 from bench.store import RESULTS_ROOT, atomic_write_json
 
@@ -156,15 +157,6 @@ def _change(metric: rs.MetricComparison | None, with_ci: bool) -> str:
     if with_ci:
         text += f" [{metric.ci_low - 1:+.1%}, {metric.ci_high - 1:+.1%}]"
     return text
-
-
-def emit(text: str) -> None:
-    """Print Markdown; append it to $GITHUB_STEP_SUMMARY when set."""
-    sys.stdout.write(text)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

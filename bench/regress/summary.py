@@ -111,14 +111,19 @@ def _rows(result: ModelResult) -> list[str]:
     return rows
 
 
-def write_outputs(verdict: GateVerdict, text: str) -> Path:
-    """Print the table, append it to $GITHUB_STEP_SUMMARY, write the JSON verdict."""
+def emit(text: str) -> None:
+    """Print Markdown; append it to $GITHUB_STEP_SUMMARY when set (the CI step's summary)."""
     sys.stdout.write(text)
     sys.stdout.flush()
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(text + "\n")
+
+
+def write_outputs(verdict: GateVerdict, text: str) -> Path:
+    """Print the table, append it to $GITHUB_STEP_SUMMARY, write the JSON verdict."""
+    emit(text)
     path = verdict.settings.json_path or default_json_path()
     atomic_write_json(path, verdict.as_dict(), indent=2)
     return path

@@ -28,6 +28,7 @@ from bench import REPO_ROOT
 FREETHREADED = REPO_ROOT / ".cache" / "python3.13t" / "bin" / "python3.13t"
 MIN_VERSION = (3, 11)  # what the servers need (pyproject.toml requires-python)
 PROBE_TIMEOUT = 10.0  # seconds an interpreter may take to answer the probe
+SWITCH_INTERVAL_S = 0.005  # CPython's default sys.getswitchinterval(), for a probe that lacks it
 
 # Runs on any CPython or PyPy, old or new (even 2.7, so that it can say it is too old).
 PROBE = (
@@ -54,7 +55,7 @@ class Interpreter:
     implementation: str  # e.g. "CPython"
     gil_enabled: bool  # at start-up, in this environment (PYTHON_GIL can change it)
     free_threaded_build: bool  # built with --disable-gil
-    switch_interval_s: float = 0.005  # how long a thread may hold the GIL when others wait
+    switch_interval_s: float = SWITCH_INTERVAL_S  # how long a thread may keep the GIL
 
     @property
     def label(self) -> str:
@@ -120,7 +121,7 @@ def lookup(spec: str, timeout: float = PROBE_TIMEOUT,
             version=str(facts["version"]), implementation=str(facts["implementation"]),
             gil_enabled=bool(facts["gil_enabled"]),
             free_threaded_build=bool(facts["free_threaded_build"]),
-            switch_interval_s=float(facts.get("switch_interval_s", 0.005)))
+            switch_interval_s=float(facts.get("switch_interval_s", SWITCH_INTERVAL_S)))
     except (KeyError, TypeError, ValueError) as error:
         return f"{path}: the probe's answer lacks {error}: {str(facts)[:200]}"
     if version_info < MIN_VERSION:

@@ -71,11 +71,6 @@ def non_negative(value: Any, where: str) -> float:
     return value
 
 
-def integer(value: Any, where: str) -> int:
-    check_type(value, int, where)
-    return int(value)
-
-
 def positive_int(value: Any, where: str) -> int:
     check_type(value, int, where)
     if value < 1:
