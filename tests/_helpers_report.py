@@ -19,6 +19,7 @@ from bench.run.trial import base_record, derive, failed_record
 from bench.store import FORMAT, Case, ModelSpec, TrialSpec
 
 SLO_MS = 5.0
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"  # the first bytes of every PNG file
 
 
 def lognormal_latencies(p50_us: float, rng: np.random.Generator, count: int = 400) -> np.ndarray:

@@ -76,8 +76,6 @@ class Sandbox:
 
     root: Path
 
-    # one property per path run() hands the script (FT_PREFIX and FT_WORK here, the stub tools
-    # on PATH and their STUB_CALLS log below): alike in shape, each its own name under root
     @property
     def prefix(self) -> Path:
         return self.root / "prefix"
@@ -86,7 +84,6 @@ class Sandbox:
     def work(self) -> Path:
         return self.root / "work"
 
-    # as prefix and work above: each its own path under root (PATH's stubs, STUB_CALLS)
     @property
     def bin(self) -> Path:
         return self.root / "stub-bin"

@@ -15,13 +15,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from _helpers_report import SLO_MS, hdr_histogram, lognormal_latencies, make_trial, write_run
+from _helpers_report import (
+    PNG_MAGIC,
+    SLO_MS,
+    hdr_histogram,
+    lognormal_latencies,
+    make_trial,
+    write_run,
+)
 
 from bench import cli
 from bench.analysis import frames, histograms, sweeps, validity, verdicts
 from bench.report import document as report
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ECHO_MEANS = {  # case -> model -> median throughput
     "echo64-c1-closed": {"threaded": 9000, "epoll": 10000, "asyncio": 7000, "native": 20000},
     "echo64-c16-closed": {"threaded": 20000, "epoll": 50000, "asyncio": 30000, "native": 150000},

@@ -7,11 +7,10 @@ import io
 from pathlib import Path
 
 import numpy as np
-from _helpers_report import hdr_histogram, lognormal_latencies, make_trial, write_run
+from _helpers_report import PNG_MAGIC, hdr_histogram, lognormal_latencies, make_trial, write_run
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_report import PNG_MAGIC
 
 from bench.analysis.frames import load_run
 from bench.analysis.histograms import decode_histogram, hgrm, merged_histogram

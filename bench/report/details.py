@@ -14,9 +14,6 @@ from bench.analysis.frames import C10K_GROUP, Run, case_table
 from bench.analysis.sweeps import SweepResult
 from bench.analysis.validity import MARK_FAILED, MARK_NOTES, ok_column, reason_counts
 from bench.analysis.verdicts import equal_load_cases
-
-# the report's blocks and formatters, defined in blocks.py (alike in shape only: the list of
-# protocol names tests/test_protocol.py imports)
 from bench.report.blocks import (
     Pre,
     Section,

@@ -1,7 +1,7 @@
 """What every chart of the report shares (matplotlib, Agg): the written ``Chart``, one
 ``Palette`` for all of them, tick formatters, and the figure helpers (panels, log axes, one
 legend, saving). The chart families are ``load_charts.py``, ``spectrum_charts.py``,
-``analysis_charts.py`` and the classics' ``classics.py``.
+``analysis_charts.py`` and the classics' ``classics_charts.py``.
 
 Every chart draws the median of the valid repetitions as the point and their min–max as the
 error bar; trials flagged (client saturated, errors) or failed are never drawn. ``native`` is
@@ -181,7 +181,6 @@ def legend(fig: Figure, axes: list[Axes]) -> None:
         fig.legend(list(seen.values()), list(seen), loc="outside right upper", fontsize="small")
 
 
-
 PANELS_PER_ROW = 5
 
 
@@ -211,7 +210,7 @@ def panel_title(ax: Axes, text: str, colour: str) -> None:
             color=colour, fontsize="medium", fontweight="bold")
 
 
-
 def log_wide(values: list[float], ratio: float = 20.0) -> bool:
+    """True when the positive values span more than ``ratio`` times: a log axis then."""
     finite = [v for v in values if v == v and v > 0]
     return bool(finite) and max(finite) / min(finite) > ratio

@@ -82,7 +82,7 @@ def spectra_section(run: Run, palette: plotting.Palette) -> Section | None:
         corrected, uncorrected, written = _case_curves(run, case, order, hgrm_dir)
         files += len(written)
         chart = spectrum_charts.case_spectra_chart(case, corrected, uncorrected, palette,
-                                          chart_dir / f"{CHART_PREFIX}{index:02d}.png")
+                                                   chart_dir / f"{CHART_PREFIX}{index:02d}.png")
         if chart is not None:
             blocks.append(chart)
     blocks.append(f"{files} .hgrm files in {HGRM_DIR}/.")
