@@ -36,7 +36,7 @@ VERBS: dict[str, Verb] = {
     "run": Verb("bench.run.run", "run a scenario into a run folder, then report it"),
     "compare": Verb("bench.compare", "run B against run A: ratios, intervals, significance"),
     "list": Verb("bench.run.listing", "models and scenarios, with time estimates"),
-    "report": Verb("bench.report.report", "render a run folder's report (again)"),
+    "report": Verb("bench.report.document", "render a run folder's report (again)"),
     "regress": Verb("bench.regress.check", "performance-regression gate against a revision"),
     "baseline": Verb("bench.regress.baseline", "save or compare this machine's trend baseline"),
     "cost": Verb("bench.cost.command", "instructions and system calls per request, per model"),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers_report import echo_run, make_trial, write_run
+from _helpers_report import PNG_MAGIC, echo_run, make_trial, write_run
 from matplotlib.figure import Figure
 
 from bench.classics import document as classics_document
@@ -23,7 +23,6 @@ from bench.report import document as report
 from bench.report import plotting
 from bench.report.blocks import Section, Table
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LONG_REASON = ("pause 1.40 s over 11,997 requests: corrected p99 1,342 ms, uncorrected 468.2 ms, "
                "jump above 140 ms at p69.13 (predicted p78.99); the uncorrected p99 is far above "
                "milliseconds because the client itself lagged behind its schedule")

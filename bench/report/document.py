@@ -1,10 +1,11 @@
 """The report of a run folder: answer.json, summary.csv, charts/*.png, report.md and report.html.
 
-Built from the trial records the runner wrote, never measuring (the ``report`` verb, report.py,
-renders it again). The report opens with the answer (the scorecard, one sentence per workload,
-how sure), then the verdicts and charts, then the environment and the detail tables. Which
-figures count is decided per metric by ``bench.analysis.validity``; every part (the terminal
-summary, summary.csv, the report, answer.json) reads that one decision.
+Built from the trial records the runner wrote, never measuring; ``add_arguments`` and ``run``
+below are the ``report`` verb, which renders it again. The report opens with the answer (the
+scorecard, one sentence per workload, how sure), then the verdicts and charts, then the
+environment and the detail tables. Which figures count is decided per metric by
+``bench.analysis.validity``; every part (the terminal summary, summary.csv, the report,
+answer.json) reads that one decision.
 """
 
 from __future__ import annotations
